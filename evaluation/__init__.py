@@ -1,0 +1,1 @@
+"""Metrics, the cost model, the shared evaluator and the comparison of runs."""

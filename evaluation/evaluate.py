@@ -1,0 +1,175 @@
+"""The shared evaluator: any `Classifier`, one split, one run record."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Sequence
+
+from dispute_classifier.task import Split, TaskData, stratified_sample
+from dispute_classifier.types import INVALID, Classifier, Prediction
+from evaluation import metrics as M
+from evaluation.costs import PriceTable
+from evaluation.runs import RunRecord, config_hash, git_state, new_run_id, now_iso, package_versions, runs_dir, write_run
+
+
+def compute_metrics(
+    gold: Sequence[str],
+    preds: Sequence[Prediction],
+    labels: Sequence[str],
+    predict_seconds: float,
+    cost_per_query: float | None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every number a run reports, from gold labels and predictions."""
+    pred_labels = [p.label for p in preds]
+    correct = [g == p for g, p in zip(gold, pred_labels)]
+    lo, hi = M.bootstrap_ci(correct, seed=seed)
+    latencies = [p.usage.latency_s for p in preds]
+    n = len(gold)
+    throughput = n / predict_seconds if predict_seconds > 0 else 0.0
+    confidences = [p.confidence for p in preds]
+    return {
+        "n": n,
+        "accuracy": M.accuracy(gold, pred_labels),
+        "accuracy_ci95": [lo, hi],
+        "macro_f1": M.macro_f1(gold, pred_labels, labels),
+        "invalid_rate": sum(p.label == INVALID for p in preds) / n if n else 0.0,
+        "per_class": M.per_class(gold, pred_labels, labels),
+        "confusion": {"labels": list(labels), "matrix": M.confusion_matrix(gold, pred_labels, labels).tolist()},
+        "ece": M.expected_calibration_error(confidences, correct),
+        "coverage_curve": M.coverage_curve(confidences, correct),
+        "latency_p50_s": M.percentile(latencies, 50),
+        "latency_p95_s": M.percentile(latencies, 95),
+        "throughput_qps": throughput,
+        "input_tokens_per_query": sum(p.usage.input_tokens for p in preds) / n if n else 0.0,
+        "output_tokens_per_query": sum(p.usage.output_tokens for p in preds) / n if n else 0.0,
+        "cost_per_query_usd": cost_per_query,
+        "cost_per_1k_usd": cost_per_query * 1000 if cost_per_query is not None else None,
+    }
+
+
+def _predict_in_batches(clf: Classifier, texts: list[str], batch_size: int, progress: bool) -> tuple[list[Prediction], float]:
+    """Predict with a progress bar; batch models get their batch time spread over the batch."""
+    from tqdm.auto import tqdm
+
+    preds: list[Prediction] = []
+    total = 0.0
+    with tqdm(total=len(texts), desc=f"predict {clf.name}", unit="ex", disable=not progress, file=sys.stderr) as bar:
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            t0 = time.perf_counter()
+            out = clf.predict(chunk)
+            elapsed = time.perf_counter() - t0
+            total += elapsed
+            if len(out) != len(chunk):
+                raise RuntimeError(f"{clf.name}.predict returned {len(out)} predictions for {len(chunk)} texts")
+            for p in out:
+                if not p.usage.latency_s:
+                    p.usage.latency_s = elapsed / len(chunk)
+            preds.extend(out)
+            bar.update(len(chunk))
+    return preds, total
+
+
+def evaluate(
+    clf: Classifier,
+    data: TaskData,
+    split: str = "test",
+    *,
+    approach: str,
+    config: dict[str, Any] | None = None,
+    runs_root: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    prices: PriceTable | None = None,
+    hardware: str | None = None,
+    model: str | None = None,
+    extra: dict[str, Any] | None = None,
+    fit: bool = True,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> RunRecord:
+    """Fit ``clf`` on the rows allowed for ``split`` (never the test split), predict ``split``,
+    and write a run record. ``limit`` evaluates a seeded, stratified subsample and says so.
+
+    The classifier may declare ``billing = "api"`` (cost from its per-token usage; unknown
+    when any prediction's cost is None) or, by default, self-hosted (hardware $/hour over the
+    measured throughput).
+    """
+    prices = prices or PriceTable.load()
+    config = dict(config or {})
+    started = now_iso()
+    target: Split = data.split(split)
+    if limit:
+        target = stratified_sample(target, limit, seed)
+    fit_rows = data.fit_split(split)
+    fit_seconds = 0.0
+    if fit:
+        t0 = time.perf_counter()
+        clf.fit(fit_rows.texts, fit_rows.labels)
+        fit_seconds = time.perf_counter() - t0
+    preds, predict_seconds = _predict_in_batches(clf, target.texts, batch_size, progress)
+
+    billing = getattr(clf, "billing", "self-hosted")
+    n = len(target)
+    if billing == "api":
+        costs = [p.usage.cost_usd for p in preds]
+        cost_per_query = sum(costs) / n if n and all(c is not None for c in costs) else None  # type: ignore[arg-type]
+    else:
+        hardware = hardware or prices.default_hardware
+        cost_per_query = prices.self_hosted_cost_per_query(hardware, n / predict_seconds if predict_seconds else 0.0)
+        for p in preds:
+            p.usage.cost_usd = cost_per_query
+    labels = data.spec.label_list
+    metrics = compute_metrics(target.labels, preds, labels, predict_seconds, cost_per_query, seed)
+    cfg_hash = config_hash({"approach": approach, "model": model, "config": config, "limit": limit, "seed": seed, "split": split})
+    meta = {
+        "run_id": new_run_id(data.spec.name, approach, split, cfg_hash),
+        "task": data.spec.name,
+        "task_file": str(data.spec.path),
+        "split": split,
+        "approach": approach,
+        "model": model or approach,
+        "billing": billing,
+        "hardware": None if billing == "api" else hardware,
+        "config": config,
+        "config_hash": cfg_hash,
+        "seed": seed,
+        "data": {
+            "sha256": data.sha256,
+            "data_hash": data.data_hash,
+            "n_examples": n,
+            "limit": limit,
+            "fit_split": fit_rows.name if fit else None,
+            "n_fit": len(fit_rows) if fit else 0,
+            "license": data.spec.source.license,
+            "citation": data.spec.source.citation,
+        },
+        "git": git_state(),
+        "versions": package_versions(),
+        "python": sys.version.split()[0],
+        "started_at": started,
+        "finished_at": now_iso(),
+        "timing": {"fit_s": fit_seconds, "predict_s": predict_seconds},
+        "prices": {"table": str(prices.path), "hourly_usd": None if billing == "api" else prices.hourly(hardware)},
+        "extra": extra or {},
+        "metrics": metrics,
+    }
+    rows = [
+        {
+            "id": rid,
+            "text": text,
+            "gold": gold,
+            "predicted": p.label,
+            "confidence": p.confidence,
+            "input_tokens": p.usage.input_tokens,
+            "output_tokens": p.usage.output_tokens,
+            "latency_s": p.usage.latency_s,
+            "cost_usd": p.usage.cost_usd,
+            **({"raw": p.raw} if p.raw is not None else {}),
+        }
+        for rid, text, gold, p in zip(target.ids, target.texts, target.labels, preds)
+    ]
+    folder = write_run(runs_dir(runs_root), meta, rows)
+    return RunRecord(folder, {"schema": "", **meta}, rows)

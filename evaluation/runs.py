@@ -1,0 +1,163 @@
+"""The run record: one folder per evaluation, read by compare, the verdict and the dashboard.
+
+``runs/<run_id>/record.json``      what ran (task, approach, config, data hashes, versions,
+                                   git commit, seed, timestamps) and its metrics
+``runs/<run_id>/predictions.jsonl`` one line per example: id, text, gold, predicted,
+                                   confidence, tokens, latency, cost
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dispute_classifier.errors import UserError
+
+SCHEMA = "dispute-classifier/run/1"
+RECORD = "record.json"
+PREDICTIONS = "predictions.jsonl"
+TRACKED_PACKAGES = (
+    "dispute-classifier", "numpy", "scikit-learn", "torch", "transformers", "peft", "trl",
+    "sentence-transformers", "openai", "bitsandbytes", "datasets", "accelerate",
+)
+
+
+def runs_dir(path: str | Path | None = None) -> Path:
+    """``--runs-dir``, else ``$DISPUTE_CLASSIFIER_RUNS``, else ``./runs``."""
+    return Path(path or os.environ.get("DISPUTE_CLASSIFIER_RUNS", "runs"))
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Stable hash of a resolved config (keys sorted), used to reuse finished runs."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_state() -> dict[str, Any]:
+    """Commit and dirty flag of the project checkout (None outside git)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    if commit.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+@dataclass
+class RunRecord:
+    """A loaded run: its record (``meta``) and its predictions."""
+
+    path: Path
+    meta: dict[str, Any]
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return self.meta["run_id"]
+
+    @property
+    def label(self) -> str:
+        """Short display name: approach, model and any subsample."""
+        name = self.meta["approach"]
+        model = self.meta.get("model")
+        if model and model != name:
+            name += f" [{model}]"
+        if self.meta["data"].get("limit"):
+            name += f" (n={self.meta['data']['n_examples']})"
+        return name
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.meta["metrics"]
+
+    def correct_by_id(self) -> dict[str, bool]:
+        return {p["id"]: p["predicted"] == p["gold"] for p in self.predictions}
+
+
+def new_run_id(task: str, approach: str, split: str, cfg_hash: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")[:-3]
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in approach)
+    return f"{stamp}-{task}-{safe}-{split}-{cfg_hash[:6]}"
+
+
+def write_run(root: Path, meta: dict[str, Any], predictions: list[dict[str, Any]]) -> Path:
+    """Write a run folder atomically enough: predictions first, the record last, so a
+    folder without ``record.json`` is an unfinished run that readers skip."""
+    folder = Path(root) / meta["run_id"]
+    folder.mkdir(parents=True, exist_ok=False)
+    with open(folder / PREDICTIONS, "w", encoding="utf-8") as f:
+        for row in predictions:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp = folder / (RECORD + ".tmp")
+    tmp.write_text(json.dumps({"schema": SCHEMA, **meta}, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    os.replace(tmp, folder / RECORD)
+    return folder
+
+
+def read_run(path: str | Path, with_predictions: bool = True) -> RunRecord:
+    """Read a run folder (or its record.json); errors name the file and what is wrong."""
+    path = Path(path)
+    folder = path.parent if path.name == RECORD else path
+    record_file = folder / RECORD
+    if not record_file.is_file():
+        raise UserError(f"{folder}: not a run folder (no {RECORD}); run `dispute-classifier evaluate` first")
+    try:
+        meta = json.loads(record_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{record_file}: corrupt run record ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
+        raise UserError(f"{record_file}: not a dispute-classifier run record (schema {meta.get('schema') if isinstance(meta, dict) else None!r}, expected {SCHEMA})")
+    for key in ("run_id", "task", "split", "approach", "metrics", "data"):
+        if key not in meta:
+            raise UserError(f"{record_file}: run record lacks '{key}'")
+    preds: list[dict[str, Any]] = []
+    if with_predictions:
+        pred_file = folder / PREDICTIONS
+        try:
+            with open(pred_file, encoding="utf-8") as f:
+                for n, line in enumerate(f, start=1):
+                    try:
+                        preds.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        raise UserError(f"{pred_file}: line {n} is not JSON; the run is damaged, run it again") from None
+        except FileNotFoundError:
+            raise UserError(f"{pred_file}: missing; the run is damaged, run it again") from None
+        if len(preds) != meta["data"].get("n_examples", len(preds)):
+            raise UserError(f"{pred_file}: {len(preds)} predictions, record says {meta['data']['n_examples']}; run it again")
+    return RunRecord(folder, meta, preds)
+
+
+def scan_runs(root: Path, with_predictions: bool = True) -> tuple[list[RunRecord], list[str]]:
+    """All readable runs under ``root`` and one line per folder that was skipped and why."""
+    runs, skipped = [], []
+    if not Path(root).is_dir():
+        return runs, skipped
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+        try:
+            runs.append(read_run(folder, with_predictions))
+        except UserError as exc:
+            skipped.append(str(exc))
+    return runs, skipped

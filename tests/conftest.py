@@ -1,0 +1,76 @@
+"""Shared fixtures: small tasks written inside the test, and the real BANKING77 copy."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+TOY_LABELS = {
+    "refund": "The customer wants money back.",
+    "fee": "The customer asks about a fee.",
+    "fraud": "The customer reports a payment they did not make.",
+}
+
+TOY_TRAIN = [
+    *[(f"please refund my order number {i}", "refund") for i in range(10)],
+    *[(f"why was I charged a fee of {i} pounds", "fee") for i in range(10)],
+    *[(f"I did not make payment {i}, fraud", "fraud") for i in range(10)],
+]
+TOY_TEST = [
+    ("refund my order please", "refund"),
+    ("I want a refund for order 99", "refund"),
+    ("what is this fee of 3 pounds", "fee"),
+    ("charged a fee again", "fee"),
+    ("fraud: I did not make this payment", "fraud"),
+    ("someone made a payment, not me", "fraud"),
+]
+
+
+def write_task(tmp: Path, train=TOY_TRAIN, test=TOY_TEST, labels=TOY_LABELS, header=("text", "label"), extra: str = "") -> Path:
+    """A task YAML with its CSVs next to it; returns the YAML path."""
+    write_csv(tmp / "train.csv", list(train), header)
+    write_csv(tmp / "test.csv", list(test), header)
+    label_lines = "".join(f"  {k}: {v}\n" for k, v in labels.items())
+    yaml_text = (
+        "name: toy\n"
+        "description: Toy payment questions.\n"
+        "source:\n  files: {train: train.csv, test: test.csv}\n"
+        f"columns: {{text: {header[0]}, label: {header[1]}}}\n"
+        f"labels:\n{label_lines}"
+        "splits:\n  test: {file: test}\n  validation: {from: train, fraction: 0.2, seed: 1}\n" + extra
+    )
+    path = tmp / "toy.yaml"
+    path.write_text(yaml_text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def toy_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("DISPUTE_CLASSIFIER_DATA", raising=False)
+    monkeypatch.setenv("DISPUTE_CLASSIFIER_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "task"
+    folder.mkdir()
+    return write_task(folder)
+
+
+@pytest.fixture(scope="session")
+def banking77_dir() -> Path:
+    """The real BANKING77 folder from $DISPUTE_CLASSIFIER_DATA (CI sets it)."""
+    path = os.environ.get("DISPUTE_CLASSIFIER_DATA")
+    if not path or not (Path(path) / "train.csv").is_file():
+        pytest.skip("BANKING77 not available: set DISPUTE_CLASSIFIER_DATA to the folder with train.csv/test.csv")
+    return Path(path)

@@ -1,0 +1,55 @@
+"""The command line, run as a user runs it: one-line errors, never a traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def cli(*args, env=None, cwd=None):
+    return subprocess.run([sys.executable, "-m", "dispute_classifier.cli", *args], capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=600)
+
+
+def test_help_is_fast_and_does_not_import_torch():
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; from dispute_classifier.cli import build_parser; build_parser();"
+         " import baselines.classical, evaluation.evaluate; print('torch' in sys.modules)"],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert out.stdout.strip() == "False", out.stderr
+    res = cli("evaluate", "--help")
+    assert res.returncode == 0 and "tfidf.C" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["evaluate", "--task", "nope"], "unknown task 'nope'"),
+        (["evaluate", "--approach", "magic"], "unknown approach 'magic'"),
+        (["evaluate", "--set", "tfidf.CC=1"], "unknown config key 'tfidf.CC'"),
+        (["evaluate", "--limit", "0"], "limit must be a positive number"),
+        (["compare", "/nonexistent/run"], "not a run folder"),
+    ],
+)
+def test_bad_input_gives_one_line_error(args, message, tmp_path):
+    res = cli(*args, "--runs-dir" if args[0] == "evaluate" else "--runs-dir", str(tmp_path))
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_toy_task_end_to_end(toy_task, tmp_path):
+    runs = tmp_path / "runs"
+    res = cli("data", "check", "--task", str(toy_task), "--out", str(tmp_path / "reports"))
+    assert res.returncode == 0, res.stderr
+    assert "test texts also in train: 0" in res.stdout
+    res = cli("evaluate", "--task", str(toy_task), "--approach", "tfidf", "--runs-dir", str(runs), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "accuracy" in res.stdout and "95% CI" in res.stdout
+    res = cli("compare", "--task", "toy", "--runs-dir", str(runs))
+    assert res.returncode == 0, res.stderr and "tfidf" in res.stdout
+    (runs / "broken").mkdir()
+    res = cli("compare", "--task", "toy", "--runs-dir", str(runs))
+    assert res.returncode == 0 and "skipped 1 unreadable run folder" in res.stderr

@@ -1,0 +1,48 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from dispute_classifier.approaches import RunConfig
+from dispute_classifier.config import describe, field_docs, from_dict, load_config, parse_overrides
+from dispute_classifier.errors import UserError
+
+
+def test_defaults_and_dotted_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("approach: knn\nknn: {k: 3}\n")
+    cfg = load_config(RunConfig, path, ["knn.k=7", "tfidf.C=0.5", "limit=100"])
+    assert cfg.approach == "knn" and cfg.knn.k == 7 and cfg.tfidf.C == 0.5 and cfg.limit == 100
+    assert cfg.embedding.C == 10.0  # untouched default
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(UserError, match="unknown config key 'tfidf.CC'"):
+        from_dict(RunConfig, {"tfidf": {"CC": 1}})
+    with pytest.raises(UserError, match="unknown config key 'aproach'"):
+        from_dict(RunConfig, {"aproach": "tfidf"})
+
+
+def test_type_errors_name_the_key():
+    with pytest.raises(UserError, match="'knn.k' must be a whole number"):
+        from_dict(RunConfig, {"knn": {"k": "many"}})
+    with pytest.raises(UserError, match="split must be 'test' or 'validation'"):
+        from_dict(RunConfig, {"split": "train"})
+    with pytest.raises(UserError, match="key=value"):
+        parse_overrides(["oops"])
+
+
+def test_every_field_has_a_docstring_for_help():
+    rows = describe(RunConfig)
+    assert rows and all(doc for _, _, doc in rows), [k for k, _, d in rows if not d]
+    assert "tfidf.C" in {k for k, _, _ in rows}
+
+
+def test_field_docs_reads_literal_under_field():
+    @dataclass
+    class C:
+        x: int = 1
+        """The x."""
+        y: list = field(default_factory=list)
+        """The y."""
+
+    assert field_docs(C) == {"x": "The x.", "y": "The y."}
