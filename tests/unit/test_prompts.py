@@ -1,0 +1,31 @@
+from dispute_classifier.prompts import PromptConfig, build_messages
+from dispute_classifier.task import load_task
+
+
+def test_styles():
+    task = load_task("disputes")
+    bare = build_messages(task, "  my card was stolen ", PromptConfig(style="bare")).messages
+    assert bare == [{"role": "user", "content": "my card was stolen"}]
+    full = build_messages(task, "my card was stolen").messages
+    assert full[0]["role"] == "system" and all(label in full[0]["content"] for label in task.labels)
+    assert task.labels["compromised_card"] in full[0]["content"]
+    short = build_messages(task, "my card was stolen", PromptConfig(style="short")).messages
+    assert len(short) == 2 and "compromised_card" not in short[0]["content"]
+    assert len(short[0]["content"]) < len(full[0]["content"]) / 5
+
+
+def test_examples_as_turns_and_as_list():
+    task = load_task("disputes")
+    ex = [("charged twice", "transaction_charged_twice"), ("refund please", "request_refund")]
+    turns = build_messages(task, "q", examples=ex).messages
+    assert [m["role"] for m in turns] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert turns[2]["content"] == "transaction_charged_twice"
+    listed = build_messages(task, "q", PromptConfig(examples_as_turns=False), examples=ex).messages
+    assert len(listed) == 2 and "Category: request_refund" in listed[0]["content"]
+
+
+def test_over_long_text_is_truncated_and_counted():
+    task = load_task("disputes")
+    p = build_messages(task, "word " * 500, PromptConfig(max_text_chars=100))
+    assert p.truncated and len(p.messages[-1]["content"]) <= 102
+    assert not build_messages(task, "short").truncated
