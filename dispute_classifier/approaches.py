@@ -15,13 +15,23 @@ from dispute_classifier.types import Classifier
 
 
 @dataclass
+class FinetunedConfig:
+    """A saved fine-tuned model from the registry (`dispute-classifier finetune list`)."""
+
+    model: str = "smollm2-135m-lora-cpu"
+    """Saved model as NAME or NAME:VERSION (newest finished version when VERSION is left out)."""
+    batch_size: int = 8
+    """Queries per forward pass."""
+
+
+@dataclass
 class RunConfig:
     """One evaluation: which task, approach and split, and every approach's settings."""
 
     task: str = "disputes"
     """Task name (data/tasks/<name>.yaml) or path to a task YAML file."""
     approach: str = "tfidf"
-    """Approach to evaluate: tfidf, embedding or knn."""
+    """Approach to evaluate: tfidf, embedding, knn or finetuned."""
     split: str = "test"
     """Split to evaluate on: test (report only) or validation (for tuning)."""
     limit: int | None = None
@@ -42,6 +52,8 @@ class RunConfig:
     """Settings of the embedding approach."""
     knn: KnnConfig = field(default_factory=KnnConfig)
     """Settings of the knn approach."""
+    finetuned: FinetunedConfig = field(default_factory=FinetunedConfig)
+    """Settings of the finetuned approach."""
 
     def __post_init__(self) -> None:
         if self.split not in ("test", "validation"):
@@ -68,6 +80,12 @@ def _knn(cfg: RunConfig) -> Classifier:
     return KnnClassifier(cfg.knn)
 
 
+def _finetuned(cfg: RunConfig) -> Classifier:
+    from finetune.classifier import FinetunedClassifier
+
+    return FinetunedClassifier(cfg.finetuned.model, batch_size=cfg.finetuned.batch_size)
+
+
 @dataclass
 class Approach:
     name: str
@@ -83,6 +101,7 @@ APPROACHES: dict[str, Approach] = {
         Approach("tfidf", "TF-IDF word + char n-grams, logistic regression", _tfidf, "tfidf"),
         Approach("embedding", "all-MiniLM-L6-v2 embeddings, logistic regression", _embedding, "embedding"),
         Approach("knn", "all-MiniLM-L6-v2 embeddings, k-nearest-neighbour vote", _knn, "knn"),
+        Approach("finetuned", "a saved LoRA fine-tuned model (--model NAME[:VERSION])", _finetuned, "finetuned"),
     ]
 }
 

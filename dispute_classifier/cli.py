@@ -54,6 +54,12 @@ def _run_config(args: argparse.Namespace):
     from dispute_classifier.config import from_dict, merge, parse_overrides, read_yaml
 
     data: dict[str, Any] = read_yaml(Path(args.config)) if args.config else {}
+    if getattr(args, "model", None):
+        # --model names the model of the chosen approach
+        section = {"finetuned": "finetuned"}.get(args.approach or data.get("approach", ""), None)
+        if section is None:
+            raise UserError("--model goes with --approach finetuned (a saved model NAME[:VERSION])")
+        data = merge(data, {section: {"model": args.model}})
     flags = {k: getattr(args, k) for k in ("task", "approach", "split", "limit", "seed", "runs_dir", "data_dir", "prices", "hardware")}
     data = merge(data, {k: v for k, v in flags.items() if v is not None})
     data = merge(data, parse_overrides(args.set or []))
@@ -74,6 +80,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = evaluate(
         clf, data, cfg.split, approach=cfg.approach, config=approach_config(cfg), runs_root=cfg.runs_dir,
         limit=cfg.limit, seed=cfg.seed, prices=prices, hardware=cfg.hardware, progress=not args.quiet,
+        model=getattr(clf, "name", None), extra=getattr(clf, "run_info", dict)(),
     )
     m = run.metrics
     lo, hi = m["accuracy_ci95"]
@@ -106,6 +113,38 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if not runs:
             raise UserError(f"no runs for task {args.task}, split {args.split} under {root}; run `dispute-classifier evaluate --task {args.task}` first")
     print(format_leaderboard(compare(runs)))
+    return 0
+
+
+def _recipe_epilog() -> str:
+    from finetune.recipe import Recipe, available_recipes
+
+    return f"recipes: {', '.join(available_recipes())}\n\n" + _config_epilog(Recipe).replace("--config FILE with these keys, or --set KEY=VALUE", "KEY=VALUE after the options")
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from finetune.recipe import load_recipe
+    from finetune.train import train
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.finetune_command == "doctor":
+        train(recipe, doctor_only=True, data_dir=args.data_dir)
+        print("all pre-flight checks passed")
+        return 0
+    train(recipe, name=args.name, resume=args.resume, data_dir=args.data_dir, runs_dir=args.runs_dir)
+    return 0
+
+
+def cmd_finetune_list(args: argparse.Namespace) -> int:
+    from finetune.registry import list_models, models_dir, read_card
+
+    models = list_models()
+    if not models:
+        print(f"no saved models under {models_dir()}; train one with `dispute-classifier finetune train --recipe smollm2-135m-lora-cpu`")
+    for name, version, path in models:
+        card = read_card(path)
+        evals = ", ".join(f"{s} {e['accuracy']*100:.2f}%" for s, e in card.get("evaluations", {}).items())
+        print(f"{name}:v{version}  task {card['task']}  {card['recipe']['head']} head  {evals}  {path}")
     return 0
 
 
@@ -149,10 +188,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder with the task's source files")
     p.add_argument("--prices", help="price table YAML (default: evaluation/prices.yaml)")
     p.add_argument("--hardware", help="hardware kind from the price table for self-hosted cost")
+    p.add_argument("--model", help="model of the approach: for finetuned, a saved model NAME[:VERSION]")
     p.add_argument("--config", help="YAML file of settings (keys below)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting, e.g. --set tfidf.C=4 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
+
+    ft = sub.add_parser("finetune", help="LoRA / QLoRA fine-tuning: train, doctor, list")
+    ft_sub = ft.add_subparsers(dest="finetune_command", metavar="SUBCOMMAND", required=True)
+    for cmd, helptext in (("train", "train a recipe, save the adapter, evaluate it"), ("doctor", "pre-flight checks only (no training)")):
+        p = ft_sub.add_parser(cmd, help=helptext, epilog=_recipe_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--recipe", required=True, help="recipe name (finetune/recipes/*.yaml) or path")
+        p.add_argument("--data-dir", help="folder with the task's source files")
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override recipe settings, e.g. train.max_steps=20")
+        if cmd == "train":
+            p.add_argument("--name", help="register the model under this name (default: the recipe name)")
+            p.add_argument("--resume", action="store_true", help="continue the interrupted run from its last checkpoint")
+            p.add_argument("--runs-dir", help="where the evaluation run records go (default: runs)")
+        p.set_defaults(func=cmd_finetune)
+    p = ft_sub.add_parser("list", help="saved fine-tuned models")
+    p.set_defaults(func=cmd_finetune_list)
 
     p = sub.add_parser("compare", help="leaderboard and paired McNemar tests of run records")
     p.add_argument("runs", nargs="*", help="run folders (default: latest run of each approach under --runs-dir)")

@@ -84,6 +84,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if inner is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):
+            # YAML 1.1 reads 2e-4 (no dot) as text; accept what any reader means by it
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise UserError(f"config key '{key}' must be a number, got {value!r}")
     if inner is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):

@@ -110,29 +110,38 @@ def _not_found(name: str, exc: Exception) -> UserError:
     )
 
 
-def load_causal_lm(name: str, quantization: str = "none", dtype: str = "float32", device_map: Any = None):
-    """Load a causal LM for inference or training.
-
-    ``quantization`` is ``none``, ``4bit`` (NF4, double quantisation, QLoRA) or ``8bit``.
-    """
+def bnb_config(quantization: str, dtype: str):
+    """The bitsandbytes config for ``quantization`` (``none`` → None, ``4bit`` → NF4 with
+    double quantisation and ``dtype`` compute, as QLoRA prescribes, ``8bit`` → LLM.int8)."""
     import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig
 
-    torch_dtype = getattr(torch, dtype)
-    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    if quantization == "none":
+        return None
     if quantization == "4bit":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
+        return BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch_dtype,
+            bnb_4bit_compute_dtype=getattr(torch, dtype),
         )
-    elif quantization == "8bit":
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-    elif quantization != "none":
-        raise UserError(f"quantization must be none, 4bit or 8bit, got '{quantization}'")
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    raise UserError(f"quantization must be none, 4bit or 8bit, got '{quantization}'")
+
+
+def load_causal_lm(name: str, quantization: str = "none", dtype: str = "float32", device_map: Any = None, auto_class: str = "AutoModelForCausalLM", **extra: Any):
+    """Load a causal LM (or, with ``auto_class``, e.g. a sequence classifier on the same
+    backbone) for inference or training, quantized through bitsandbytes when asked."""
+    import torch
+    import transformers
+
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), **extra}
+    quant = bnb_config(quantization, dtype)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
-        return AutoModelForCausalLM.from_pretrained(resolve_model(name), **kwargs)
+        return getattr(transformers, auto_class).from_pretrained(resolve_model(name), **kwargs)
     except OSError as exc:
         raise _not_found(name, exc) from None
 

@@ -117,7 +117,7 @@ def evaluate(
         costs = [p.usage.cost_usd for p in preds]
         cost_per_query = sum(costs) / n if n and all(c is not None for c in costs) else None  # type: ignore[arg-type]
     else:
-        hardware = hardware or prices.default_hardware
+        hardware = hardware or getattr(clf, "hardware", None) or prices.default_hardware
         cost_per_query = prices.self_hosted_cost_per_query(hardware, n / predict_seconds if predict_seconds else 0.0)
         for p in preds:
             p.usage.cost_usd = cost_per_query

@@ -46,3 +46,11 @@ def test_field_docs_reads_literal_under_field():
         """The y."""
 
     assert field_docs(C) == {"x": "The x.", "y": "The y."}
+
+
+def test_scientific_notation_without_dot_is_a_number():
+    from finetune.recipe import load_recipe
+
+    assert load_recipe("smollm2-135m-lora-cpu", ["train.learning_rate=2e-4"]).train.learning_rate == 2e-4
+    with pytest.raises(UserError, match="must be a number"):
+        load_recipe("smollm2-135m-lora-cpu", ["train.learning_rate=fast"])

@@ -1,0 +1,137 @@
+"""A saved fine-tuned model as a `Classifier`, loaded from its registry folder.
+
+The adapter is served unmerged on the same base model it was trained on (4-bit bases stay
+4-bit: merging LoRA into quantized weights changes the outputs).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from dispute_classifier.errors import UserError
+from dispute_classifier.prompts import PromptConfig, build_messages
+from dispute_classifier.task import TaskSpec, load_task
+from dispute_classifier.types import Prediction, Usage
+
+
+def load_peft_model(card: dict[str, Any], folder, for_training: bool = False):
+    """Base model (as in the recipe) + the saved adapter, in eval mode."""
+    from peft import PeftModel
+
+    from dispute_classifier.models import load_causal_lm
+
+    recipe = card["recipe"]
+    if recipe["head"] == "classification":
+        base = load_sequence_classifier(recipe["model"], len(card["labels"]), recipe["quantization"], recipe["dtype"])
+    else:
+        base = load_causal_lm(recipe["model"], quantization=recipe["quantization"], dtype=recipe["dtype"])
+    model = PeftModel.from_pretrained(base, str(folder / "adapter"), is_trainable=for_training)
+    model.eval()
+    return model
+
+
+def load_sequence_classifier(name: str, n_labels: int, quantization: str, dtype: str, pad_token_id: int | None = None):
+    """The causal LM's backbone with a linear classification head on its last token."""
+    from dispute_classifier.models import load_causal_lm
+
+    model = load_causal_lm(name, quantization, dtype, auto_class="AutoModelForSequenceClassification", num_labels=n_labels)
+    if pad_token_id is not None:
+        model.config.pad_token_id = pad_token_id  # the head pools the last non-pad token
+    return model
+
+
+class FinetunedClassifier:
+    """Predicts with a saved adapter; ``fit`` only checks that the task matches."""
+
+    billing = "self-hosted"
+
+    def __init__(self, ref: str, batch_size: int = 8, model: Any = None, tokenizer: Any = None, folder=None) -> None:
+        from finetune import registry
+
+        self.ref = ref
+        self.folder = folder or registry.resolve(ref)
+        self.card = registry.read_card(self.folder)
+        self.name = f"finetuned:{self.card['name']}:v{self.card['version']}"
+        self.hardware = self.card["recipe"].get("hardware")
+        self.batch_size = batch_size
+        self._model = model
+        self._tokenizer = tokenizer
+        self.labels = list(self.card["labels"])
+        self.prompt = PromptConfig(**self.card["recipe"]["prompt"])
+        self.task_: TaskSpec | None = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.folder / "tokenizer"))
+        self._tokenizer.padding_side = "left"
+        return self._tokenizer
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = load_peft_model(self.card, self.folder)
+        self._model.eval()
+        return self._model
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "FinetunedClassifier":
+        unknown = sorted(set(labels) - set(self.labels))
+        if unknown:
+            raise UserError(
+                f"model {self.ref} was trained on task '{self.card['task']}', whose labels lack {unknown[:3]};"
+                " evaluate it on that task or train a model for this one"
+            )
+        self.task_ = load_task(self.card.get("task_file") or self.card["task"])
+        return self
+
+    def run_info(self) -> dict[str, Any]:
+        """What the run record's ``extra`` says about this model (for the verdict and dashboard)."""
+        t = self.card["training"]
+        return {
+            "model_dir": str(self.folder.resolve()), "head": self.card["recipe"]["head"],
+            "training_cost_usd": t["cost_usd"], "train_wall_s": t["wall_s"], "hardware": t["hardware"],
+            "fit_split": self.card["data"]["fit_split"], "base_model": self.card["base_model"]["name"],
+        }
+
+    def _task(self) -> TaskSpec:
+        if self.task_ is None:
+            self.task_ = load_task(self.card.get("task_file") or self.card["task"])
+        return self.task_
+
+    def messages(self, texts: Sequence[str]) -> list[list[dict[str, str]]]:
+        return [build_messages(self._task(), t, self.prompt).messages for t in texts]
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        if self.card["recipe"]["head"] == "classification":
+            return self._predict_head(texts)
+        from dispute_classifier.backends.local import LocalBackend, LocalConfig
+
+        backend = LocalBackend(LocalConfig(model=self.ref, batch_size=self.batch_size), model=self.model, tokenizer=self.tokenizer)
+        return backend.classify(self.messages(texts), self.labels)
+
+    def _predict_head(self, texts: Sequence[str]) -> list[Prediction]:
+        import torch
+
+        from dispute_classifier.backends.local import prompt_ids
+
+        out: list[Prediction] = []
+        msgs = self.messages(texts)
+        for start in range(0, len(msgs), self.batch_size):
+            batch = [prompt_ids(self.tokenizer, m) for m in msgs[start : start + self.batch_size]]
+            width = max(len(b) for b in batch)
+            pad = self.tokenizer.pad_token_id
+            ids = torch.tensor([[pad] * (width - len(b)) + b for b in batch])
+            mask = torch.tensor([[0] * (width - len(b)) + [1] * len(b) for b in batch])
+            t0 = time.perf_counter()
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits.float()
+            probs = torch.softmax(logits, dim=-1)
+            per = (time.perf_counter() - t0) / len(batch)
+            for i, b in enumerate(batch):
+                j = int(probs[i].argmax())
+                out.append(Prediction(self.labels[j], float(probs[i, j]), Usage(input_tokens=len(b), output_tokens=0, latency_s=per)))
+        return out

@@ -1,0 +1,329 @@
+"""The fine-tuning script. It reads top to bottom:
+
+    seed → task data → tokenizer and chat template → model (4-bit or not) → LoRA →
+    trainer → pre-flight checks → train → save → evaluate
+
+    dispute-classifier finetune train --recipe smollm2-135m-lora-cpu [key=value ...]
+    python -m finetune.train --recipe smollm2-135m-lora-cpu            # same thing
+    accelerate launch --num_processes 2 -m finetune.train --recipe llama3-8b-qlora
+
+The generative head trains with TRL's SFTTrainer on prompt–completion conversations built
+by the project's one prompt builder, so the inference prompt is the training prompt by
+construction (and the doctor checks it token by token). The classification head trains the
+same LoRA with a softmax head on the last prompt token, with the plain transformers Trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dispute_classifier.config import to_dict
+from dispute_classifier.errors import UserError
+from finetune import doctor
+from finetune.recipe import Recipe, load_recipe
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _peak_memory_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def lora_config(recipe: Recipe):
+    """The PEFT LoraConfig of a recipe."""
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(
+        r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
+        target_modules=list(recipe.lora.target_modules), bias="none",
+        task_type=TaskType.SEQ_CLS if recipe.head == "classification" else TaskType.CAUSAL_LM,
+    )
+
+
+def training_args(recipe: Recipe, output_dir: Path, **override: Any):
+    """SFTConfig (generative head) or TrainingArguments (classification head) of a recipe.
+
+    ``override`` replaces arguments, e.g. ``use_cpu=True`` to build a GPU recipe's config on
+    a machine without one (transformers refuses bf16 there otherwise)."""
+    t = recipe.train
+    common: dict[str, Any] = dict(
+        output_dir=str(output_dir), num_train_epochs=t.epochs, max_steps=t.max_steps,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps,
+        per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
+        optim=t.optimizer, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm,
+        activation_checkpointing=t.gradient_checkpointing, logging_steps=t.logging_steps,
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=2, seed=t.seed, data_seed=t.seed,
+        # SFTConfig defaults bf16 to True; on a CPU recipe that would silently train in bf16
+        bf16=recipe.dtype == "bfloat16", fp16=recipe.dtype == "float16", report_to="none",
+        dataloader_num_workers=0,
+    )
+    common.update(override)
+    if recipe.head == "classification":
+        from transformers import TrainingArguments
+
+        return TrainingArguments(**common)
+    from trl import SFTConfig
+
+    return SFTConfig(**common, max_length=t.max_length, packing=t.packing, completion_only_loss=True, shuffle_dataset=False)
+
+
+def build_model(recipe: Recipe, tokenizer, n_labels: int):
+    """Base model (quantized or not) with LoRA adapters on the recipe's target modules."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    from dispute_classifier.models import load_causal_lm
+    from finetune.classifier import load_sequence_classifier
+
+    if recipe.head == "classification":
+        model = load_sequence_classifier(recipe.model, n_labels, recipe.quantization, recipe.dtype, tokenizer.pad_token_id)
+    else:
+        model = load_causal_lm(recipe.model, quantization=recipe.quantization, dtype=recipe.dtype)
+    if recipe.quantization != "none":
+        # casts norms to fp32, freezes the base, enables input grads for checkpointing
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.train.gradient_checkpointing)
+    elif recipe.train.gradient_checkpointing:
+        model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
+    return get_peft_model(model, lora_config(recipe))
+
+
+def build_trainer(recipe: Recipe, model, tokenizer, rows: list[dict[str, Any]], output_dir: Path):
+    """SFTTrainer (generative) or Trainer (classification head) with the recipe's settings."""
+    from datasets import Dataset
+
+    dataset = Dataset.from_list(rows)
+    args = training_args(recipe, output_dir)
+    if recipe.head == "classification":
+        from transformers import DataCollatorWithPadding, Trainer
+
+        tokenizer.padding_side = "right"
+        return Trainer(model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
+    from trl import SFTTrainer
+
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+def preflight(recipe: Recipe, trainer, tokenizer, rows: list[dict[str, Any]], train_texts: list[str], test_texts: list[str], n_blocks: int) -> list[doctor.Check]:
+    """Run every pre-flight check against what the trainer will really use."""
+    import torch
+
+    checks = [doctor.check_learning_rate(recipe.train.learning_rate), doctor.check_no_test_overlap(train_texts, test_texts)]
+    model = trainer.model
+    checks.append(doctor.check_lora_layers(model, recipe.lora.target_modules, n_blocks))
+    probe = list(range(min(8, len(rows))))
+    if recipe.head == "generative":
+        from datasets import Dataset
+        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+        # TRL's own preparation, unpacked, so rows can be compared one by one (with packing on,
+        # trainer.train_dataset holds packed blocks). _prepare_dataset is TRL-internal; pin TRL <2.
+        prepared = trainer._prepare_dataset(Dataset.from_list(rows), tokenizer, trainer.args, False, None, "doctor")
+        full_lengths = [len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=False)) for r in rows]
+        checks.append(doctor.check_no_rows_lost(len(rows), prepared, full_lengths, recipe.train.max_length))
+        sample = [prepared[i] for i in probe]
+        checks.append(doctor.check_prompt_matches_inference(tokenizer, [rows[i] for i in probe], sample))
+        checks.append(doctor.check_prompt_masked([rows[i] for i in probe], sample, tokenizer))
+        checks.append(doctor.check_single_bos(tokenizer, prepared))
+        batch = trainer.data_collator([{"input_ids": s["input_ids"], "labels": s["labels"]} for s in sample])
+        checks.append(doctor.check_end_of_turn_kept(tokenizer, [rows[i] for i in probe], batch))
+        grad_batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)([{"input_ids": s["input_ids"], "labels": s["labels"]} for s in sample])
+    else:
+        lengths = [len(r["input_ids"]) for r in rows]
+        checks.append(doctor.check_no_rows_lost(len(rows), trainer.train_dataset, lengths, recipe.train.max_length))
+        checks.append(doctor.check_single_bos(tokenizer, trainer.train_dataset))
+        grad_batch = trainer.data_collator([rows[i] for i in probe])
+    with torch.enable_grad():
+        checks.append(doctor.check_lora_gradients(model, dict(grad_batch)))
+    return checks
+
+
+def train(
+    recipe: Recipe,
+    name: str | None = None,
+    resume: bool = False,
+    doctor_only: bool = False,
+    data_dir: str | None = None,
+    runs_dir: str | None = None,
+    models_root: Path | None = None,
+) -> Path | None:
+    """Train (or only check) a recipe; returns the saved model folder."""
+    # 0. hardware, before loading anything
+    if recipe.requires_gpu and not _cuda_available():
+        raise UserError(
+            f"recipe '{recipe.name}' needs a CUDA GPU and none is visible. Run it on a GPU machine, or use"
+            " smollm2-135m-lora-cpu / smollm2-135m-qlora-cpu here"
+        )
+    import torch
+    from transformers import set_seed
+
+    from dispute_classifier.models import load_tokenizer, model_fingerprint
+    from dispute_classifier.task import load_data, load_task
+    from finetune import registry
+    from evaluation.runs import git_state
+    from finetune.data import classification_rows, fit_rows, generative_rows
+
+    if recipe.train.threads:
+        torch.set_num_threads(recipe.train.threads)
+
+    # 1. seed
+    set_seed(recipe.train.seed)
+
+    # 2. task data: train (or train+validation) rows, never test rows
+    spec = load_task(recipe.task)
+    data = load_data(spec, Path(data_dir) if data_dir else None)
+    fit = fit_rows(data, recipe.fit_split, recipe.train_limit, recipe.train.seed)
+    if fit.dropped_test_overlap:
+        print(f"left out {len(fit.dropped_test_overlap)} training row(s) whose text is also in test: {', '.join(fit.dropped_test_overlap)}")
+
+    # 3. tokenizer and chat template (the model's own; never hand-written)
+    tokenizer = load_tokenizer(recipe.model)
+    rows = (
+        classification_rows(data, fit.split, recipe.prompt, tokenizer)
+        if recipe.head == "classification"
+        else generative_rows(data, fit.split, recipe.prompt)
+    )
+
+    # 4–5. model and LoRA
+    model = build_model(recipe, tokenizer, len(spec.labels))
+    n_blocks = model.get_base_model().config.num_hidden_layers
+
+    # 6. trainer, into a new registry version (or the interrupted one when resuming)
+    name = name or recipe.name
+    if doctor_only:
+        import tempfile
+
+        out = Path(tempfile.mkdtemp(prefix="doctor-"))
+    elif resume:
+        out = registry.unfinished_version(name, models_root)
+        if out is None:
+            raise UserError(f"nothing to resume: model '{name}' has no interrupted version; start without --resume")
+    else:
+        out = registry.new_version(name, models_root)
+    trainer = build_trainer(recipe, model, tokenizer, rows, out / "checkpoints")
+
+    # 7. pre-flight checks
+    checks = preflight(recipe, trainer, tokenizer, rows, fit.split.texts, data.split("test").texts, n_blocks)
+    print("pre-flight checks:\n" + doctor.report(checks))
+    if doctor_only:
+        shutil.rmtree(out, ignore_errors=True)
+        doctor.enforce(checks)
+        return None
+    doctor.enforce(checks)
+
+    # 8. train
+    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])) if resume else []
+    if resume and not checkpoints:
+        raise UserError(f"{out}: no checkpoint to resume from (the run stopped before its first save); start again without --resume")
+    (out / "recipe.json").write_text(json.dumps(to_dict(recipe), indent=2))
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    wall = time.perf_counter() - t0
+
+    # 9. save: adapter (unmerged), tokenizer + chat template, log, card
+    trainer.model.save_pretrained(out / "adapter")
+    tokenizer.save_pretrained(out / "tokenizer")
+    with open(out / "trainer_log.jsonl", "w") as f:
+        for entry in trainer.state.log_history:
+            f.write(json.dumps(entry) + "\n")
+    steps = trainer.state.global_step
+    rows_seen = steps * recipe.train.batch_size * recipe.train.gradient_accumulation_steps
+    lengths = [len(r["input_ids"]) for r in rows] if recipe.head == "classification" else [
+        len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=False)) for r in rows
+    ]
+    tokens_seen = rows_seen * (sum(lengths) / len(lengths))
+    from evaluation.costs import PriceTable
+
+    prices = PriceTable.load()
+    hourly = prices.hourly(recipe.hardware)
+    card: dict[str, Any] = {
+        "name": name, "version": int(out.name[1:]), "task": spec.name, "task_file": str(spec.path),
+        "labels": spec.label_list, "recipe": to_dict(recipe), "base_model": model_fingerprint(recipe.model),
+        "data": {"sha256": data.sha256, "data_hash": data.data_hash, "fit_split": recipe.fit_split,
+                 "n_train_rows": len(fit.split), "dropped_test_overlap": fit.dropped_test_overlap},
+        "seed": recipe.train.seed, "git": git_state(),
+        "training": {
+            "wall_s": wall, "steps": steps, "epochs": trainer.state.epoch, "final_loss": result.training_loss,
+            "tokens_per_s": tokens_seen / wall if wall else None, "peak_memory_mb": _peak_memory_mb(),
+            "hardware": recipe.hardware or prices.default_hardware, "hourly_usd": hourly,
+            "cost_usd": wall / 3600 * hourly, "threads": torch.get_num_threads(),
+        },
+        "evaluations": {},
+    }
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is saved; checkpoints were for --resume
+
+    # 10. evaluate the reloaded model with the shared evaluator (reloading proves the save)
+    from evaluation.evaluate import evaluate
+    from finetune.classifier import FinetunedClassifier
+
+    (out / "model_card.json").write_text(json.dumps(card, indent=2))  # makes the version loadable
+    for split in recipe.eval_splits:
+        clf = FinetunedClassifier(f"{name}:v{card['version']}", folder=out)
+        run = evaluate(
+            clf, data, split, approach="finetuned", model=f"{name}:v{card['version']}", config=to_dict(recipe),
+            runs_root=runs_dir, limit=recipe.eval_limit, seed=recipe.train.seed, prices=prices, hardware=recipe.hardware,
+            fit=True, extra=clf.run_info(),
+        )
+        m = run.metrics
+        card["evaluations"][split] = {"run_id": run.run_id, "accuracy": m["accuracy"], "accuracy_ci95": m["accuracy_ci95"],
+                                      "macro_f1": m["macro_f1"], "n": m["n"], "throughput_qps": m["throughput_qps"]}
+        print(f"{split}: accuracy {m['accuracy']*100:.2f}% (95% CI {m['accuracy_ci95'][0]*100:.2f}–{m['accuracy_ci95'][1]*100:.2f}), run {run.path}")
+    (out / "model_card.json").write_text(json.dumps(card, indent=2))
+    (out / "model_card.md").write_text(model_card_markdown(card))
+    print(f"saved {name}:v{card['version']} to {out}")
+    return out
+
+
+def model_card_markdown(card: dict[str, Any]) -> str:
+    r, t = card["recipe"], card["training"]
+    lines = [
+        f"# {card['name']}:v{card['version']}", "",
+        f"LoRA adapter (r={r['lora']['r']}, alpha={r['lora']['alpha']}, targets {', '.join(r['lora']['target_modules'])})"
+        f" on `{card['base_model']['name']}` ({r['quantization']} quantization, {r['dtype']}), {r['head']} head,"
+        f" task `{card['task']}` ({len(card['labels'])} labels).", "",
+        "## Provenance", "",
+        f"- base model: `{card['base_model'].get('path')}` sha256 `{card['base_model'].get('sha256', 'n/a')}`",
+        f"- data sha256: " + ", ".join(f"{k} `{v}`" for k, v in card["data"]["sha256"].items()),
+        f"- fit split: {card['data']['fit_split']} ({card['data']['n_train_rows']} rows; {len(card['data']['dropped_test_overlap'])} left out for overlapping test)",
+        f"- seed {card['seed']}, git commit `{card['git'].get('commit')}`{' (dirty)' if card['git'].get('dirty') else ''}",
+        "", "## Training", "",
+        f"- {t['steps']} steps, {t['epochs']:.2f} epochs, final loss {t['final_loss']:.4f}",
+        f"- wall time {t['wall_s']/60:.1f} min on {t['hardware']} ({t['threads']} threads), {t['tokens_per_s'] or 0:.0f} tokens/s, peak memory {t['peak_memory_mb']:.0f} MB",
+        f"- training cost ${t['cost_usd']:.4f} at ${t['hourly_usd']}/h",
+        "", "## Evaluation", "",
+    ]
+    for split, e in card["evaluations"].items():
+        lines.append(f"- {split}: accuracy {e['accuracy']*100:.2f}% (95% CI {e['accuracy_ci95'][0]*100:.2f}–{e['accuracy_ci95'][1]*100:.2f}), macro-F1 {e['macro_f1']*100:.2f}%, n={e['n']}, {e['throughput_qps']:.1f} queries/s (run {e['run_id']})")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m finetune.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", required=True)
+    parser.add_argument("--name")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    try:
+        train(load_recipe(args.recipe, args.overrides), name=args.name, resume=args.resume)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
