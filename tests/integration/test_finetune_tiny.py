@@ -123,3 +123,50 @@ def test_evaluate_cli_on_saved_model(env):
         capture_output=True, text=True, cwd=REPO, env=os.environ.copy(), timeout=600,
     )
     assert res.returncode == 2 and "no saved model 'nope'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_doctor_cli_passes_and_fails_loudly(env):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    tmp, task, model_dir = env
+    base = [sys.executable, "-m", "dispute_classifier.cli", "finetune", "doctor", "--recipe", "smollm2-135m-lora-cpu", f"task={task}", f"model={model_dir}"]
+    ok = subprocess.run(base, capture_output=True, text=True, cwd=REPO, env=os.environ.copy(), timeout=600)
+    assert ok.returncode == 0, ok.stderr
+    assert "all pre-flight checks passed" in ok.stdout and "[FAIL]" not in ok.stdout
+    bad = subprocess.run(base + ["train.learning_rate=0.1"], capture_output=True, text=True, cwd=REPO, env=os.environ.copy(), timeout=600)
+    assert bad.returncode == 2 and "[FAIL] learning rate" in bad.stdout
+    assert "error: pre-flight checks failed: learning rate" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp / "models").exists()  # the doctor saves nothing
+
+
+def test_interrupted_training_resumes_from_last_checkpoint(env):
+    """SIGKILL the training process after its first checkpoint, then --resume finishes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    tmp, task, model_dir = env
+    args = ["--recipe", "smollm2-135m-lora-cpu", f"task={task}", f"model={model_dir}", "train.max_steps=8",
+            "train.save_steps=2", "train.batch_size=2", "train.warmup_steps=0", "eval_limit=3", "name=resumable"]
+    proc = subprocess.Popen([sys.executable, "-m", "finetune.train", *args], cwd=REPO, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt_root = tmp / "models" / "resumable" / "v1" / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(ckpt_root.glob("checkpoint-*/trainer_state.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(ckpt_root.glob("checkpoint-*")), "no checkpoint was written before the kill"
+    assert not (tmp / "models" / "resumable" / "v1" / "model_card.json").exists()
+    done = subprocess.run([sys.executable, "-m", "finetune.train", "--resume", *args], cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    card = json.loads((tmp / "models" / "resumable" / "v1" / "model_card.json").read_text())
+    assert card["training"]["steps"] == 8
+    assert not (tmp / "models" / "resumable" / "v2").exists()
