@@ -235,7 +235,7 @@ def _best(runs: list[RunRecord]) -> RunRecord | None:
 COMPARISON_SET: list[tuple[str, Any, str]] = [
     ("base model, no prompt", lambda m: m["approach"] == "zero-shot", "--approach zero-shot"),
     ("base model, optimised prompt", lambda m: m["approach"] in ("prompt", "few-shot") and backend(m) != "api", "--approach prompt"),
-    ("stronger API model, optimised prompt", lambda m: m["approach"] in ("prompt", "few-shot") and backend(m) == "api", "--approach prompt with an API model (needs an API key)"),
+    ("stronger API model, optimised prompt", lambda m: m["approach"] in ("prompt", "few-shot") and backend(m) == "api", "--approach prompt  # with an API model: needs an API key"),
     ("RAG", lambda m: category(m) == "rag", "--approach rag"),
     ("fine-tuned", lambda m: category(m) == "finetuned", "--approach finetuned"),
     ("classical: TF-IDF", lambda m: m["approach"] == "tfidf", "--approach tfidf"),
