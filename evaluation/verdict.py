@@ -78,6 +78,14 @@ class VerdictConfig:
             raise UserError(f"simpler_order may name prompted, rag and classical only, got '{unknown[0]}'")
 
 
+def config_from_assumptions(assumptions: dict[str, Any]) -> VerdictConfig:
+    """The `VerdictConfig` a decision report was made with (its ``assumptions``)."""
+    from dispute_classifier.config import from_dict
+
+    names = {f for f in VerdictConfig.__dataclass_fields__}
+    return from_dict(VerdictConfig, {k: v for k, v in assumptions.items() if k in names})
+
+
 def category(meta: dict[str, Any]) -> str:
     """classical, prompted, rag or finetuned, from a run record's approach name."""
     approach = meta["approach"]
@@ -228,7 +236,8 @@ def duel(challenger: RunRecord, incumbent: RunRecord, cfg: VerdictConfig, costs:
     return out
 
 
-def _best(runs: list[RunRecord]) -> RunRecord | None:
+def best_run(runs: list[RunRecord]) -> RunRecord | None:
+    """The most accurate run (macro-F1 breaks ties), or None."""
     return max(runs, key=lambda r: (r.metrics["accuracy"], r.metrics["macro_f1"]), default=None)
 
 
@@ -245,7 +254,8 @@ COMPARISON_SET: list[tuple[str, Any, str]] = [
 """The seed's comparison set: (row, which runs fill it, how to run one)."""
 
 
-def _leaderboard_row(run: RunRecord, cost: CostLine, volume: int) -> dict[str, Any]:
+def leaderboard_row(run: RunRecord, cost: CostLine, volume: int) -> dict[str, Any]:
+    """One leaderboard line of the decision report, with the monthly cost at ``volume``."""
     m, meta = run.metrics, run.meta
     return {
         "label": run.label, "run_id": run.run_id, "approach": meta["approach"], "category": category(meta),
@@ -269,7 +279,7 @@ def build_report(runs: list[RunRecord], task: str, split: str, cfg: VerdictConfi
 
     comparison = []
     for row, matches, how in COMPARISON_SET:
-        best = _best([r for r in runs if matches(r.meta)])
+        best = best_run([r for r in runs if matches(r.meta)])
         comparison.append({"row": row, "status": "run" if best else "not run", "label": best.label if best else None,
                            "accuracy": best.metrics["accuracy"] if best else None,
                            "how": None if best else f"dispute-classifier evaluate --task {task} {how}"})
@@ -278,7 +288,7 @@ def build_report(runs: list[RunRecord], task: str, split: str, cfg: VerdictConfi
     ladder: list[dict[str, Any]] = []
     choice: RunRecord | None = None
     for cat in cfg.simpler_order:
-        cand = _best(by_cat[cat])
+        cand = best_run(by_cat[cat])
         if cand is None:
             continue
         if choice is None:
@@ -288,8 +298,8 @@ def build_report(runs: list[RunRecord], task: str, split: str, cfg: VerdictConfi
         ladder.append(step)
         if step["earns"]:
             choice = cand
-    best_simpler = _best([r for c in cfg.simpler_order for r in by_cat[c]])
-    best_ft = _best(by_cat["finetuned"])
+    best_simpler = best_run([r for c in cfg.simpler_order for r in by_cat[c]])
+    best_ft = best_run(by_cat["finetuned"])
     mcnemar = duel(best_ft, best_simpler, cfg, costs) if best_ft and best_simpler else None
 
     reasons: list[str] = []
@@ -315,7 +325,7 @@ def build_report(runs: list[RunRecord], task: str, split: str, cfg: VerdictConfi
 
     # Break-even of the best fine-tuned model against the best prompted API approach.
     api_runs = [r for r in by_cat["prompted"] + by_cat["rag"] if r.meta.get("billing") == "api" and costs[r.label].per_query_usd is not None]
-    best_api = _best(api_runs)
+    best_api = best_run(api_runs)
     volumes = volume_grid()
     break_even: dict[str, Any] = {
         "formula": "fine-tuned $/month = T/m + max(H × h, V × c_ft);  API $/month = V × c_api;  "
@@ -347,7 +357,7 @@ def build_report(runs: list[RunRecord], task: str, split: str, cfg: VerdictConfi
             "training_cost": None if ft_run is None else dict(zip(("usd", "source"), training_cost(ft_run, cfg, prices))),
             "hosting_hardware": None if ft_run is None else (cfg.hosting_hardware or ft_run.meta.get("hardware") or prices.default_hardware),
         },
-        "leaderboard": [_leaderboard_row(r, costs[r.label], cfg.monthly_volume) for r in runs],
+        "leaderboard": [leaderboard_row(r, costs[r.label], cfg.monthly_volume) for r in runs],
         "comparison_set": comparison,
         "mcnemar": mcnemar,
         "ladder": ladder,
