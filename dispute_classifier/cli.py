@@ -165,7 +165,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
     env = {**os.environ, "DISPUTE_CLASSIFIER_RUNS": str(runs_dir(args.runs_dir).resolve()), "DISPUTE_CLASSIFIER_REPORTS": str(Path(args.reports_dir).resolve())}
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port), "--server.address", args.host,
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
     print(f"dashboard: http://{args.host}:{args.port}  (runs {env['DISPUTE_CLASSIFIER_RUNS']}, reports {env['DISPUTE_CLASSIFIER_REPORTS']}; Ctrl-C stops it)")
     return subprocess.call(cmd, env=env)
 

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from dispute_classifier.config import from_dict, merge, parse_overrides, read_yaml
 from dispute_classifier.errors import UserError
+from evaluation.compare import _fmt_cost
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
@@ -93,8 +94,7 @@ def _one_line(exc: BaseException) -> str:
 def _summary(run: Any) -> str:
     m = run.metrics
     lo, hi = m["accuracy_ci95"]
-    cost = "unknown" if m["cost_per_1k_usd"] is None else f"${m['cost_per_1k_usd']:.4f}"
-    return f"{run.label}: accuracy {m['accuracy']*100:.2f}% ({lo*100:.1f}–{hi*100:.1f}), macro-F1 {m['macro_f1']*100:.2f}%, $/1k {cost}"
+    return f"{run.label}: accuracy {m['accuracy']*100:.2f}% ({lo*100:.1f}–{hi*100:.1f}), macro-F1 {m['macro_f1']*100:.2f}%, $/1k {_fmt_cost(m['cost_per_1k_usd'])}"
 
 
 def run_stage(stage: Stage, data: Any, base: dict[str, Any], prices: Any, progress: bool) -> StageResult:

@@ -32,7 +32,10 @@ prices.hardware[hardware] = hourly
 changes = {"monthly_volume": int(volume), "hosting_hardware": hardware}
 if ft is not None:
     c1, c2 = st.columns(2)
-    changes["training_cost_usd"] = c1.number_input("Training cost, one-off ($)", min_value=0.0, value=float(training_cost(ft, cfg, prices)[0]), format="%.2f", key="training")
+    recorded = float(training_cost(ft, cfg, prices)[0])
+    entered = c1.number_input("Training cost, one-off ($)", min_value=0.0, value=recorded, format="%.2f", key="training")
+    if entered != recorded:  # keep the recorded source in the price basis unless the user changed it
+        changes["training_cost_usd"] = entered
     changes["amortisation_months"] = int(c2.number_input("Amortised over (months)", min_value=1, value=int(cfg.amortisation_months), key="months"))
 api_model = api.meta.get("model") if api is not None else None
 if api_model and prices.api_price(api_model):
