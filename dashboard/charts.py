@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+ROW_PX = 30
+"""Height of one class row in bar charts and the confusion matrix: room for its label."""
+
+
+def _label_axis() -> Any:
+    """Axis for class names: full names (BANKING77 intents are long), none thinned out."""
+    import altair as alt
+
+    return alt.Axis(labelLimit=260, labelOverlap=False)
+
 
 def cost_accuracy_scatter(frame: Any, front: list[str]) -> Any:
     """Accuracy against cost per 1,000 queries (log axis), with the Pareto front as a line.
@@ -50,9 +60,9 @@ def f1_bars(frame: Any, title: str) -> Any:
     import altair as alt
 
     return alt.Chart(frame).mark_bar().encode(
-        y=alt.Y("label:N", sort="-x", title=None), x=alt.X("f1:Q", scale=alt.Scale(domain=[0, 1]), title="F1"),
+        y=alt.Y("label:N", sort="-x", title=None, axis=_label_axis()), x=alt.X("f1:Q", scale=alt.Scale(domain=[0, 1]), title="F1"),
         tooltip=list(frame.columns),
-    ).properties(height=max(160, 22 * len(frame)), title=title)
+    ).properties(height=max(160, ROW_PX * len(frame)), title=title)
 
 
 def f1_difference(frame: Any, title: str) -> Any:
@@ -60,10 +70,10 @@ def f1_difference(frame: Any, title: str) -> Any:
     import altair as alt
 
     return alt.Chart(frame).mark_bar().encode(
-        y=alt.Y("label:N", sort="-x", title=None), x=alt.X("delta:Q", title="F1 difference (B − A)"),
+        y=alt.Y("label:N", sort="-x", title=None, axis=_label_axis()), x=alt.X("delta:Q", title="F1 difference (B − A)"),
         color=alt.condition("datum.delta >= 0", alt.value("#2a9d8f"), alt.value("#e76f51")),
         tooltip=["label", alt.Tooltip("delta:Q", format="+.3f")],
-    ).properties(height=max(160, 22 * len(frame)), title=title)
+    ).properties(height=max(160, ROW_PX * len(frame)), title=title)
 
 
 def confusion_heatmap(frame: Any, title: str) -> Any:
@@ -72,11 +82,13 @@ def confusion_heatmap(frame: Any, title: str) -> Any:
 
     order = list(dict.fromkeys(frame["gold"]))
     base = alt.Chart(frame).encode(
-        x=alt.X("predicted:N", sort=order, title="predicted"), y=alt.Y("gold:N", sort=order, title="gold"),
+        x=alt.X("predicted:N", sort=order, title="predicted", axis=alt.Axis(labelAngle=-60, labelLimit=200, labelOverlap=False)),
+        y=alt.Y("gold:N", sort=order, title="gold", axis=_label_axis()),
     )
     cells = base.mark_rect().encode(color=alt.Color("count:Q", scale=alt.Scale(scheme="blues")), tooltip=["gold", "predicted", "count"])
     text = base.mark_text(fontSize=10).encode(text=alt.condition("datum.count > 0", "count:Q", alt.value("")))
-    size = max(240, 26 * len(order))
+    # The height Streamlit gives a chart includes its axes: leave room for the slanted labels.
+    size = max(240, 34 * len(order)) + 160
     return (cells + text).properties(width=size, height=size, title=title)
 
 
