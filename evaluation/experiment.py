@@ -87,8 +87,9 @@ class StageResult:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}" if not isinstance(exc, UserError) else text[0]
+    """The first line of an error; unexpected ones keep their type name."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return first if isinstance(exc, UserError) else f"{type(exc).__name__}: {first}"
 
 
 def _summary(run: Any) -> str:
@@ -182,7 +183,7 @@ def run_experiment(
     paths = write_report(report, Path(reports_dir))
     counts = {s: sum(r.status == s for r in results) for s in ("ran", "reused", "not available", "skipped", "failed")}
     say("")
-    say(f"stages: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" in {time.perf_counter() - started:.0f} s")
+    say("stages: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" in {time.perf_counter() - started:.0f} s")
     if profile.cuts:
         say(f"profile {profile.name} cut: " + "; ".join(profile.cuts) + ". Use --profile full for the reference run.")
     say(f"verdict: {report['verdict']['headline']}")

@@ -349,13 +349,12 @@ def build_report(runs: list[RunRecord], task: str, split: str, cfg: VerdictConfi
         )
         reasons.append(break_even["note"] + f" (against {best_api.label})")
 
-    ft_run = best_ft
     return {
         "schema": SCHEMA, "task": task, "split": split, "created_at": now_iso(),
         "assumptions": {
             **to_dict(cfg), "prices": str(prices.path),
-            "training_cost": None if ft_run is None else dict(zip(("usd", "source"), training_cost(ft_run, cfg, prices))),
-            "hosting_hardware": None if ft_run is None else (cfg.hosting_hardware or ft_run.meta.get("hardware") or prices.default_hardware),
+            "training_cost": None if best_ft is None else dict(zip(("usd", "source"), training_cost(best_ft, cfg, prices))),
+            "hosting_hardware": None if best_ft is None else (cfg.hosting_hardware or best_ft.meta.get("hardware") or prices.default_hardware),
         },
         "leaderboard": [leaderboard_row(r, costs[r.label], cfg.monthly_volume) for r in runs],
         "comparison_set": comparison,
