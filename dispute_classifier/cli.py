@@ -67,21 +67,14 @@ def _run_config(args: argparse.Namespace):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from dispute_classifier.approaches import approach_config, get_approach
+    from dispute_classifier.approaches import evaluate_config
     from dispute_classifier.task import load_data, load_task
     from evaluation.costs import PriceTable
-    from evaluation.evaluate import evaluate
 
     cfg = _run_config(args)
-    approach = get_approach(cfg.approach)
     prices = PriceTable.load(Path(cfg.prices) if cfg.prices else None)
     data = load_data(load_task(cfg.task), Path(cfg.data_dir) if cfg.data_dir else None)
-    clf = approach.build(cfg)
-    run = evaluate(
-        clf, data, cfg.split, approach=cfg.approach, config=approach_config(cfg), runs_root=cfg.runs_dir,
-        limit=cfg.limit, seed=cfg.seed, prices=prices, hardware=cfg.hardware, progress=not args.quiet,
-        model=getattr(clf, "name", None), extra=getattr(clf, "run_info", dict)(),
-    )
+    run, _ = evaluate_config(cfg, data, prices, progress=not args.quiet)
     m = run.metrics
     lo, hi = m["accuracy_ci95"]
     cost = "unknown" if m["cost_per_1k_usd"] is None else f"${m['cost_per_1k_usd']:.4f}"
@@ -146,6 +139,67 @@ def cmd_finetune_list(args: argparse.Namespace) -> int:
         evals = ", ".join(f"{s} {e['accuracy']*100:.2f}%" for s, e in card.get("evaluations", {}).items())
         print(f"{name}:v{version}  task {card['task']}  {card['recipe']['head']} head  {evals}  {path}")
     return 0
+
+
+def _verdict_config(args: argparse.Namespace):
+    from dispute_classifier.config import load_config
+    from evaluation.verdict import VerdictConfig
+
+    return load_config(VerdictConfig, Path(args.config) if args.config else None, args.set)
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from evaluation.experiment import load_profile, run_experiment
+
+    verdict = _verdict_config(args)
+    verdict.prices = verdict.prices or args.prices  # one price table for the runs and the verdict
+    results, _, _ = run_experiment(
+        args.task, load_profile(args.profile), split=args.split, runs_root=args.runs_dir, reports_dir=args.out,
+        data_dir=args.data_dir, prices_path=args.prices, hardware=args.hardware, seed=args.seed, verdict=verdict,
+        progress=not args.quiet,
+    )
+    runs = f" --runs-dir {args.runs_dir}" if args.runs_dir else ""
+    print(f"open the dashboard: dispute-classifier dashboard{runs} --reports-dir {args.out}   (or: make dashboard)")
+    return 1 if results and all(r.status == "failed" for r in results) else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from dispute_classifier.task import load_task
+    from evaluation.runs import runs_dir, scan_runs
+    from evaluation.verdict import build_report, write_report
+
+    cfg = _verdict_config(args)
+    root = runs_dir(args.runs_dir)
+    runs, skipped = scan_runs(root)
+    for line in skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    task = load_task(args.task).name
+    report = build_report(runs, task, args.split, cfg, skipped)
+    if not report["leaderboard"]:
+        raise UserError(f"no runs for task {task}, split {args.split} under {root}; run `dispute-classifier experiment --task {args.task}` first")
+    js, md = write_report(report, Path(args.out))
+    print(f"verdict: {report['verdict']['headline']}")
+    for reason in report["verdict"]["reasons"]:
+        print(f"  - {reason}")
+    print(f"wrote {js} and {md}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import importlib.util
+    import os
+    import subprocess
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise UserError("the dashboard needs streamlit: pip install -e '.[dashboard]' (make setup installs it)")
+    from evaluation.runs import runs_dir
+
+    app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+    env = {**os.environ, "DISPUTE_CLASSIFIER_RUNS": str(runs_dir(args.runs_dir).resolve()), "DISPUTE_CLASSIFIER_REPORTS": str(Path(args.reports_dir).resolve())}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port), "--server.address", args.host,
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+    print(f"dashboard: http://{args.host}:{args.port}  (runs {env['DISPUTE_CLASSIFIER_RUNS']}, reports {env['DISPUTE_CLASSIFIER_REPORTS']}; Ctrl-C stops it)")
+    return subprocess.call(cmd, env=env)
 
 
 # ---------------------------------------------------------------------------- parser
@@ -216,6 +270,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help="folder of run records (default: runs)")
     p.add_argument("--all", action="store_true", help="every run, not only the latest per approach")
     p.set_defaults(func=cmd_compare)
+
+    from evaluation.verdict import VerdictConfig
+
+    p = sub.add_parser(
+        "experiment", help="run every approach of a profile, then the verdict (the main job)",
+        epilog=_config_epilog(VerdictConfig), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--task", default="disputes", help="task name or path to a task YAML (default: disputes)")
+    p.add_argument("--profile", default="quick", help="quick (about 20 min on 2 CPU cores, says what it cuts), full (the reference run), or a profile YAML (default: quick)")
+    p.add_argument("--split", default="test", choices=["test", "validation"], help="split to evaluate (default: test)")
+    p.add_argument("--runs-dir", help="where run records go (default: runs)")
+    p.add_argument("--out", default="reports", help="folder for the data check and the decision report (default: reports)")
+    p.add_argument("--data-dir", help="folder with the task's source files")
+    p.add_argument("--prices", help="price table YAML (default: evaluation/prices.yaml)")
+    p.add_argument("--hardware", help="hardware kind from the price table for self-hosted cost")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--config", help="YAML file of verdict assumptions (keys below)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one verdict assumption, e.g. --set monthly_volume=1000000 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser(
+        "report", help="decision report (JSON + Markdown) from the run records of a task and split",
+        epilog=_config_epilog(VerdictConfig), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--task", default="disputes", help="task name or path to a task YAML (default: disputes)")
+    p.add_argument("--split", default="test", help="split (default: test)")
+    p.add_argument("--runs-dir", help="folder of run records (default: runs)")
+    p.add_argument("--out", default="reports", help="folder for decision-<task>-<split>.json/.md (default: reports)")
+    p.add_argument("--config", help="YAML file of verdict assumptions (keys below)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one assumption, e.g. --set margin_points=1 (repeatable)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("dashboard", help="serve the Streamlit dashboard over run records and decision reports")
+    p.add_argument("--runs-dir", help="folder of run records (default: runs)")
+    p.add_argument("--reports-dir", default="reports", help="folder of decision and data-check reports (default: reports)")
+    p.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.set_defaults(func=cmd_dashboard)
     return parser
 
 

@@ -27,16 +27,21 @@ def latest_per_label(runs: list[RunRecord]) -> list[RunRecord]:
     return list(best.values())
 
 
-def paired_test(a: RunRecord, b: RunRecord) -> dict[str, Any]:
-    """Exact McNemar on identical examples; refuses pairs that saw different examples."""
+def paired_test(a: RunRecord, b: RunRecord, shared_only: bool = False) -> dict[str, Any]:
+    """Exact McNemar on identical examples; refuses pairs that saw different examples.
+
+    ``shared_only`` tests on the examples both runs saw instead (a subsample run against a
+    full-split run: the subsample is drawn from the same split) and reports their number.
+    """
     ca, cb = a.correct_by_id(), b.correct_by_id()
-    if set(ca) != set(cb):
-        return {"a": a.run_id, "b": b.run_id, "refused": f"not run on the same examples ({len(ca)} vs {len(cb)} ids, {len(set(ca) & set(cb))} shared)"}
+    shared = set(ca) & set(cb)
+    if (set(ca) != set(cb) and not shared_only) or not shared:
+        return {"a": a.run_id, "b": b.run_id, "refused": f"not run on the same examples ({len(ca)} vs {len(cb)} ids, {len(shared)} shared)"}
     if a.meta["data"].get("data_hash") != b.meta["data"].get("data_hash"):
         return {"a": a.run_id, "b": b.run_id, "refused": "different data (task files or splits changed between the runs)"}
-    ids = sorted(ca)
+    ids = sorted(shared)
     result = mcnemar_exact([ca[i] for i in ids], [cb[i] for i in ids])
-    return {"a": a.run_id, "b": b.run_id, **result}
+    return {"a": a.run_id, "b": b.run_id, "n_shared": len(ids), **result}
 
 
 def compare(runs: list[RunRecord]) -> Comparison:

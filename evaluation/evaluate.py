@@ -49,6 +49,14 @@ def compute_metrics(
     }
 
 
+def run_config_hash(
+    approach: str, config: dict[str, Any], *, model: str | None = None, limit: int | None = None, seed: int = 0, split: str = "test",
+) -> str:
+    """The ``config_hash`` a run of these settings records; known before running, so a
+    rerun can find and reuse a finished run (see `evaluation.runs.find_finished_run`)."""
+    return config_hash({"approach": approach, "model": model, "config": config, "limit": limit, "seed": seed, "split": split})
+
+
 def _predict_in_batches(clf: Classifier, texts: list[str], batch_size: int, progress: bool) -> tuple[list[Prediction], float]:
     """Predict with a progress bar; batch models get their batch time spread over the batch."""
     from tqdm.auto import tqdm
@@ -123,7 +131,7 @@ def evaluate(
             p.usage.cost_usd = cost_per_query
     labels = data.spec.label_list
     metrics = compute_metrics(target.labels, preds, labels, predict_seconds, cost_per_query, seed)
-    cfg_hash = config_hash({"approach": approach, "model": model, "config": config, "limit": limit, "seed": seed, "split": split})
+    cfg_hash = run_config_hash(approach, config, model=model, limit=limit, seed=seed, split=split)
     meta = {
         "run_id": new_run_id(data.spec.name, approach, split, cfg_hash),
         "task": data.spec.name,

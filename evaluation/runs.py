@@ -161,3 +161,19 @@ def scan_runs(root: Path, with_predictions: bool = True) -> tuple[list[RunRecord
         except UserError as exc:
             skipped.append(str(exc))
     return runs, skipped
+
+
+def find_finished_run(root: Path, config_hash: str, data_hash: str) -> RunRecord | None:
+    """The newest readable run under ``root`` with this config hash on this data, or None.
+
+    A run folder is finished once its ``record.json`` exists (`write_run` writes it last), so
+    a rerun may reuse it instead of evaluating the same settings on the same data again.
+    """
+    runs, _ = scan_runs(root, with_predictions=False)
+    matches = [r for r in runs if r.meta.get("config_hash") == config_hash and r.meta["data"].get("data_hash") == data_hash]
+    for run in sorted(matches, key=lambda r: r.meta.get("finished_at", ""), reverse=True):
+        try:
+            return read_run(run.path)  # with its predictions: a damaged one is not reused
+        except UserError:
+            continue
+    return None

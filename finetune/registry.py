@@ -88,3 +88,11 @@ def list_models(root: Path | None = None) -> list[tuple[str, int, Path]]:
     for folder in sorted(p for p in base.iterdir() if p.is_dir()):
         out.extend((folder.name, n, p) for n, p in _versions(folder.name, base) if (p / CARD).is_file())
     return out
+
+
+def find_trained(recipe: dict[str, Any], root: Path | None = None) -> Path | None:
+    """The newest finished version trained with exactly these recipe settings, if any."""
+    for name, _, path in reversed(list_models(root)):
+        if name == recipe["name"] and read_card(path).get("recipe") == recipe:
+            return path
+    return None

@@ -53,3 +53,25 @@ def test_toy_task_end_to_end(toy_task, tmp_path):
     (runs / "broken").mkdir()
     res = cli("compare", "--task", "toy", "--runs-dir", str(runs))
     assert res.returncode == 0 and "skipped 1 unreadable run folder" in res.stderr
+
+
+def test_experiment_report_and_dashboard_commands(toy_task, tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    profile = tmp_path / "tiny.yaml"
+    profile.write_text("description: tfidf and an approach this build lacks\ncuts: [only two stages]\n"
+                       "stages:\n  - {approach: tfidf}\n  - {approach: crystal-ball, limit: 3}\n  - {approach: finetuned, limit: 3}\n")
+    res = cli("report", "--task", str(toy_task), "--runs-dir", str(runs), "--out", str(out))
+    assert res.returncode == 2 and "no runs for task toy" in res.stderr and "Traceback" not in res.stderr
+    res = cli("experiment", "--task", str(toy_task), "--profile", str(profile), "--runs-dir", str(runs), "--out", str(out), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "[2/3] crystal-ball: not available" in res.stdout and "not available in this build" in res.stdout
+    # a stage that fails says why in one line, and the others still count
+    assert "[3/3] finetuned: failed" in res.stdout and "no saved model" in res.stdout
+    assert "cut: only two stages" in res.stdout and "verdict: Use tfidf" in res.stdout and "open the dashboard" in res.stdout
+    res = cli("report", "--task", str(toy_task), "--runs-dir", str(runs), "--out", str(out), "--set", "monthly_volume=5000")
+    assert res.returncode == 0, res.stderr
+    assert "monthly volume: 5,000 queries" in (out / "decision-toy-test.md").read_text()
+    res = cli("report", "--task", str(toy_task), "--runs-dir", str(runs), "--set", "alpha=3")
+    assert res.returncode == 2 and "alpha must be between 0 and 1" in res.stderr
+    res = cli("experiment", "--profile", "nope", "--runs-dir", str(runs))
+    assert res.returncode == 2 and "unknown profile 'nope'" in res.stderr

@@ -170,3 +170,20 @@ def test_interrupted_training_resumes_from_last_checkpoint(env):
     card = json.loads((tmp / "models" / "resumable" / "v1" / "model_card.json").read_text())
     assert card["training"]["steps"] == 8
     assert not (tmp / "models" / "resumable" / "v2").exists()
+
+
+def test_experiment_trains_once_then_reuses(env):
+    from evaluation.experiment import Profile, Stage, run_experiment
+
+    tmp, task, model_dir = env
+    stage = Stage(approach="finetuned", name="ft", recipe="smollm2-135m-lora-cpu",
+                  recipe_overrides=[f"model={model_dir}", "train.max_steps=2", "train.batch_size=4"])
+    profile = Profile(description="tiny", stages=[stage], name="tiny")
+    lines: list[str] = []
+    results, report, _ = run_experiment(str(task), profile, runs_root=str(tmp / "runs"), reports_dir=str(tmp / "reports"), progress=False, say=lines.append)
+    assert results[0].status == "ran", results[0].detail
+    again, _, _ = run_experiment(str(task), profile, runs_root=str(tmp / "runs"), reports_dir=str(tmp / "reports"), progress=False, say=lines.append)
+    assert again[0].status == "reused", again[0].detail
+    assert sorted(p.name for p in (tmp / "models" / "smollm2-135m-lora-cpu").iterdir()) == ["v1"]  # trained once
+    (row,) = [r for r in report["leaderboard"] if r["approach"] == "finetuned"]
+    assert row["model"] == "finetuned:smollm2-135m-lora-cpu:v1" and row["category"] == "finetuned"

@@ -1,0 +1,113 @@
+"""The dashboard's charts (Altair), built from plain pandas frames so they are testable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ROW_PX = 30
+"""Height of one class row in bar charts and the confusion matrix: room for its label."""
+
+
+def _label_axis() -> Any:
+    """Axis for class names: full names (BANKING77 intents are long), none thinned out."""
+    import altair as alt
+
+    return alt.Axis(labelLimit=260, labelOverlap=False)
+
+
+def cost_accuracy_scatter(frame: Any, front: list[str]) -> Any:
+    """Accuracy against cost per 1,000 queries (log axis), with the Pareto front as a line.
+
+    ``frame`` has columns label, kind, cost_per_1k_usd, accuracy (0–1), acc_lo, acc_hi.
+    """
+    import altair as alt
+
+    x = alt.X("cost_per_1k_usd:Q", scale=alt.Scale(type="log"), title="cost per 1,000 queries (USD, log scale)")
+    base = alt.Chart(frame)
+    points = base.mark_circle(size=120).encode(
+        x=x, y=alt.Y("accuracy:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format="%"), title="accuracy"),
+        color=alt.Color("kind:N", title="kind"),
+        tooltip=["label", "kind", alt.Tooltip("accuracy:Q", format=".2%"), alt.Tooltip("cost_per_1k_usd:Q", format="$.4g")],
+    )
+    bars = base.mark_rule(opacity=0.5).encode(x=x, y="acc_lo:Q", y2="acc_hi:Q", color="kind:N")
+    labels = base.mark_text(align="left", dx=8, dy=-6).encode(x=x, y="accuracy:Q", text="label:N")
+    on_front = frame[frame["label"].isin(front)].sort_values("cost_per_1k_usd")
+    line = alt.Chart(on_front).mark_line(strokeDash=[4, 3], color="gray").encode(x=x, y="accuracy:Q")
+    return (line + bars + points + labels).properties(height=380, title="accuracy vs cost (dashed: Pareto front)")
+
+
+def monthly_cost_lines(frame: Any, volume: float, break_even: float | None) -> Any:
+    """Cost per month against monthly volume (log–log) per approach, a rule at ``volume`` and
+    one at the break-even volume. ``frame`` has columns label, volume, monthly_usd."""
+    import altair as alt
+    import pandas as pd
+
+    x = alt.X("volume:Q", scale=alt.Scale(type="log"), title="queries per month (log scale)")
+    lines = alt.Chart(frame).mark_line().encode(
+        x=x, y=alt.Y("monthly_usd:Q", scale=alt.Scale(type="log"), title="USD per month (log scale)"),
+        color=alt.Color("label:N", title="approach"),
+        tooltip=["label", alt.Tooltip("volume:Q", format=",.0f"), alt.Tooltip("monthly_usd:Q", format="$,.2f")],
+    )
+    rules = [{"volume": volume, "what": "stated volume"}] + ([{"volume": break_even, "what": "break-even"}] if break_even else [])
+    marks = alt.Chart(pd.DataFrame(rules)).mark_rule(strokeDash=[4, 3]).encode(
+        x="volume:Q", color=alt.value("gray"), tooltip=["what", alt.Tooltip("volume:Q", format=",.0f")],
+    )
+    return (lines + marks).properties(height=380)
+
+
+def f1_bars(frame: Any, title: str) -> Any:
+    """Per-class F1 as horizontal bars; ``frame`` has columns label, f1 (and optionally support)."""
+    import altair as alt
+
+    return alt.Chart(frame).mark_bar().encode(
+        y=alt.Y("label:N", sort="-x", title=None, axis=_label_axis()), x=alt.X("f1:Q", scale=alt.Scale(domain=[0, 1]), title="F1"),
+        tooltip=list(frame.columns),
+    ).properties(height=max(160, ROW_PX * len(frame)), title=title)
+
+
+def f1_difference(frame: Any, title: str) -> Any:
+    """Per-class F1 difference (B − A) as diverging bars; ``frame`` has columns label, delta."""
+    import altair as alt
+
+    return alt.Chart(frame).mark_bar().encode(
+        y=alt.Y("label:N", sort="-x", title=None, axis=_label_axis()), x=alt.X("delta:Q", title="F1 difference (B − A)"),
+        color=alt.condition("datum.delta >= 0", alt.value("#2a9d8f"), alt.value("#e76f51")),
+        tooltip=["label", alt.Tooltip("delta:Q", format="+.3f")],
+    ).properties(height=max(160, ROW_PX * len(frame)), title=title)
+
+
+def confusion_heatmap(frame: Any, title: str) -> Any:
+    """Confusion matrix as a heatmap with counts; ``frame`` has columns gold, predicted, count."""
+    import altair as alt
+
+    order = list(dict.fromkeys(frame["gold"]))
+    base = alt.Chart(frame).encode(
+        x=alt.X("predicted:N", sort=order, title="predicted", axis=alt.Axis(labelAngle=-60, labelLimit=200, labelOverlap=False)),
+        y=alt.Y("gold:N", sort=order, title="gold", axis=_label_axis()),
+    )
+    cells = base.mark_rect().encode(color=alt.Color("count:Q", scale=alt.Scale(scheme="blues")), tooltip=["gold", "predicted", "count"])
+    text = base.mark_text(fontSize=10).encode(text=alt.condition("datum.count > 0", "count:Q", alt.value("")))
+    # The height Streamlit gives a chart includes its axes: leave room for the slanted labels.
+    size = max(240, 34 * len(order)) + 160
+    return (cells + text).properties(width=size, height=size, title=title)
+
+
+def training_curves(frame: Any) -> Any:
+    """Loss and learning rate against step, one panel each; ``frame`` has columns step,
+    metric (loss or learning_rate), value, run."""
+    import altair as alt
+
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("step:Q"), y=alt.Y("value:Q", title=None), color=alt.Color("run:N"),
+        tooltip=["run", "step", "metric", "value"],
+    ).properties(height=220, width=420).facet(row=alt.Row("metric:N", title=None)).resolve_scale(y="independent")
+
+
+def class_counts(frame: Any) -> Any:
+    """Examples per class and split as grouped bars; ``frame`` has columns label, split, count."""
+    import altair as alt
+
+    return alt.Chart(frame).mark_bar().encode(
+        y=alt.Y("label:N", title=None), x=alt.X("count:Q", title="examples"), color="split:N",
+        yOffset="split:N", tooltip=["label", "split", "count"],
+    ).properties(height=max(200, 40 * frame["label"].nunique()))

@@ -1,0 +1,51 @@
+"""Data: the data-quality report and its reading sample."""
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts
+from dashboard.data import context
+
+ctx = context(require_runs=False)
+st.title("Data")
+
+# Without runs there is no task in the sidebar: show the first data check there is.
+found = sorted(ctx.reports_root.glob("data-check-*.json"))
+task = ctx.task or (found[0].stem.removeprefix("data-check-") if found else "disputes")
+path = ctx.reports_root / f"data-check-{task}.json"
+try:
+    report = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(report, dict) or not {"sizes", "class_counts", "sample"} <= set(report):
+        raise ValueError("not a data-check report")
+except FileNotFoundError:
+    st.info(f"No data-check report at `{path}`. Run `dispute-classifier data check --task {task} --out {ctx.reports_root}` "
+            f"(the experiment writes it too), then reload this page.")
+    st.stop()
+except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+    st.warning(f"`{path}` is not a readable data-check report ({exc}). Run `dispute-classifier data check --task {task} --out {ctx.reports_root}` again.")
+    st.stop()
+
+st.caption(f"Task **{report['task']}** · `{path}`")
+cols = st.columns(len(report["sizes"]) + 2)
+for col, (name, size) in zip(cols, report["sizes"].items()):
+    col.metric(f"{name} rows", f"{size:,}")
+cols[-2].metric("test texts also in train", len(report["train_test_overlap"]))
+cols[-1].metric("conflicting labels", len(report["conflicting_labels"]))
+
+counts = pd.DataFrame([{"label": label, "split": split, "count": n} for split, per in report["class_counts"].items() for label, n in per.items()])
+st.altair_chart(charts.class_counts(counts), width="stretch")
+
+st.subheader("Train/test overlap")
+if report["train_test_overlap"]:
+    st.dataframe(pd.DataFrame(report["train_test_overlap"])[["test_id", "text", "test_label", "train_labels", "exact"]], hide_index=True, width="stretch")
+else:
+    st.write("None.")
+st.subheader("Text lengths")
+st.dataframe(pd.DataFrame(report["lengths"]).T, width="stretch")
+st.subheader(f"Reading sample ({len(report['sample'])} training rows, seed {report['sample_seed']})")
+st.dataframe(pd.DataFrame(report["sample"]), hide_index=True, width="stretch")
+if report["bad_rows"]:
+    st.subheader(f"Bad rows ({len(report['bad_rows'])})")
+    st.dataframe(pd.DataFrame(report["bad_rows"]), hide_index=True, width="stretch")

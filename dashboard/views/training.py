@@ -1,0 +1,38 @@
+"""Training: loss and learning-rate curves of fine-tuning runs, with their model cards."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts
+from dashboard.data import context, training_log
+from evaluation.verdict import category
+
+ctx = context()
+st.title("Training")
+finetuned = [r for r in ctx.runs if category(r.meta) == "finetuned"]
+if not finetuned:
+    st.info(f"No fine-tuned run on {ctx.task}/{ctx.split} yet. Run the fine-tuned stage: "
+            f"`dispute-classifier experiment --task {ctx.task}` (or `dispute-classifier evaluate --task {ctx.task} --approach finetuned`).")
+    st.stop()
+
+for run in finetuned:
+    extra = run.meta.get("extra") or {}
+    st.subheader(run.label)
+    cols = st.columns(4)
+    cols[0].metric("accuracy", f"{run.metrics['accuracy']*100:.2f} %")
+    cols[1].metric("training time", "—" if extra.get("train_wall_s") is None else f"{extra['train_wall_s']/60:.1f} min")
+    cols[2].metric("training cost", "—" if extra.get("training_cost_usd") is None else f"${extra['training_cost_usd']:.2f}")
+    cols[3].metric("hardware", extra.get("hardware") or run.meta.get("hardware") or "—")
+    rows, card_md, card_json, problem = training_log(run)
+    if problem:
+        st.warning(f"{run.label}: {problem}")
+    long = pd.DataFrame([{"run": run.label, "step": r["step"], "metric": k, "value": r[k]}
+                         for r in rows for k in ("loss", "learning_rate") if r.get(k) is not None and "step" in r])
+    if not long.empty:
+        st.altair_chart(charts.training_curves(long))
+    if card_md:
+        with st.expander("Model card", expanded=True):
+            st.markdown(card_md)
+    if card_json:
+        with st.expander("Model card (JSON)"):
+            st.json(card_json)

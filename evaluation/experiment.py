@@ -1,0 +1,208 @@
+"""The one-command experiment: every approach this build can run, then the verdict.
+
+A profile (``evaluation/profiles/<name>.yaml``) lists stages; each stage is one evaluation
+through the shared evaluator, as ``dispute-classifier evaluate`` would run it. A stage whose
+approach is not registered in this build, whose API key is missing, or that fails, is
+reported in one line and the rest still run. A stage whose settings already have a finished
+run on the same data reuses it. The data check, the decision report and a pointer to the
+dashboard close the run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from dispute_classifier.config import from_dict, merge, parse_overrides, read_yaml
+from dispute_classifier.errors import UserError
+from evaluation.compare import _fmt_cost
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+
+
+@dataclass
+class Stage:
+    """One evaluation of the experiment."""
+
+    approach: str
+    """Approach name from the registry (dispute_classifier/approaches.py)."""
+    name: str | None = None
+    """Name shown in the progress lines (default: the approach)."""
+    limit: int | None = None
+    """Evaluate a seeded, stratified subsample of this many examples (as evaluate --limit)."""
+    overrides: list[str] = field(default_factory=list)
+    """Settings as evaluate --set KEY=VALUE takes them."""
+    needs_env: list[str] = field(default_factory=list)
+    """Environment variables the stage needs (an API key); without them it is skipped, and says so."""
+    recipe: str | None = None
+    """For a finetuned stage: train this recipe first, unless a saved model was already trained
+    with exactly these recipe settings, and evaluate that model."""
+    recipe_overrides: list[str] = field(default_factory=list)
+    """KEY=VALUE settings of the recipe (e.g. train.max_steps=60 for a short run)."""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.approach
+
+
+@dataclass
+class Profile:
+    """A named list of stages, and what it leaves out compared to the full run."""
+
+    description: str
+    """One paragraph shown at the start of the experiment."""
+    stages: list[Stage]
+    """The evaluations, in order (cheap ones first, so a failure late costs least)."""
+    cuts: list[str] = field(default_factory=list)
+    """What this profile cuts compared to the full reference run, printed at start and end."""
+    name: str = ""
+    """Filled in from the file name."""
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """A profile by name (``evaluation/profiles/<name>.yaml``) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PROFILE_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise UserError(f"unknown profile '{name_or_path}'; known profiles: {', '.join(available_profiles())} (or pass a YAML file)")
+    profile = from_dict(Profile, read_yaml(path))
+    profile.name = path.stem
+    return profile
+
+
+@dataclass
+class StageResult:
+    """What happened to one stage."""
+
+    stage: str
+    status: str
+    """ran, reused, not available, skipped or failed."""
+    detail: str
+    run_path: Path | None = None
+    seconds: float = 0.0
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error; unexpected ones keep their type name."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return first if isinstance(exc, UserError) else f"{type(exc).__name__}: {first}"
+
+
+def _summary(run: Any) -> str:
+    m = run.metrics
+    lo, hi = m["accuracy_ci95"]
+    return f"{run.label}: accuracy {m['accuracy']*100:.2f}% ({lo*100:.1f}–{hi*100:.1f}), macro-F1 {m['macro_f1']*100:.2f}%, $/1k {_fmt_cost(m['cost_per_1k_usd'])}"
+
+
+def train_for_stage(stage: Stage, base: dict[str, Any]) -> str:
+    """The saved model (NAME:VERSION) that a finetuned stage evaluates: one trained earlier with
+    exactly the stage's recipe settings, or a new one trained now."""
+    from dispute_classifier.config import to_dict
+    from finetune.recipe import load_recipe
+    from finetune.registry import find_trained
+    from finetune.train import train
+
+    task_override = [f"task={base['task']}"] if "task" in base else []
+    # the experiment evaluates the model on its own split below; training evaluates nothing
+    recipe = load_recipe(stage.recipe, task_override + list(stage.recipe_overrides) + ["eval_splits=[]"])
+    found = find_trained(to_dict(recipe))
+    if found is None:
+        found = train(recipe, data_dir=base.get("data_dir"), runs_dir=base.get("runs_dir"))
+    return f"{found.parent.name}:{found.name}"
+
+
+def run_stage(stage: Stage, data: Any, base: dict[str, Any], prices: Any, progress: bool) -> StageResult:
+    """Evaluate one stage, or reuse its finished run; never raises (except Ctrl-C)."""
+    from dispute_classifier.approaches import APPROACHES, RunConfig, evaluate_config
+
+    t0 = time.perf_counter()
+    if stage.approach not in APPROACHES:
+        return StageResult(stage.label, "not available", f"approach '{stage.approach}' is not available in this build")
+    missing = [v for v in stage.needs_env if not os.environ.get(v)]
+    if missing:
+        return StageResult(stage.label, "skipped", f"needs {', '.join(missing)} (set it to run this stage)")
+    try:
+        settings = merge({**base, "approach": stage.approach, "limit": stage.limit}, parse_overrides(stage.overrides))
+        if stage.recipe:
+            settings = merge(settings, {"finetuned": {"model": train_for_stage(stage, base)}})
+        cfg = from_dict(RunConfig, settings)
+        run, reused = evaluate_config(cfg, data, prices, progress=progress, reuse=True)
+        if reused:
+            return StageResult(stage.label, "reused", f"{_summary(run)} (run {run.run_id})", run.path, time.perf_counter() - t0)
+        return StageResult(stage.label, "ran", _summary(run), run.path, time.perf_counter() - t0)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a broken stage must not stop the others; its cause is one line
+        if not isinstance(exc, UserError) and os.environ.get("DISPUTE_CLASSIFIER_DEBUG"):
+            traceback.print_exc()
+        return StageResult(stage.label, "failed", _one_line(exc), None, time.perf_counter() - t0)
+
+
+def run_experiment(
+    task: str,
+    profile: Profile,
+    *,
+    split: str = "test",
+    runs_root: str | None = None,
+    reports_dir: str = "reports",
+    data_dir: str | None = None,
+    prices_path: str | None = None,
+    hardware: str | None = None,
+    seed: int = 0,
+    verdict: Any = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> tuple[list[StageResult], dict[str, Any], tuple[Path, Path]]:
+    """Run every stage of ``profile`` on ``task``, then write the data check and the decision
+    report. Returns the stage results, the report and its (JSON, Markdown) paths."""
+    from dispute_classifier import datacheck
+    from dispute_classifier.task import load_data, load_task
+    from evaluation.costs import PriceTable
+    from evaluation.runs import runs_dir, scan_runs
+    from evaluation.verdict import build_report, write_report
+
+    started = time.perf_counter()
+    root = runs_dir(runs_root)
+    say(f"experiment: task {task}, split {split}, profile {profile.name} ({len(profile.stages)} stages), runs in {root}")
+    say(f"  {profile.description}")
+    for cut in profile.cuts:
+        say(f"  cut: {cut}")
+
+    prices = PriceTable.load(Path(prices_path) if prices_path else None)
+    data = load_data(load_task(task), Path(data_dir) if data_dir else None)
+    check = datacheck.check(data)
+    datacheck.write_report(check, Path(reports_dir))
+    say(f"[data] {data.spec.name}: " + ", ".join(f"{k} {v:,}" for k, v in check["sizes"].items())
+        + f"; {len(check['train_test_overlap'])} test text(s) also in train -> {reports_dir}/data-check-{data.spec.name}.json")
+
+    base = {"task": task, "split": split, "seed": seed, "runs_dir": str(root), "data_dir": data_dir, "prices": prices_path, "hardware": hardware}
+    base = {k: v for k, v in base.items() if v is not None}
+    results = []
+    for i, stage in enumerate(profile.stages, start=1):
+        say(f"[{i}/{len(profile.stages)}] {stage.label} ...")
+        result = run_stage(stage, data, base, prices, progress)
+        results.append(result)
+        say(f"[{i}/{len(profile.stages)}] {stage.label}: {result.status} ({result.seconds:.0f} s) — {result.detail}")
+
+    runs, skipped = scan_runs(root)
+    report = build_report(runs, data.spec.name, split, verdict, skipped)
+    paths = write_report(report, Path(reports_dir))
+    counts = {s: sum(r.status == s for r in results) for s in ("ran", "reused", "not available", "skipped", "failed")}
+    say("")
+    say("stages: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" in {time.perf_counter() - started:.0f} s")
+    if profile.cuts:
+        say(f"profile {profile.name} cut: " + "; ".join(profile.cuts) + ". Use --profile full for the reference run.")
+    say(f"verdict: {report['verdict']['headline']}")
+    for reason in report["verdict"]["reasons"]:
+        say(f"  - {reason}")
+    say(f"decision report: {paths[0]} and {paths[1]}")
+    return results, report, paths

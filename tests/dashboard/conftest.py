@@ -1,0 +1,87 @@
+"""A fixture runs folder made by the project's own evaluator on the toy task: a real TF-IDF
+run, a scripted API-prompted run and a scripted fine-tuned run (with a trainer log and a
+model card), plus the decision and data-check reports the dashboard reads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dispute_classifier.types import Prediction, Usage
+from tests.conftest import write_task
+
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+
+
+class Scripted:
+    """Right on every test text except those in ``wrong``, where it answers the next label;
+    bills like an API model (tokens at list price) when ``model`` has a price."""
+
+    def __init__(self, name: str, gold: dict[str, str], wrong: set[str], labels: list[str], model: str | None = None) -> None:
+        self.name, self.gold, self.wrong, self.labels, self.model = name, gold, wrong, labels, model
+        if model:
+            self.billing = "api"
+
+    def fit(self, texts, labels):
+        return self
+
+    def predict(self, texts):
+        from evaluation.costs import PriceTable
+
+        prices = PriceTable.load()
+        out = []
+        for text in texts:
+            label = self.gold[text]
+            if text in self.wrong:
+                label = self.labels[(self.labels.index(label) + 1) % len(self.labels)]
+            cost = prices.token_cost(self.model, 400, 3) if self.model else None
+            out.append(Prediction(label, 0.7 if text in self.wrong else 0.95, Usage(400, 3, 0.01, cost)))
+        return out
+
+
+@dataclass
+class Folders:
+    runs: Path
+    reports: Path
+    tfidf_accuracy: float
+    break_even: float | None
+
+
+def make_folders(root: Path) -> Folders:
+    from baselines.classical import TfidfClassifier
+    from dispute_classifier import datacheck
+    from dispute_classifier.task import load_data, load_task
+    from evaluation.evaluate import evaluate
+    from evaluation.runs import scan_runs
+    from evaluation.verdict import build_report, write_report
+
+    (root / "task").mkdir(parents=True)
+    data = load_data(load_task(write_task(root / "task")))
+    runs, reports = root / "runs", root / "reports"
+    test = data.split("test")
+    gold = dict(zip(test.texts, test.labels))
+    labels = data.spec.label_list
+    tfidf = evaluate(TfidfClassifier(), data, "test", approach="tfidf", runs_root=runs, progress=False)
+    evaluate(Scripted("prompt", gold, {test.texts[0], test.texts[3]}, labels, model="gpt-4o-mini"), data, "test",
+             approach="prompt", model="gpt-4o-mini", extra={"backend": "api"}, runs_root=runs, progress=False)
+    model_dir = root / "models" / "smol-ft-1"
+    model_dir.mkdir(parents=True)
+    (model_dir / "trainer_log.jsonl").write_text("".join(
+        json.dumps({"step": s, "loss": 2.5 / s, "learning_rate": 5e-4 * (1 - s / 40), "epoch": s / 40}) + "\n" for s in range(1, 41)))
+    (model_dir / "model_card.md").write_text("# smol-ft:1\n\nLoRA r=16 on SmolLM2-135M, 40 steps, toy data.\n")
+    (model_dir / "model_card.json").write_text(json.dumps({"base_model": "SmolLM2-135M-Instruct", "lora_r": 16}))
+    extra = {"backend": "local", "training_cost_usd": 0.05, "train_wall_s": 1800, "hardware": "cpu-2core", "model_dir": str(model_dir)}
+    evaluate(Scripted("finetuned", gold, {test.texts[3]}, labels), data, "test", approach="finetuned",
+             model="smol-ft:1", extra=extra, runs_root=runs, progress=False)
+    report = build_report(scan_runs(runs)[0], "toy", "test")
+    write_report(report, reports)
+    datacheck.write_report(datacheck.check(data, sample_size=10), reports)
+    return Folders(runs, reports, tfidf.metrics["accuracy"], report["break_even"]["volume"])
+
+
+@pytest.fixture(scope="session")
+def dashboard_folders(tmp_path_factory: pytest.TempPathFactory) -> Folders:
+    return make_folders(tmp_path_factory.mktemp("dashboard"))

@@ -1,0 +1,154 @@
+"""Streamlit's AppTest renders every dashboard page against the fixture runs folder and
+checks the key numbers; empty, missing and corrupt folders give a message, not a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+pytest.importorskip("altair")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from tests.dashboard.conftest import APP  # noqa: E402
+
+PAGES = ["verdict", "leaderboard", "break_even", "per_class", "errors", "training", "data"]
+
+
+def page_text(at: AppTest) -> str:
+    """Every visible text of the page: headings, markdown, alerts, metrics, tables."""
+    parts: list[str] = []
+    for kind in ("title", "subheader", "markdown", "caption", "info", "success", "warning", "error", "latex"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    parts += [f"{m.label}: {m.value}" for m in at.metric]
+    parts += [e.label for e in at.expander]
+    parts += [e.value.to_string() for e in at.dataframe] + [e.value.to_string() for e in at.table]
+    return "\n".join(parts)
+
+
+def charts(at: AppTest) -> int:
+    return len(at.get("vega_lite_chart"))
+
+
+def open_page(page: str, runs: Path, reports: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("DISPUTE_CLASSIFIER_RUNS", str(runs))
+    monkeypatch.setenv("DISPUTE_CLASSIFIER_REPORTS", str(reports))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    if page != "verdict":
+        at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture
+def folders(dashboard_folders, monkeypatch):
+    return lambda page: open_page(page, dashboard_folders.runs, dashboard_folders.reports, monkeypatch)
+
+
+def test_verdict_page(folders, dashboard_folders):
+    at = folders("verdict")
+    text = page_text(at)
+    report = json.loads((dashboard_folders.reports / "decision-toy-test.json").read_text())
+    assert report["verdict"]["headline"] in text
+    mc = report["mcnemar"]
+    assert f"Fine-tuned vs best other: {mc['delta_points']:+.2f} points" in text
+    assert f"McNemar p: {mc['p_value']:.3g}" in text
+    assert f"Break-even volume: {dashboard_folders.break_even:,.0f} queries/month" in text
+    assert "2 accuracy points, with p < 0.05" in text and "100,000 queries" in text  # the assumptions
+    assert "not run" in text and "RAG" in text  # the comparison set marks what nobody ran
+
+
+def test_leaderboard_page(folders, dashboard_folders):
+    at = folders("leaderboard")
+    table = at.dataframe[0].value
+    tfidf = table[table["approach"] == "tfidf"].iloc[0]
+    assert tfidf["accuracy %"] == pytest.approx(100 * dashboard_folders.tfidf_accuracy)
+    assert set(table["approach"]) >= {"tfidf", "prompt [gpt-4o-mini]", "finetuned [smol-ft:1]"}
+    assert "not run" in set(table["kind"])
+    assert charts(at) == 1 and "Pareto front" in page_text(at)
+
+
+def test_break_even_page_recomputes_with_inputs(folders, dashboard_folders):
+    at = folders("break_even")
+    assert f"Break-even volume: {dashboard_folders.break_even:,.0f} queries/month" in page_text(at)
+    assert charts(at) == 1
+    at.number_input(key="hourly").set_value(0.20).run()  # dearer hosting: break-even doubles (training is ~$0)
+    doubled = [m.value for m in at.metric if m.label == "Break-even volume"][0]
+    assert float(doubled.split()[0].replace(",", "")) == pytest.approx(2 * dashboard_folders.break_even, rel=1e-3)
+    at.number_input(key="volume").set_value(2_000_000).run()
+    assert "$ per month at 2,000,000" in page_text(at) and not at.exception
+
+
+def test_per_class_page(folders):
+    at = folders("per_class")
+    assert charts(at) == 2  # F1 bars and the confusion heatmap
+    at.selectbox(key="run_b").select("prompt [gpt-4o-mini]").run()
+    assert charts(at) == 3 and not at.exception  # plus the per-class F1 difference
+
+
+def test_errors_page(folders):
+    at = folders("errors")
+    errors = at.dataframe[0].value
+    assert len(errors) == 3 and set(errors["approach"]) == {"prompt [gpt-4o-mini]", "finetuned [smol-ft:1]"}
+    assert {"gold", "predicted", "confidence"} <= set(errors.columns)
+    gold = errors["gold"].iloc[0]
+    at.selectbox(key="err_class").select(gold).run()
+    assert set(at.dataframe[0].value["gold"]) | set(at.dataframe[0].value["predicted"]) >= {gold}
+    assert "at least one is wrong" in page_text(at)
+
+
+def test_training_page(folders):
+    at = folders("training")
+    text = page_text(at)
+    assert "training time: 30.0 min" in text and "training cost: $0.05" in text
+    assert "LoRA r=16" in text  # the model card
+    assert charts(at) == 1
+
+
+def test_data_page(folders):
+    at = folders("data")
+    text = page_text(at)
+    assert "test rows: 6" in text and "train rows: 24" in text and "Reading sample (10 training rows" in text
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_empty_runs_folder_says_what_to_run(page, tmp_path, monkeypatch):
+    (tmp_path / "runs").mkdir()
+    at = open_page(page, tmp_path / "runs", tmp_path / "reports", monkeypatch)
+    text = page_text(at)
+    assert "make run" in text or "dispute-classifier data check" in text
+
+
+def test_missing_runs_folder(tmp_path, monkeypatch):
+    at = open_page("leaderboard", tmp_path / "nowhere", tmp_path / "reports", monkeypatch)
+    assert "no runs folder" in page_text(at)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_partly_corrupt_folder_still_renders(page, dashboard_folders, tmp_path, monkeypatch):
+    runs, reports = tmp_path / "runs", tmp_path / "reports"
+    shutil.copytree(dashboard_folders.runs, runs)
+    shutil.copytree(dashboard_folders.reports, reports)
+    (runs / "garbled").mkdir()
+    (runs / "garbled" / "record.json").write_text("{not json")
+    (runs / "unfinished").mkdir()  # a run still being written has no record.json yet
+    (reports / "decision-toy-test.json").write_text("{also not json")
+    (reports / "data-check-toy.json").write_text("[]")
+    at = open_page(page, runs, reports, monkeypatch)
+    text = page_text(at)
+    assert "2 unreadable run folder(s) skipped" in text
+    if page == "verdict":
+        assert "corrupt decision report" in text and "computed now from the run records" in text
+    if page == "data":
+        assert "not a readable data-check report" in text
+
+
+def test_only_corrupt_runs(tmp_path, monkeypatch):
+    (tmp_path / "runs" / "garbled").mkdir(parents=True)
+    (tmp_path / "runs" / "garbled" / "record.json").write_text("{not json")
+    at = open_page("verdict", tmp_path / "runs", tmp_path / "reports", monkeypatch)
+    text = page_text(at)
+    assert "no readable run records" in text and "1 unreadable folder(s) skipped" in text and "make run" in text

@@ -1,0 +1,70 @@
+"""The experiment: stages through the shared evaluator, missing approaches and failures
+reported in one line while the rest run, finished runs reused on a rerun."""
+
+from __future__ import annotations
+
+import pytest
+
+from dispute_classifier import approaches
+from dispute_classifier.errors import UserError
+from evaluation.experiment import Profile, Stage, available_profiles, load_profile, run_experiment
+from evaluation.runs import scan_runs
+
+
+def test_shipped_profiles_load_and_quick_says_what_it_cuts():
+    assert {"quick", "full"} <= set(available_profiles())
+    quick, full = load_profile("quick"), load_profile("full")
+    assert quick.cuts and not full.cuts
+    assert [s.approach for s in quick.stages[:3]] == ["tfidf", "embedding", "knn"]
+    assert all(s.limit for s in quick.stages[3:]) and not any(s.limit for s in full.stages)
+    assert {s.approach for s in full.stages} >= {"zero-shot", "prompt", "rag", "finetuned", "tfidf"}
+    with pytest.raises(UserError, match="unknown profile 'nope'"):
+        load_profile("nope")
+
+
+def test_stages_fail_alone_and_reruns_reuse(toy_task, tmp_path, monkeypatch):
+    def explode(cfg):
+        raise RuntimeError("backend crashed\nwith a long second line")
+
+    monkeypatch.setitem(approaches.APPROACHES, "boom", approaches.Approach("boom", "always fails", explode, None))
+    monkeypatch.delenv("NO_SUCH_KEY_FOR_TESTS", raising=False)
+    profile = Profile("test profile", [
+        Stage("tfidf"),
+        Stage("rag", limit=3),
+        Stage("tfidf", name="tfidf-bad", overrides=["tfidf.CC=1"]),
+        Stage("boom"),
+        Stage("tfidf", name="tfidf-api", needs_env=["NO_SUCH_KEY_FOR_TESTS"]),
+        Stage("tfidf", name="tfidf-small", limit=3, overrides=["tfidf.C=1"]),
+    ], cuts=["a test cut"], name="test")
+    lines: list[str] = []
+    runs, reports = tmp_path / "runs", tmp_path / "reports"
+    results, report, (js, md) = run_experiment(str(toy_task), profile, runs_root=str(runs), reports_dir=str(reports), progress=False, say=lines.append)
+    status = {r.stage: r.status for r in results}
+    assert status == {"tfidf": "ran", "rag": "not available", "tfidf-bad": "failed", "boom": "failed", "tfidf-api": "skipped", "tfidf-small": "ran"}
+    detail = {r.stage: r.detail for r in results}
+    assert "not available in this build" in detail["rag"]
+    assert "unknown config key 'tfidf.CC'" in detail["tfidf-bad"]
+    assert detail["boom"] == "RuntimeError: backend crashed"
+    assert "NO_SUCH_KEY_FOR_TESTS" in detail["tfidf-api"]
+    text = "\n".join(lines)
+    assert "cut: a test cut" in text and "[1/6] tfidf: ran" in text and "verdict: " in text
+    assert js.is_file() and md.is_file() and (reports / "data-check-toy.json").is_file()
+    assert report["verdict"]["recommendation"] == "tfidf"
+    assert len(scan_runs(runs)[0]) == 2
+
+    lines.clear()
+    again, _, _ = run_experiment(str(toy_task), profile, runs_root=str(runs), reports_dir=str(reports), progress=False, say=lines.append)
+    assert {r.stage: r.status for r in again}["tfidf"] == "reused"
+    assert {r.stage: r.status for r in again}["tfidf-small"] == "reused"
+    assert len(scan_runs(runs)[0]) == 2  # nothing ran twice
+    reused = {r.stage: r.run_path for r in again}
+    assert reused["tfidf"] == {r.stage: r.run_path for r in results}["tfidf"]
+
+
+def test_damaged_run_is_not_reused(toy_task, tmp_path):
+    profile = Profile("one stage", [Stage("tfidf")], name="one")
+    runs = tmp_path / "runs"
+    first, _, _ = run_experiment(str(toy_task), profile, runs_root=str(runs), reports_dir=str(tmp_path / "r"), progress=False, say=lambda s: None)
+    (first[0].run_path / "predictions.jsonl").write_text("")  # truncated
+    second, _, _ = run_experiment(str(toy_task), profile, runs_root=str(runs), reports_dir=str(tmp_path / "r"), progress=False, say=lambda s: None)
+    assert second[0].status == "ran" and second[0].run_path != first[0].run_path
