@@ -72,6 +72,8 @@ class TrainSpec:
     """Recompute activations in the backward pass: less memory, about 30 % slower."""
     packing: bool = False
     """Pack several rows into one sequence (TRL best-fit decreasing; padding-free)."""
+    group_by_length: bool = True
+    """Batch rows of similar length together, so little compute goes to padding (unpacked runs)."""
     max_length: int = 256
     """Longest tokenized prompt + completion; longer rows fail the pre-flight check."""
     logging_steps: int = 5

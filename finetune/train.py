@@ -71,6 +71,7 @@ def training_args(recipe: Recipe, output_dir: Path, **override: Any):
         # SFTConfig defaults bf16 to True; on a CPU recipe that would silently train in bf16
         bf16=recipe.dtype == "bfloat16", fp16=recipe.dtype == "float16", report_to="none",
         dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random",
     )
     common.update(override)
     if recipe.head == "classification":
