@@ -221,9 +221,10 @@ class _Lock:
             self.f.close()
             raise UserError(f"another classify run is writing {path.name[: -len('.partial.lock')]} (lock {path}); wait for it or stop it") from None
 
-    def release(self, remove: bool) -> None:
-        if remove:
-            self.path.unlink(missing_ok=True)
+    def release(self) -> None:
+        # Only the holder removes the file, so no stale lock is left behind by a clean exit
+        # (a killed run leaves an unlocked file, which the next run simply locks again).
+        self.path.unlink(missing_ok=True)
         self.f.close()
 
 
@@ -347,7 +348,6 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
 
     job.output.parent.mkdir(parents=True, exist_ok=True)
     lock = _Lock(job.lock_path)
-    finished = False
     try:
         state = None if cfg.restart else _read_state(job.state_path)
         if state is None:
@@ -378,7 +378,6 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
                 )
             if state["phase"] == "finalizing":  # killed while renaming: only the renames are left
                 job.publish()
-                finished = True
                 return _summary(job, model, state, resumed)
         else:
             job.discard()
@@ -390,11 +389,10 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
             }
             _write_state(job.state_path, state)
         summary = _run(cfg, job, model, state, text_column, id_column, max_chars, out)
-        finished = True
         summary.resumed = resumed
         return summary
     finally:
-        lock.release(remove=finished)
+        lock.release()
 
 
 def _hourly_price(cfg: ClassifyConfig, billing: str) -> float | None:
@@ -512,7 +510,7 @@ def _run(cfg: ClassifyConfig, job: _Job, model: Any, state: dict[str, Any], text
             _write_state(job.state_path, state)
             bar.update(len(chunk))
             if state["cost_usd"] is not None:
-                bar.set_postfix_str(f"${state['cost_usd']:.4f}", refresh=False)
+                bar.set_postfix_str(_money(state["cost_usd"]), refresh=False)
     except KeyboardInterrupt:
         print(f"\ninterrupted after row {done:,}; run the same command again to continue", file=sys.stderr)
         raise
@@ -552,6 +550,11 @@ def _check_budget(cfg: ClassifyConfig, clf: Any, texts: list[str], state: dict[s
         )
 
 
+def _money(value: float) -> str:
+    """Dollars readable at any scale (self-hosted batches cost fractions of a cent)."""
+    return f"${value:,.4f}" if value >= 0.0001 or value == 0 else f"${value:.2e}"
+
+
 def format_summary(s: Summary) -> str:
     """The lines the command prints when a job is complete."""
     lines = [
@@ -565,8 +568,8 @@ def format_summary(s: Summary) -> str:
     if s.cost_usd is None:
         cost = "cost unknown"
     elif s.billing == "api":
-        cost = f"cost ${s.cost_usd:,.4f} (API, {s.input_tokens:,} input + {s.output_tokens:,} output tokens)"
+        cost = f"cost {_money(s.cost_usd)} (API, {s.input_tokens:,} input + {s.output_tokens:,} output tokens)"
     else:
-        cost = f"compute cost ${s.cost_usd:,.6f} (self-hosted, at the price table's hourly rate)"
+        cost = f"compute cost {_money(s.cost_usd)} (self-hosted, at the price table's hourly rate)"
     lines.append(f"model {s.model} (version {s.version}): {rate:,.0f} rows/s predicting, {cost}")
     return "\n".join(lines)

@@ -123,6 +123,27 @@ def test_resume_drops_a_half_written_chunk(toy_task, tmp_path):
     assert {p.name: p.read_bytes() for p in tmp_path.glob("out*.csv")} == reference
 
 
+def test_kill_while_renaming_is_finished_by_the_rerun(toy_task, tmp_path, monkeypatch):
+    write_input(tmp_path / "in.csv")
+    cfg = config(tmp_path, toy_task, min_confidence=0.9)
+    real_publish = C.batchio.publish
+
+    def killed_before_output(path):
+        if path.name == "out.csv":
+            raise KeyboardInterrupt
+        real_publish(path)
+
+    monkeypatch.setattr(C.batchio, "publish", killed_before_output)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    # The side files are in place, the output is not: the run is not complete yet.
+    assert (tmp_path / "out.errors.csv").exists() and not (tmp_path / "out.csv").exists()
+    monkeypatch.setattr(C.batchio, "publish", real_publish)
+    summary = run(cfg)
+    assert summary.resumed and summary.rows == 47 and (tmp_path / "out.csv").exists()
+    assert not list(tmp_path.glob("*.partial*"))
+
+
 def test_rerun_with_other_arguments_is_refused(toy_task, tmp_path):
     write_input(tmp_path / "in.csv")
     cfg = config(tmp_path, toy_task)
