@@ -64,7 +64,7 @@ class TfidfClassifier:
     """TF-IDF word 1–2-grams plus character 2–5-grams, multinomial logistic regression."""
 
     name = "tfidf"
-    cache_fitted = True  # classify pickles the fitted model (dispute_classifier/models.py)
+    cache_fitted = True  # classify pickles the fitted model (dispute_classifier/classifiers.py)
 
     def __init__(self, config: TfidfConfig | None = None) -> None:
         self.config = config or TfidfConfig()

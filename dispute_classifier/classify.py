@@ -331,7 +331,7 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
     """Run (or resume) one batch job and return its summary.
 
     ``run_cfg`` carries approach settings (`RunConfig`, from --config/--set); ``model`` is a
-    ready `ResolvedModel` that skips model resolution (for tests and embedding).
+    ready `ResolvedClassifier` that skips model resolution (for tests and embedding).
     """
     from dispute_classifier.task import load_task
 
@@ -356,9 +356,9 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
                 raise UserError(f"{', '.join(existing)} already exist(s) from a finished run; pass --overwrite to replace, or choose another --output")
         if model is None:
             from dispute_classifier.approaches import RunConfig
-            from dispute_classifier.models import resolve_model
+            from dispute_classifier.classifiers import resolve_classifier
 
-            model = resolve_model(cfg.model, spec, run_cfg or RunConfig(task=cfg.task), Path(cfg.data_dir) if cfg.data_dir else None, cfg.refit)
+            model = resolve_classifier(cfg.model, spec, run_cfg or RunConfig(task=cfg.task), Path(cfg.data_dir) if cfg.data_dir else None, cfg.refit)
         clf = model.classifier
         billing = getattr(clf, "billing", "self-hosted")
         fingerprint = {

@@ -14,7 +14,7 @@ import pytest
 
 from dispute_classifier import classify as C
 from dispute_classifier.errors import UserError
-from dispute_classifier.models import ResolvedModel, fitted_path, resolve_model
+from dispute_classifier.classifiers import ResolvedClassifier, fitted_path, resolve_classifier
 from dispute_classifier.task import load_task
 from dispute_classifier.types import INVALID, Prediction, Usage
 
@@ -215,8 +215,8 @@ class FakeApi:
         return 0.001 * len(texts)
 
 
-def api_model(**kw) -> ResolvedModel:
-    return ResolvedModel(FakeApi(**kw), "fake-api", "2024-01", "registry")
+def api_model(**kw) -> ResolvedClassifier:
+    return ResolvedClassifier(FakeApi(**kw), "fake-api", "2024-01", "registry")
 
 
 def test_api_model_prints_estimate_and_bills_per_row(toy_task, tmp_path):
@@ -253,14 +253,19 @@ def test_max_cost_stops_before_exceeding_and_resumes_with_more_budget(toy_task, 
 
 
 def test_unknown_model_names_the_choices(toy_task, monkeypatch):
-    import dispute_classifier.models as M
+    import dispute_classifier.classifiers as R
+    from dispute_classifier.approaches import APPROACHES
 
-    monkeypatch.setattr(M, "_registry", lambda: None)
+    monkeypatch.delitem(APPROACHES, R.FINETUNED_APPROACH, raising=False)
+    monkeypatch.setattr(R, "_registry_hook", lambda: None)
     with pytest.raises(UserError, match=r"unknown model 'my-lora:3'; approaches: tfidf, embedding, knn.*finetune list"):
-        resolve_model("my-lora:3", load_task(toy_task), C.approach_settings(str(toy_task)))
+        resolve_classifier("my-lora:3", load_task(toy_task), C.approach_settings(str(toy_task)))
 
 
 def test_fine_tuned_names_go_to_the_registry_hook(toy_task, monkeypatch):
+    from dispute_classifier.approaches import APPROACHES
+
+    monkeypatch.delitem(APPROACHES, "finetuned", raising=False)  # the hook is the fallback
     registry = types.ModuleType("finetune.registry")
     registry.__spec__ = importlib.machinery.ModuleSpec("finetune.registry", None)
     seen = []
@@ -271,15 +276,38 @@ def test_fine_tuned_names_go_to_the_registry_hook(toy_task, monkeypatch):
 
     registry.load_classifier = load_classifier
     monkeypatch.setitem(sys.modules, "finetune.registry", registry)
-    model = resolve_model("my-lora:3", load_task(toy_task), C.approach_settings(str(toy_task)))
+    model = resolve_classifier("my-lora:3", load_task(toy_task), C.approach_settings(str(toy_task)))
     assert seen == [("my-lora:3", "toy")] and (model.name, model.version, model.source) == ("my-lora", "3", "registry")
+
+
+def test_fine_tuned_names_go_to_the_finetuned_approach_when_there_is_one(toy_task, monkeypatch):
+    """Main's registry serves saved models as the `finetuned` approach (settings field `model`).
+    Stand-in here: an approach reusing the knn section, whose settings also have `model`."""
+    import dispute_classifier.classifiers as R
+    from dispute_classifier.approaches import APPROACHES, Approach
+
+    class Saved(FakeApi):
+        billing = "self-hosted"
+
+        def __init__(self, ref):
+            super().__init__()
+            if not ref.startswith("my-lora"):
+                raise UserError(f"no saved model '{ref}'")
+            self.name = f"finetuned:{ref}"
+
+    monkeypatch.setitem(APPROACHES, "finetuned", Approach("finetuned", "saved", lambda cfg: Saved(cfg.knn.model), "knn"))
+    model = resolve_classifier("my-lora:3", load_task(toy_task), C.approach_settings(str(toy_task)))
+    assert (model.name, model.source) == ("finetuned:my-lora:3", "fitted, not cached")
+    with pytest.raises(UserError, match=r"unknown model 'other'; approaches: .*finetuned.*\. no saved model 'other'"):
+        resolve_classifier("other", load_task(toy_task), C.approach_settings(str(toy_task)))
+    assert R.FINETUNED_APPROACH == "finetuned"
 
 
 def test_fitted_model_is_cached_per_data_and_settings(toy_task, monkeypatch):
     spec = load_task(toy_task)
-    first = resolve_model("tfidf", spec, C.approach_settings(str(toy_task)))
-    again = resolve_model("tfidf", spec, C.approach_settings(str(toy_task)))
-    other = resolve_model("tfidf", spec, C.approach_settings(str(toy_task), overrides=["tfidf.C=1"]))
+    first = resolve_classifier("tfidf", spec, C.approach_settings(str(toy_task)))
+    again = resolve_classifier("tfidf", spec, C.approach_settings(str(toy_task)))
+    other = resolve_classifier("tfidf", spec, C.approach_settings(str(toy_task), overrides=["tfidf.C=1"]))
     assert (first.source, again.source, other.source) == ("fitted", "cached", "fitted")
     assert first.version == again.version != other.version
     assert fitted_path("toy", "tfidf", first.version).is_file()
