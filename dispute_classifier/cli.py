@@ -178,6 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the reading sample (default: 0)")
     p.set_defaults(func=cmd_data_check)
 
+    from dispute_classifier.classify import ClassifyConfig
+
+    p = sub.add_parser(
+        "classify", help="classify a CSV/JSONL/Parquet file: resumable, with errors and needs-review files",
+        description="Classify every row of INPUT in chunks. Killed at any point, the same command continues"
+        " where it stopped; OUTPUT appears only when the run is complete.",
+    )
+    _config_arguments(p, ClassifyConfig, positional=("input",))
+    p.add_argument("--config", help="YAML file of approach settings (the keys of `evaluate --help`)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one approach setting, e.g. --set tfidf.C=4 (repeatable)")
+    p.set_defaults(func=cmd_classify)
+
     p = sub.add_parser(
         "evaluate", help="evaluate one approach on a split and write a run record",
         epilog=_config_epilog(RunConfig), formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -203,18 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help="folder of run records (default: runs)")
     p.add_argument("--all", action="store_true", help="every run, not only the latest per approach")
     p.set_defaults(func=cmd_compare)
-
-    from dispute_classifier.classify import ClassifyConfig
-
-    p = sub.add_parser(
-        "classify", help="classify a CSV/JSONL/Parquet file: resumable, with errors and needs-review files",
-        description="Classify every row of INPUT in chunks. Killed at any point, the same command continues"
-        " where it stopped; OUTPUT appears only when the run is complete.",
-    )
-    _config_arguments(p, ClassifyConfig, positional=("input",))
-    p.add_argument("--config", help="YAML file of approach settings (the keys of `evaluate --help`)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one approach setting, e.g. --set tfidf.C=4 (repeatable)")
-    p.set_defaults(func=cmd_classify)
     return parser
 
 
