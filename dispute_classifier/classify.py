@@ -395,12 +395,14 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
         lock.release()
 
 
-def _hourly_price(cfg: ClassifyConfig, billing: str) -> float | None:
+def _hourly_price(cfg: ClassifyConfig, clf: Any, billing: str) -> float | None:
+    """$/hour of the hardware a self-hosted model runs on: --hardware, else the classifier's
+    own (a fine-tuned model records it), else the price table's default, as the evaluator does."""
     if billing == "api":
         return None
     from evaluation.costs import PriceTable
 
-    return PriceTable.load(Path(cfg.prices) if cfg.prices else None).hourly(cfg.hardware)
+    return PriceTable.load(Path(cfg.prices) if cfg.prices else None).hourly(cfg.hardware or getattr(clf, "hardware", None))
 
 
 def _print_estimate(cfg: ClassifyConfig, job: _Job, clf: Any, state: dict[str, Any], text_column: str, id_column: str | None, max_chars: int, out) -> None:
@@ -430,7 +432,7 @@ def _run(cfg: ClassifyConfig, job: _Job, model: Any, state: dict[str, Any], text
 
     clf = model.classifier
     billing = state["billing"]
-    hourly = _hourly_price(cfg, billing)
+    hourly = _hourly_price(cfg, clf, billing)
     if billing == "api":
         _print_estimate(cfg, job, clf, state, text_column, id_column, max_chars, out)
     resuming = state["input"] is not None

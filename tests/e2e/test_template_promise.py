@@ -5,8 +5,8 @@ The dataset is made here: support tickets with other labels and other column nam
 experiment as a user runs it (README, "Point it at your own data"): data check, baselines,
 evaluation, compare, and batch classification of an unlabelled inbox.
 
-The prompted-LLM baseline and fine-tuning steps belong in `STEPS` too (with a tiny model);
-they are added when those commands exist.
+The prompted-LLM baseline (tiny model) joins `BASELINES`, and a few fine-tuning steps (tiny
+model) go between compare and classify, when those commands are merged in.
 """
 
 from __future__ import annotations
