@@ -331,7 +331,7 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
     """Run (or resume) one batch job and return its summary.
 
     ``run_cfg`` carries approach settings (`RunConfig`, from --config/--set); ``model`` is a
-    ready `ResolvedClassifier` that skips model resolution (for tests and embedding).
+    ready `ResolvedClassifier` that skips model resolution (tests, or a caller that holds one).
     """
     from dispute_classifier.task import load_task
 
