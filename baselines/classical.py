@@ -64,6 +64,7 @@ class TfidfClassifier:
     """TF-IDF word 1–2-grams plus character 2–5-grams, multinomial logistic regression."""
 
     name = "tfidf"
+    cache_fitted = True  # classify pickles the fitted model (dispute_classifier/classifiers.py)
 
     def __init__(self, config: TfidfConfig | None = None) -> None:
         self.config = config or TfidfConfig()
@@ -90,6 +91,7 @@ class EmbeddingClassifier:
     """all-MiniLM-L6-v2 sentence embeddings, multinomial logistic regression."""
 
     name = "embedding"
+    cache_fitted = True  # picklable: the Embedder drops its model and database (embeddings.py)
 
     def __init__(self, config: EmbeddingConfig | None = None) -> None:
         self.config = config or EmbeddingConfig()
@@ -112,6 +114,7 @@ class KnnClassifier:
     """Similarity-weighted vote of the k nearest training examples (cosine on MiniLM)."""
 
     name = "knn"
+    cache_fitted = True
 
     def __init__(self, config: KnnConfig | None = None) -> None:
         self.config = config or KnnConfig()

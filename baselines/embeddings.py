@@ -52,6 +52,15 @@ class Embedder:
         self._st = None
         self._db: sqlite3.Connection | None = None
 
+    def __getstate__(self) -> dict:
+        # A fitted classifier is pickled (classify's model cache) with its Embedder: keep the
+        # settings, drop the loaded model (large, reloaded offline on first use) and the
+        # sqlite connection (cannot be pickled; reopened on first use).
+        state = dict(self.__dict__)
+        state["_st"] = None
+        state["_db"] = None
+        return state
+
     def _encoder(self):
         if self._st is None:
             from sentence_transformers import SentenceTransformer  # heavy: imported on first use

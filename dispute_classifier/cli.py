@@ -49,6 +49,48 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_arguments(parser: argparse.ArgumentParser, cls: type, positional: tuple[str, ...] = ()) -> None:
+    """One argument per field of the config dataclass ``cls``, its docstring as the help text.
+
+    Defaults stay in the dataclass: every flag defaults to None (or False) so that only what
+    the user typed overrides them.
+    """
+    import dataclasses
+    import typing
+
+    from dispute_classifier.config import field_docs
+
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        tp = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
+        default = "" if f.default in (dataclasses.MISSING, None, False) else f" [default {f.default}]"
+        help_text = (docs.get(f.name, "") + default).replace("%", "%%")
+        if f.name in positional:
+            parser.add_argument(f.name, metavar=f.name.upper(), help=help_text)
+        elif tp is bool:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action="store_true", help=help_text)
+        else:
+            parser.add_argument(
+                f"--{f.name.replace('_', '-')}", dest=f.name, type=tp if tp in (int, float) else str,
+                required=f.default is dataclasses.MISSING, help=help_text,
+            )
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from dispute_classifier.classify import ClassifyConfig, approach_settings, classify_file, format_summary
+    from dispute_classifier.config import from_dict
+
+    names = {f.name for f in dataclasses.fields(ClassifyConfig)}
+    cfg = from_dict(ClassifyConfig, {k: v for k, v in vars(args).items() if k in names and v is not None})
+    summary = classify_file(cfg, approach_settings(cfg.task, args.config, args.set))
+    print(format_summary(summary))
+    return 0
+
+
 def _run_config(args: argparse.Namespace):
     from dispute_classifier.approaches import RunConfig
     from dispute_classifier.config import from_dict, merge, parse_overrides, read_yaml
@@ -228,6 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, default=50, help="training rows in the reading sample (default: 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the reading sample (default: 0)")
     p.set_defaults(func=cmd_data_check)
+
+    from dispute_classifier.classify import ClassifyConfig
+
+    p = sub.add_parser(
+        "classify", help="classify a CSV/JSONL/Parquet file: resumable, with errors and needs-review files",
+        description="Classify every row of INPUT in chunks. Killed at any point, the same command continues"
+        " where it stopped; OUTPUT appears only when the run is complete.",
+    )
+    _config_arguments(p, ClassifyConfig, positional=("input",))
+    p.add_argument("--config", help="YAML file of approach settings (the keys of `evaluate --help`)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one approach setting, e.g. --set tfidf.C=4 (repeatable)")
+    p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser(
         "evaluate", help="evaluate one approach on a split and write a run record",

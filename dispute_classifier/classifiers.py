@@ -1,0 +1,159 @@
+"""Classifier resolution: turn a ``--model`` name into a ready `Classifier` (for classify).
+
+A name is either an approach from `dispute_classifier.approaches.APPROACHES` or a saved
+fine-tuned model ``NAME[:VERSION]``. Approaches are fitted on the task's whole training
+file (train + validation, never the test split); those whose classifier sets
+``cache_fitted = True`` (the classical baselines) are pickled under
+``<cache>/models/`` so the next call loads them instead of fitting again. The cache key
+covers everything the fitted model depends on: the task's data hash, the approach, its
+resolved settings and the versions of the libraries that pickle it.
+
+Any other name is a saved fine-tuned model, looked up, in this order, through the
+``finetuned`` approach (its settings take the name as ``finetuned.model``) when the approach
+registry has one, or through the hook ``finetune.registry.load_classifier(name, task_spec)``
+when that function exists; the hook returns a `Classifier`, which may carry ``model_name``
+and ``model_version`` attributes for the output files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from dispute_classifier.approaches import APPROACHES, RunConfig, approach_config, get_approach
+from dispute_classifier.errors import UserError
+from dispute_classifier.task import TaskSpec, cache_dir, load_data
+from dispute_classifier.types import Classifier
+
+REGISTRY_MODULE = "finetune.registry"
+"""Module that resolves saved fine-tuned models (built alongside; optional here)."""
+FINETUNED_APPROACH = "finetuned"
+"""The approach that serves a saved fine-tuned model named by its settings' ``model`` field."""
+_PICKLE_PACKAGES = ("scikit-learn", "numpy", "scipy", "sentence-transformers", "joblib")
+"""Libraries whose version changes can break or alter an unpickled model."""
+
+
+@dataclass
+class ResolvedClassifier:
+    """A classifier ready to predict, and how the output files name it."""
+
+    classifier: Classifier
+    name: str
+    """Model name written to every output row: the classifier's ``name`` (the approach, or the
+    fine-tuned model with its resolved version)."""
+    version: str
+    """Model version written to every output row: the fitted-model cache key for approaches,
+    the saved version for fine-tuned models."""
+    source: str
+    """How it was obtained, for the terminal: ``cached``, ``fitted``, ``fitted, not cached`` or
+    ``registry``."""
+
+
+def fitted_key(approach: str, cfg: RunConfig, data_hash: str) -> str:
+    """Cache key of a fitted approach: data, approach, resolved settings, library versions."""
+    from evaluation.runs import config_hash, package_versions
+
+    versions = {k: v for k, v in package_versions().items() if k in _PICKLE_PACKAGES}
+    for name in _PICKLE_PACKAGES:  # not all are tracked by the run records
+        if name not in versions:
+            try:
+                versions[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                pass
+    payload = {"data": data_hash, "approach": approach, "config": config_hash(approach_config(cfg)), "versions": versions}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def fitted_path(task: str, approach: str, key: str) -> Path:
+    return cache_dir() / "models" / f"{task}-{approach}-{key}.joblib"
+
+
+def _load_cached(path: Path) -> Classifier | None:
+    import joblib
+
+    try:
+        return joblib.load(path)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # a truncated or foreign pickle: fit again rather than fail
+        print(f"warning: fitted-model cache {path} is unreadable ({exc}); fitting again", file=sys.stderr)
+        return None
+
+
+def _save_cached(clf: Classifier, path: Path) -> None:
+    import joblib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        joblib.dump(clf, tmp)
+        os.replace(tmp, path)  # readers never see half a model
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def fit_approach(cfg: RunConfig, spec: TaskSpec, data_dir: Path | None = None, refit: bool = False, built: Classifier | None = None) -> ResolvedClassifier:
+    """Build approach ``cfg.approach`` (unless ``built``) and fit it on the task's training
+    file, through the cache."""
+    clf = built if built is not None else get_approach(cfg.approach).build(cfg)
+    data = load_data(spec, data_dir)
+    cacheable = bool(getattr(clf, "cache_fitted", False))
+    key = fitted_key(cfg.approach, cfg, data.data_hash)
+    path = fitted_path(spec.name, cfg.approach, key)
+    if cacheable and not refit:
+        cached = _load_cached(path)
+        if cached is not None:
+            return ResolvedClassifier(cached, getattr(cached, "name", cfg.approach), key, "cached")
+    rows = data.fit_split("test")
+    if cacheable:
+        print(f"fitting {cfg.approach} on {spec.name} {rows.name} ({len(rows):,} rows)", file=sys.stderr)
+    clf.fit(rows.texts, rows.labels)
+    if cacheable:
+        _save_cached(clf, path)
+    return ResolvedClassifier(clf, getattr(clf, "name", cfg.approach), key, "fitted" if cacheable else "fitted, not cached")
+
+
+def _registry_hook():
+    """``finetune.registry.load_classifier``, or None while it does not exist."""
+    try:
+        found = importlib.util.find_spec(REGISTRY_MODULE)
+    except ModuleNotFoundError:
+        found = None
+    return getattr(importlib.import_module(REGISTRY_MODULE), "load_classifier", None) if found else None
+
+
+def resolve_classifier(name: str, spec: TaskSpec, cfg: RunConfig, data_dir: Path | None = None, refit: bool = False) -> ResolvedClassifier:
+    """The one place ``--model`` is turned into a classifier: an approach name (fitted and
+    cached as needed) or a saved fine-tuned model ``NAME[:VERSION]``."""
+    if ":" not in name and name in APPROACHES:
+        cfg.approach = name
+        return fit_approach(cfg, spec, data_dir, refit)
+    unknown = (
+        f"unknown model '{name}'; approaches: {', '.join(APPROACHES)}, or a saved fine-tuned model"
+        " NAME[:VERSION] (see `dispute-classifier finetune list`)"
+    )
+    finetuned = APPROACHES.get(FINETUNED_APPROACH)
+    if finetuned is not None and finetuned.section is not None:
+        getattr(cfg, finetuned.section).model = name
+        cfg.approach = FINETUNED_APPROACH
+        try:
+            clf = finetuned.build(cfg)  # looks the name up in the registry
+        except UserError as exc:
+            raise UserError(f"{unknown}. {exc}") from None
+        # "Fitting" a saved model only checks that it was trained on this task's labels.
+        return fit_approach(cfg, spec, data_dir, refit, built=clf)
+    hook = _registry_hook()
+    if hook is None:
+        raise UserError(unknown)
+    clf = hook(name, spec)
+    base, _, version = name.partition(":")
+    return ResolvedClassifier(clf, getattr(clf, "model_name", base), str(getattr(clf, "model_version", version or "")), "registry")
