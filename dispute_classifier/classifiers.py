@@ -8,19 +8,14 @@ file (train + validation, never the test split); those whose classifier sets
 covers everything the fitted model depends on: the task's data hash, the approach, its
 resolved settings and the versions of the libraries that pickle it.
 
-Any other name is a saved fine-tuned model, looked up, in this order, through the
-``finetuned`` approach (its settings take the name as ``finetuned.model``) when the approach
-registry has one, or through the hook ``finetune.registry.load_classifier(name, task_spec)``
-when that function exists; the hook returns a `Classifier`, which may carry ``model_name``
-and ``model_version`` attributes for the output files.
+Any other name is a saved fine-tuned model, served by the ``finetuned`` approach (its
+settings take the name as ``finetuned.model``), which looks it up in `finetune.registry`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import importlib.metadata
-import importlib.util
 import json
 import os
 import sys
@@ -33,8 +28,6 @@ from dispute_classifier.errors import UserError
 from dispute_classifier.task import TaskSpec, cache_dir, load_data
 from dispute_classifier.types import Classifier
 
-REGISTRY_MODULE = "finetune.registry"
-"""Module that resolves saved fine-tuned models (built alongside; optional here)."""
 FINETUNED_APPROACH = "finetuned"
 """The approach that serves a saved fine-tuned model named by its settings' ``model`` field."""
 _PICKLE_PACKAGES = ("scikit-learn", "numpy", "scipy", "sentence-transformers", "joblib")
@@ -122,15 +115,6 @@ def fit_approach(cfg: RunConfig, spec: TaskSpec, data_dir: Path | None = None, r
     return ResolvedClassifier(clf, getattr(clf, "name", cfg.approach), key, "fitted" if cacheable else "fitted, not cached")
 
 
-def _registry_hook():
-    """``finetune.registry.load_classifier``, or None while it does not exist."""
-    try:
-        found = importlib.util.find_spec(REGISTRY_MODULE)
-    except ModuleNotFoundError:
-        found = None
-    return getattr(importlib.import_module(REGISTRY_MODULE), "load_classifier", None) if found else None
-
-
 def resolve_classifier(name: str, spec: TaskSpec, cfg: RunConfig, data_dir: Path | None = None, refit: bool = False) -> ResolvedClassifier:
     """The one place ``--model`` is turned into a classifier: an approach name (fitted and
     cached as needed) or a saved fine-tuned model ``NAME[:VERSION]``."""
@@ -141,19 +125,11 @@ def resolve_classifier(name: str, spec: TaskSpec, cfg: RunConfig, data_dir: Path
         f"unknown model '{name}'; approaches: {', '.join(APPROACHES)}, or a saved fine-tuned model"
         " NAME[:VERSION] (see `dispute-classifier finetune list`)"
     )
-    finetuned = APPROACHES.get(FINETUNED_APPROACH)
-    if finetuned is not None and finetuned.section is not None:
-        getattr(cfg, finetuned.section).model = name
-        cfg.approach = FINETUNED_APPROACH
-        try:
-            clf = finetuned.build(cfg)  # looks the name up in the registry
-        except UserError as exc:
-            raise UserError(f"{unknown}. {exc}") from None
-        # "Fitting" a saved model only checks that it was trained on this task's labels.
-        return fit_approach(cfg, spec, data_dir, refit, built=clf)
-    hook = _registry_hook()
-    if hook is None:
-        raise UserError(unknown)
-    clf = hook(name, spec)
-    base, _, version = name.partition(":")
-    return ResolvedClassifier(clf, getattr(clf, "model_name", base), str(getattr(clf, "model_version", version or "")), "registry")
+    cfg.finetuned.model = name
+    cfg.approach = FINETUNED_APPROACH
+    try:
+        clf = get_approach(FINETUNED_APPROACH).build(cfg)  # looks the name up in the registry
+    except UserError as exc:
+        raise UserError(f"{unknown}. {exc}") from None
+    # "Fitting" a saved model only checks that it was trained on this task's labels.
+    return fit_approach(cfg, spec, data_dir, refit, built=clf)

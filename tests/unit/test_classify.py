@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import csv
-import importlib.machinery
 import io
 import json
 import pickle
-import sys
-import types
 
 import pytest
 
@@ -252,37 +249,15 @@ def test_max_cost_stops_before_exceeding_and_resumes_with_more_budget(toy_task, 
     assert len(read_csv(tmp_path / "out.csv")) == 40
 
 
-def test_unknown_model_names_the_choices(toy_task, monkeypatch):
-    import dispute_classifier.classifiers as R
-    from dispute_classifier.approaches import APPROACHES
-
-    monkeypatch.delitem(APPROACHES, R.FINETUNED_APPROACH, raising=False)
-    monkeypatch.setattr(R, "_registry_hook", lambda: None)
-    with pytest.raises(UserError, match=r"unknown model 'my-lora:3'; approaches: tfidf, embedding, knn.*finetune list"):
+def test_unknown_model_names_the_choices(toy_task, monkeypatch, tmp_path):
+    monkeypatch.setenv("DISPUTE_CLASSIFIER_MODELS", str(tmp_path / "no-models"))
+    with pytest.raises(UserError, match=r"unknown model 'my-lora:3'; approaches: tfidf, embedding, knn.*finetune list.*no saved model 'my-lora'"):
         resolve_classifier("my-lora:3", load_task(toy_task), C.approach_settings(str(toy_task)))
 
 
-def test_fine_tuned_names_go_to_the_registry_hook(toy_task, monkeypatch):
-    from dispute_classifier.approaches import APPROACHES
-
-    monkeypatch.delitem(APPROACHES, "finetuned", raising=False)  # the hook is the fallback
-    registry = types.ModuleType("finetune.registry")
-    registry.__spec__ = importlib.machinery.ModuleSpec("finetune.registry", None)
-    seen = []
-
-    def load_classifier(name, spec):
-        seen.append((name, spec.name))
-        return FakeApi()
-
-    registry.load_classifier = load_classifier
-    monkeypatch.setitem(sys.modules, "finetune.registry", registry)
-    model = resolve_classifier("my-lora:3", load_task(toy_task), C.approach_settings(str(toy_task)))
-    assert seen == [("my-lora:3", "toy")] and (model.name, model.version, model.source) == ("my-lora", "3", "registry")
-
-
 def test_fine_tuned_names_go_to_the_finetuned_approach_when_there_is_one(toy_task, monkeypatch):
-    """Main's registry serves saved models as the `finetuned` approach (settings field `model`).
-    Stand-in here: an approach reusing the knn section, whose settings also have `model`."""
+    """Saved models are served by the `finetuned` approach (settings field `model`); a stand-in
+    classifier here, so the test needs no trained model."""
     import dispute_classifier.classifiers as R
     from dispute_classifier.approaches import APPROACHES, Approach
 
@@ -295,7 +270,7 @@ def test_fine_tuned_names_go_to_the_finetuned_approach_when_there_is_one(toy_tas
                 raise UserError(f"no saved model '{ref}'")
             self.name = f"finetuned:{ref}"
 
-    monkeypatch.setitem(APPROACHES, "finetuned", Approach("finetuned", "saved", lambda cfg: Saved(cfg.knn.model), "knn"))
+    monkeypatch.setitem(APPROACHES, "finetuned", Approach("finetuned", "saved", lambda cfg: Saved(cfg.finetuned.model), "finetuned"))
     model = resolve_classifier("my-lora:3", load_task(toy_task), C.approach_settings(str(toy_task)))
     assert (model.name, model.source) == ("finetuned:my-lora:3", "fitted, not cached")
     with pytest.raises(UserError, match=r"unknown model 'other'; approaches: .*finetuned.*\. no saved model 'other'"):
