@@ -9,9 +9,11 @@ Where the endpoint comes from (first match wins):
    SmolLM2 GGUF (`dispute_classifier.backends.server`).
 
 Each request asks, where the server supports it, for structured output restricted to the
-label set (a JSON schema ``{"label": <enum of labels>}``) and for token log-probabilities
-(the answer's probability becomes the confidence); a server that rejects either gets plain
-requests whose text is parsed. Answers outside the label set are `INVALID`, raw text kept.
+label set (a JSON schema ``{"label": <enum of labels>}``: OpenAI's ``json_schema`` form, or
+the ``json_object`` + ``schema`` form of llama-cpp-python, which turns it into a grammar)
+and for token log-probabilities (the answer's probability becomes the confidence); a server
+that rejects them gets plainer requests, down to free text that is parsed. Answers outside
+the label set are `INVALID`, raw text kept.
 
 Reliability: retries with exponential backoff and full jitter on 429, 408/409, 5xx,
 timeouts and connection errors (the client's own retries are off so these are counted and
@@ -78,8 +80,8 @@ class ApiConfig:
     """Sampling temperature; 0 asks for the most likely answer."""
     max_tokens: int = 48
     """Answer budget in tokens (a JSON answer with the longest label needs about 20)."""
-    structured: Literal["auto", "json_schema", "none"] = "auto"
-    """json_schema: the answer must be {"label": one of the labels}; none: free text, parsed; auto: json_schema unless the server rejects it."""
+    structured: Literal["auto", "json_schema", "json_object", "none"] = "auto"
+    """Answer restricted to {"label": one of the labels} by a JSON schema, sent as json_schema (OpenAI, vLLM, Ollama) or json_object+schema (llama-cpp-python); none: free text, parsed; auto: the first form the server accepts."""
     logprobs: bool = True
     """Ask for token log-probabilities (the confidence); dropped if the server rejects them."""
     cache: bool | None = None
@@ -175,21 +177,18 @@ class ResponseCache:
             self._db.close()
 
 
-def answer_schema(labels: Sequence[str]) -> dict[str, Any]:
-    """``response_format`` asking for ``{"label": <one of labels>}`` (JSON schema enum)."""
-    return {
-        "type": "json_schema",
-        "json_schema": {
-            "name": "dispute_category",
-            "strict": True,
-            "schema": {
-                "type": "object",
-                "properties": {"label": {"type": "string", "enum": list(labels)}},
-                "required": ["label"],
-                "additionalProperties": False,
-            },
-        },
+def answer_format(labels: Sequence[str], form: str) -> dict[str, Any]:
+    """``response_format`` asking for ``{"label": <one of labels>}`` (a JSON schema enum), in
+    OpenAI's ``json_schema`` form or llama-cpp-python's ``json_object`` + ``schema`` form."""
+    schema = {
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": list(labels)}},
+        "required": ["label"],
+        "additionalProperties": False,
     }
+    if form == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": "dispute_category", "strict": True, "schema": schema}}
 
 
 def answer_confidence(logprobs: Mapping[str, Any] | None) -> float | None:
@@ -411,13 +410,13 @@ class ApiBackend:
             self._sleep(delay)
         raise AssertionError("unreachable")
 
-    def _request(self, messages: list[dict[str, str]], labels: Sequence[str], features: dict[str, bool]) -> dict[str, Any]:
+    def _request(self, messages: list[dict[str, str]], labels: Sequence[str], features: dict[str, Any]) -> dict[str, Any]:
         cfg = self.config
         req: dict[str, Any] = {
             "messages": messages, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens,
         }
-        if features["structured"]:
-            req["response_format"] = answer_schema(labels)
+        if features["structured"] != "none":
+            req["response_format"] = answer_format(labels, features["structured"])
         if features["logprobs"]:
             req["logprobs"] = True
         return req
@@ -447,14 +446,20 @@ class ApiBackend:
 
     def _negotiate(self, messages: list[dict[str, str]], labels: Sequence[str]) -> tuple[dict[str, Any], float]:
         """Answer the first prompt with the richest request the server accepts and keep
-        those features for the rest: structured output and logprobs when asked for."""
+        those features for the rest: a structured-output form, then logprobs. Answers
+        already cached for a form count as accepted, so a cached rerun sends nothing."""
         cfg = self.config
-        want_structured = cfg.structured != "none"
-        candidates = [{"structured": want_structured, "logprobs": cfg.logprobs}]
-        if cfg.logprobs:
-            candidates.append({"structured": want_structured, "logprobs": False})
-        if cfg.structured == "auto":
-            candidates.append({"structured": False, "logprobs": False})
+        forms = ["json_schema", "json_object", "none"] if cfg.structured == "auto" else [cfg.structured]
+        candidates = [
+            {"structured": form, "logprobs": logprobs}
+            for form in forms for logprobs in ([True, False] if cfg.logprobs else [False])
+        ]
+        if self._cache is not None:
+            for features in candidates:
+                request = self._request(messages, labels, features)
+                if self._cache.get(cache_key(self._endpoint_id, self.endpoint.model, request)) is not None:
+                    self._features = features
+                    return self._ask(request)
         errors = []
         for features in candidates:
             try:
@@ -467,8 +472,8 @@ class ApiBackend:
                 print(f"note: {self._endpoint_id} rejected richer requests ({errors[0][:120]}); using {features}", file=sys.stderr)
             return answer
         raise UserError(
-            f"{self._endpoint_id} rejected every request form ({errors[-1]}); with llm.api.structured=json_schema"
-            " the server must support JSON-schema response_format: try llm.api.structured=auto"
+            f"{self._endpoint_id} rejected every request form ({errors[-1][:200]}); with llm.api.structured={cfg.structured}"
+            " the server must support that response_format: try llm.api.structured=auto"
         )
 
     def _predict(self, body: dict[str, Any], latency: float, labels: Sequence[str]) -> Prediction:

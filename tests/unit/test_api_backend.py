@@ -37,7 +37,7 @@ class FakeApi:
     order gets: ``ok``, ``429``, ``500``, ``401``, ``slow`` (answers after ``slow_s``);
     after the script, every request gets ``then``."""
 
-    def __init__(self, script=(), then="ok", answer=None, reject_structured=False, slow_s=1.0, delay_s=0.0):
+    def __init__(self, script=(), then="ok", answer=None, reject_structured=(), slow_s=1.0, delay_s=0.0):
         self.script = list(script)
         self.then = then
         self.answer = answer or keyword_label
@@ -105,8 +105,9 @@ class FakeApi:
             return h._send(401, {"error": {"message": f"Incorrect API key provided: {h.headers.get('Authorization')}"}})
         if action == "slow":
             time.sleep(self.slow_s)
-        if self.reject_structured and "response_format" in body:
-            return h._send(400, {"error": {"message": "response_format is not supported", "type": "invalid_request_error"}})
+        form = (body.get("response_format") or {}).get("type")
+        if form and form in self.reject_structured:
+            return h._send(400, {"error": {"message": f"response_format {form} is not supported", "type": "invalid_request_error"}})
         label = self.answer(body["messages"][-1]["content"])
         content = json.dumps({"label": label}) if "response_format" in body else label
         choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
@@ -299,13 +300,24 @@ def test_answer_outside_the_label_set_is_invalid_and_kept(fake):
     assert preds[0].raw == '{"label": "banana"}' and preds[0].confidence is None
 
 
-def test_server_without_structured_output_gets_plain_requests_parsed(fake):
-    server = fake(reject_structured=True)
+def test_llama_cpp_style_server_gets_its_json_object_form(fake):
+    server = fake(reject_structured=("json_schema",))
     with backend(server.url) as b:
         preds = b.classify(PROMPTS, LABELS)
-        assert b.describe()["structured_output"] is False
+        assert b.describe()["structured_output"] == "json_object"
     assert [p.label for p in preds] == EXPECTED
-    assert sum("response_format" in body for body in server.bodies) == 2  # with and without logprobs, once
+    assert server.bodies[-1]["response_format"]["schema"]["properties"]["label"]["enum"] == LABELS
+    with backend(server.url, structured="json_schema") as b, pytest.raises(UserError, match="rejected every request form"):
+        b.classify(PROMPTS[:1], LABELS)
+
+
+def test_server_without_structured_output_gets_plain_requests_parsed(fake):
+    server = fake(reject_structured=("json_schema", "json_object"))
+    with backend(server.url) as b:
+        preds = b.classify(PROMPTS, LABELS)
+        assert b.describe()["structured_output"] == "none"
+    assert [p.label for p in preds] == EXPECTED
+    assert sum("response_format" in body for body in server.bodies) == 4  # two forms, with and without logprobs, once
 
 
 def test_concurrency_is_bounded(fake):
