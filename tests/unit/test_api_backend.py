@@ -105,9 +105,10 @@ class FakeApi:
             return h._send(401, {"error": {"message": f"Incorrect API key provided: {h.headers.get('Authorization')}"}})
         if action == "slow":
             time.sleep(self.slow_s)
-        form = (body.get("response_format") or {}).get("type")
+        form = "grammar" if "grammar" in body else (body.get("response_format") or {}).get("type")
         if form and form in self.reject_structured:
-            return h._send(400, {"error": {"message": f"response_format {form} is not supported", "type": "invalid_request_error"}})
+            # as llama-cpp-python does: a validation error answered with 500
+            return h._send(500, {"error": {"message": f"1 validation error: {form} is not allowed", "type": "server_error"}})
         label = self.answer(body["messages"][-1]["content"])
         content = json.dumps({"label": label}) if "response_format" in body else label
         choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
@@ -300,24 +301,30 @@ def test_answer_outside_the_label_set_is_invalid_and_kept(fake):
     assert preds[0].raw == '{"label": "banana"}' and preds[0].confidence is None
 
 
-def test_llama_cpp_style_server_gets_its_json_object_form(fake):
-    server = fake(reject_structured=("json_schema",))
+@pytest.mark.parametrize("rejected, used", [(("json_schema",), "grammar"), (("json_schema", "grammar"), "json_object")])
+def test_servers_get_the_first_restriction_form_they_accept(fake, rejected, used):
+    server = fake(reject_structured=rejected)
     with backend(server.url) as b:
         preds = b.classify(PROMPTS, LABELS)
-        assert b.describe()["structured_output"] == "json_object"
+        assert b.describe()["structured_output"] == used
     assert [p.label for p in preds] == EXPECTED
-    assert server.bodies[-1]["response_format"]["schema"]["properties"]["label"]["enum"] == LABELS
+    last = server.bodies[-1]
+    if used == "grammar":  # llama.cpp GBNF allowing exactly the labels
+        assert last["grammar"] == 'root ::= "refund" | "fee" | "fraud"' and "response_format" not in last
+    else:
+        assert last["response_format"]["schema"]["properties"]["label"]["enum"] == LABELS
+    assert server.posts == len(PROMPTS) + 2 * len(rejected)  # each rejected form tried with and without logprobs, once
     with backend(server.url, structured="json_schema") as b, pytest.raises(UserError, match="rejected every request form"):
         b.classify(PROMPTS[:1], LABELS)
 
 
 def test_server_without_structured_output_gets_plain_requests_parsed(fake):
-    server = fake(reject_structured=("json_schema", "json_object"))
+    server = fake(reject_structured=("json_schema", "grammar", "json_object"))
     with backend(server.url) as b:
         preds = b.classify(PROMPTS, LABELS)
         assert b.describe()["structured_output"] == "none"
     assert [p.label for p in preds] == EXPECTED
-    assert sum("response_format" in body for body in server.bodies) == 4  # two forms, with and without logprobs, once
+    assert server.posts == len(PROMPTS) + 6
 
 
 def test_concurrency_is_bounded(fake):
