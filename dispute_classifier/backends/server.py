@@ -29,6 +29,11 @@ from dispute_classifier.errors import UserError
 
 HOST = "127.0.0.1"
 LOG_TAIL_LINES = 15
+CRASH_HINT = (
+    "; llama.cpp crashed (SIGSEGV). On Intel CPUs with AMX its native build crashes on the first"
+    " prompt: rebuild without it, CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON\""
+    " pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python (the Makefile does)"
+)
 
 
 @dataclass
@@ -69,17 +74,21 @@ def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return "(no log)"
-    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    # blank lines and Python's ^^^^ markers carry nothing in a one-line error
+    tail = [line.strip() for line in text.splitlines() if line.strip().strip("^~")][-lines:]
     return " | ".join(tail) if tail else "(log is empty)"
 
 
 class LlamaServer:
     """Context manager around a ``python -m llama_cpp.server`` child process on 127.0.0.1.
 
-    ``start`` picks a free port, launches the server with its output in a log file, and
-    waits until ``GET /v1/models`` answers; if the process exits or the wait times out it
-    raises a `UserError` carrying the tail of that log. ``stop`` terminates it, waits, and
-    kills it if it does not exit. An ``atexit`` hook stops a server whose owner forgot to.
+    ``start`` picks a free port, launches the server with its output in a log file, waits
+    until ``GET /v1/models`` answers, then sends one short multi-token completion: a build
+    that loads but crashes on its first prompt fails here, with its log, rather than as
+    connection errors mid-run (and the first timed query does not pay the warm-up). If the
+    process exits or the wait times out it raises a `UserError` carrying the tail of the
+    log. ``stop`` terminates it, waits, and kills it if it does not exit; the log is kept
+    only when start-up failed. An ``atexit`` hook stops a server whose owner forgot to.
     """
 
     def __init__(self, config: ServerConfig | None = None, port: int | None = None) -> None:
@@ -88,6 +97,7 @@ class LlamaServer:
         self.process: subprocess.Popen | None = None
         self.log_path: Path | None = None
         self._log_file = None
+        self._failed = False
 
     @property
     def base_url(self) -> str:
@@ -136,23 +146,30 @@ class LlamaServer:
         try:
             self._wait_ready(model)
         except BaseException:
+            self._failed = True
             self.stop()
             raise
         return self
 
+    def _exited(self, model: Path) -> UserError | None:
+        code = self.process.poll() if self.process else None
+        if code is None:
+            return None
+        self._failed = True
+        return UserError(
+            f"llama.cpp server for {model.name} exited with status {code} while starting;"
+            f" log {self.log_path}: {_log_tail(self.log_path)}" + (CRASH_HINT if code == -11 else "")
+        )
+
     def _wait_ready(self, model: Path) -> None:
         deadline = time.monotonic() + self.config.startup_timeout_s
         while True:
-            code = self.process.poll() if self.process else None
-            if code is not None:
-                raise UserError(
-                    f"llama.cpp server for {model.name} exited with status {code} while starting;"
-                    f" log {self.log_path}: {_log_tail(self.log_path)}"
-                )
+            if (exited := self._exited(model)) is not None:
+                raise exited
             try:
                 with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as resp:
                     if resp.status == 200 and json.loads(resp.read()).get("data") is not None:
-                        return
+                        break
             except (urllib.error.URLError, OSError, ValueError):
                 pass
             if time.monotonic() > deadline:
@@ -162,6 +179,26 @@ class LlamaServer:
                     f" log {self.log_path}: {_log_tail(self.log_path)}"
                 )
             time.sleep(0.2)
+        self._warm_up(model)
+
+    def _warm_up(self, model: Path) -> None:
+        body = json.dumps({"prompt": "Hello, this is a short warm-up prompt.", "max_tokens": 1, "temperature": 0})
+        request = urllib.request.Request(
+            f"{self.base_url}/completions", data=body.encode(), headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.config.startup_timeout_s) as resp:
+                resp.read()
+        except (urllib.error.URLError, OSError) as exc:
+            time.sleep(0.5)  # let a crashed process be reaped so its exit status is known
+            exited = self._exited(model)
+            if exited is not None:
+                raise exited from None
+            self._failed = True
+            raise UserError(
+                f"llama.cpp server for {model.name} failed its first completion ({exc});"
+                f" log {self.log_path}: {_log_tail(self.log_path)}"
+            ) from None
 
     def stop(self) -> None:
         """Terminate the server (SIGTERM, then SIGKILL after 10 s) and close its log."""
@@ -176,6 +213,8 @@ class LlamaServer:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+            if not self._failed and self.log_path is not None:
+                self.log_path.unlink(missing_ok=True)  # an error message pointed at it otherwise
         atexit.unregister(self.stop)
 
     def __enter__(self) -> "LlamaServer":
