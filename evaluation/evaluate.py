@@ -103,7 +103,9 @@ def evaluate(
 
     The classifier may declare ``billing = "api"`` (cost from its per-token usage; unknown
     when any prediction's cost is None) or, by default, self-hosted (hardware $/hour over the
-    measured throughput).
+    measured throughput). It may also name its model (``model_name``, used when ``model`` is
+    not given) and describe the run (``run_info() -> dict``, called after predicting and
+    merged into the record's ``extra``: endpoint, prompt, truncated texts and the like).
     """
     prices = prices or PriceTable.load()
     config = dict(config or {})
@@ -130,6 +132,8 @@ def evaluate(
         for p in preds:
             p.usage.cost_usd = cost_per_query
     labels = data.spec.label_list
+    model = model or getattr(clf, "model_name", None)
+    run_info = clf.run_info() if hasattr(clf, "run_info") else {}
     metrics = compute_metrics(target.labels, preds, labels, predict_seconds, cost_per_query, seed)
     cfg_hash = run_config_hash(approach, config, model=model, limit=limit, seed=seed, split=split)
     meta = {
@@ -161,7 +165,7 @@ def evaluate(
         "finished_at": now_iso(),
         "timing": {"fit_s": fit_seconds, "predict_s": predict_seconds},
         "prices": {"table": str(prices.path), "hourly_usd": None if billing == "api" else prices.hourly(hardware)},
-        "extra": extra or {},
+        "extra": {**run_info, **(extra or {})},
         "metrics": metrics,
     }
     rows = [

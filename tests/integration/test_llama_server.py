@@ -1,0 +1,105 @@
+"""The API backend against the real llama.cpp server on loopback, serving SmolLM2's GGUF."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from dispute_classifier.backends.api import ApiBackend, ApiConfig
+from dispute_classifier.backends.server import LlamaServer, ServerConfig, llama_cpp_available
+from dispute_classifier.errors import UserError
+from dispute_classifier.prompts import PromptConfig, build_messages
+from dispute_classifier.task import load_task
+from evaluation.costs import PriceTable
+
+pytestmark = pytest.mark.skipif(
+    not llama_cpp_available(), reason="llama-cpp-python is not installed (`make setup` builds it)"
+)
+
+TEXTS = ["I was charged twice for the same coffee", "my card was stolen yesterday", "where is the refund the shop promised?"]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LlamaServer(ServerConfig(n_ctx=2048)) as s:
+        yield s
+
+
+def test_smoke_prompts_through_the_real_server(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("DISPUTE_CLASSIFIER_CACHE", str(tmp_path))
+    task = load_task("disputes")
+    config = ApiConfig(base_url=server.base_url, cache=False, billing="self-hosted")
+    with ApiBackend(config, prices=PriceTable.load(), environ={}) as backend:
+        preds = backend.classify([build_messages(task, t).messages for t in TEXTS], task.label_list)
+        info = backend.describe()
+    assert info["model"] == "smollm2-135m-instruct" and info["endpoint"] == server.base_url
+    assert info["structured_output"] == "grammar"  # llama.cpp GBNF: only the label strings
+    assert all(p.label in task.labels for p in preds), [p.raw for p in preds]
+    assert all(p.usage.input_tokens > 300 and p.usage.output_tokens > 0 and p.usage.latency_s > 0 for p in preds)
+    assert all(p.confidence is None or 0 < p.confidence <= 1 for p in preds)
+
+
+def test_server_renders_the_chat_template_stored_in_the_gguf(server):
+    """Same prompt tokens as transformers' apply_chat_template on the same messages: the
+    server uses the model's own template (SmolLM2's default system turn included)."""
+    from openai import OpenAI
+
+    from dispute_classifier.backends.local import prompt_ids
+    from dispute_classifier.models import SMOLLM2, load_tokenizer
+
+    messages = build_messages(load_task("disputes"), TEXTS[0], PromptConfig(style="bare")).messages
+    want = len(prompt_ids(load_tokenizer(SMOLLM2), messages))
+    client = OpenAI(base_url=server.base_url, api_key="none", max_retries=0)
+    resp = client.chat.completions.create(model="smollm2-135m-instruct", messages=messages, max_tokens=1)
+    assert resp.usage.prompt_tokens == want
+
+
+def test_stop_frees_the_port():
+    s = LlamaServer(ServerConfig(n_ctx=512)).start()
+    port, proc = s.port, s.process
+    s.stop()
+    assert proc.poll() is not None and s.process is None
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_server_that_cannot_start_reports_its_log(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"this is not a GGUF file" * 10)
+    with pytest.raises(UserError) as err:
+        LlamaServer(ServerConfig(model_path=str(bad), startup_timeout_s=60)).start()
+    msg = str(err.value)
+    assert "broken.gguf exited with status" in msg and "log " in msg and len(msg.split("log ", 1)[1]) > 40
+    with pytest.raises(UserError, match="not found"):
+        LlamaServer(ServerConfig(model_path=str(tmp_path / "missing.gguf"))).start()
+
+
+def test_serve_command_runs_until_interrupted(tmp_path):
+    """`dispute-classifier serve` prints the endpoint, answers on it, and stops on Ctrl-C."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from dispute_classifier.backends.server import free_port
+    from tests.conftest import REPO
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dispute_classifier.cli", "serve", "--port", str(port), "--n-ctx", "512"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        assert f"export OPENAI_BASE_URL=http://127.0.0.1:{port}/v1" in lines[1], (lines, proc.stderr.read())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10) as resp:
+            assert json.loads(resp.read())["data"][0]["id"] == "smollm2-135m-instruct"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
