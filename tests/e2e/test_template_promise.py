@@ -5,7 +5,8 @@ The dataset is made here: support tickets with other labels and other column nam
 experiment as a user runs it (README, "Point it at your own data"): data check, baselines,
 evaluation, compare, and batch classification of an unlabelled inbox.
 
-A few fine-tuning steps of a tiny LLaMA built from a config stand in for the real model.
+A tiny LLaMA built from a config stands in for the real model in the prompted-LLM step and
+the few fine-tuning steps.
 """
 
 from __future__ import annotations
@@ -98,6 +99,12 @@ def test_a_new_task_runs_through_every_step_without_code_change(project: Path, t
         accuracy = float(out.split("accuracy ")[1].split("%")[0])
         assert accuracy >= 75, f"{approach} learnt little from the new task: {out}"
 
+    # the prompted LLM on the new task's labels and descriptions (a tiny LLaMA built from a
+    # config stands in for the model; it is random, so only the mechanics are checked)
+    out = run_ok("evaluate", "--task", task, "--approach", "prompt", "--backend", "local", "--model", str(tiny_llama),
+                 "--runs-dir", runs, "--quiet")
+    assert "/test prompt" in out and "invalid 0.0%" in out
+
     # a few fine-tuning steps of a tiny LLaMA (built from a config) on the new task
     out = run_ok("finetune", "train", "--recipe", "smollm2-135m-lora-cpu", "--name", "tickets-lora", "--runs-dir", runs,
                  f"task={task}", f"model={tiny_llama}", "train.max_steps=3", "train.batch_size=4")
@@ -106,7 +113,7 @@ def test_a_new_task_runs_through_every_step_without_code_change(project: Path, t
     assert "/test finetuned" in out
 
     out = run_ok("compare", "--task", "tickets", "--runs-dir", runs)
-    assert all(a in out for a in BASELINES + ["finetuned"]) and "McNemar" in out
+    assert all(a in out for a in BASELINES + ["prompt", "finetuned"]) and "McNemar" in out
 
     # the saved fine-tuned model classifies a file too; every row lands in exactly one file
     run_ok("classify", str(project / "inbox.csv"), "--task", task, "--model", "tickets-lora:v1",

@@ -30,7 +30,7 @@ def test_stages_fail_alone_and_reruns_reuse(toy_task, tmp_path, monkeypatch):
     monkeypatch.delenv("NO_SUCH_KEY_FOR_TESTS", raising=False)
     profile = Profile("test profile", [
         Stage("tfidf"),
-        Stage("rag", limit=3),
+        Stage("crystal-ball", limit=3),
         Stage("tfidf", name="tfidf-bad", overrides=["tfidf.CC=1"]),
         Stage("boom"),
         Stage("tfidf", name="tfidf-api", needs_env=["NO_SUCH_KEY_FOR_TESTS"]),
@@ -40,9 +40,9 @@ def test_stages_fail_alone_and_reruns_reuse(toy_task, tmp_path, monkeypatch):
     runs, reports = tmp_path / "runs", tmp_path / "reports"
     results, report, (js, md) = run_experiment(str(toy_task), profile, runs_root=str(runs), reports_dir=str(reports), progress=False, say=lines.append)
     status = {r.stage: r.status for r in results}
-    assert status == {"tfidf": "ran", "rag": "not available", "tfidf-bad": "failed", "boom": "failed", "tfidf-api": "skipped", "tfidf-small": "ran"}
+    assert status == {"tfidf": "ran", "crystal-ball": "not available", "tfidf-bad": "failed", "boom": "failed", "tfidf-api": "skipped", "tfidf-small": "ran"}
     detail = {r.stage: r.detail for r in results}
-    assert "not available in this build" in detail["rag"]
+    assert "not available in this build" in detail["crystal-ball"]
     assert "unknown config key 'tfidf.CC'" in detail["tfidf-bad"]
     assert detail["boom"] == "RuntimeError: backend crashed"
     assert "NO_SUCH_KEY_FOR_TESTS" in detail["tfidf-api"]
