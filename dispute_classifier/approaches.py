@@ -66,6 +66,7 @@ class RunConfig:
     """Settings of the rag approach."""
 
     def __post_init__(self) -> None:
+        get_approach(self.approach)  # an unknown name fails here, before any data is loaded
         if self.split not in ("test", "validation"):
             raise UserError(f"split must be 'test' or 'validation', got '{self.split}' (set --split)")
         if self.limit is not None and self.limit < 1:
@@ -162,7 +163,7 @@ def evaluate_config(cfg: RunConfig, data: Any, prices: Any = None, progress: boo
 
     clf = get_approach(cfg.approach).build(cfg)  # cheap: models load on first predict
     config = approach_config(cfg)
-    model = getattr(clf, "name", None)
+    model = getattr(clf, "model_name", None) or getattr(clf, "name", None)
     if reuse:
         cfg_hash = run_config_hash(cfg.approach, config, model=model, limit=cfg.limit, seed=cfg.seed, split=cfg.split)
         found = find_finished_run(runs_dir(cfg.runs_dir), cfg_hash, data.data_hash)
@@ -172,7 +173,6 @@ def evaluate_config(cfg: RunConfig, data: Any, prices: Any = None, progress: boo
         run = evaluate(
             clf, data, cfg.split, approach=cfg.approach, config=config, runs_root=cfg.runs_dir, limit=cfg.limit,
             seed=cfg.seed, prices=prices, hardware=cfg.hardware, progress=progress, model=model,
-            extra=getattr(clf, "run_info", dict)(),
         )
     finally:  # LLM approaches stop the llama.cpp server they started
         if hasattr(clf, "close"):

@@ -274,9 +274,9 @@ def train(
     for split in recipe.eval_splits:
         clf = FinetunedClassifier(f"{name}:v{card['version']}", folder=out)
         run = evaluate(
-            clf, data, split, approach="finetuned", model=f"{name}:v{card['version']}", config=to_dict(recipe),
+            clf, data, split, approach="finetuned", model=clf.name, config=to_dict(recipe),
             runs_root=runs_dir, limit=recipe.eval_limit, seed=recipe.train.seed, prices=prices, hardware=recipe.hardware,
-            fit=True, extra=clf.run_info(),
+            fit=True,
         )
         m = run.metrics
         card["evaluations"][split] = {"run_id": run.run_id, "accuracy": m["accuracy"], "accuracy_ci95": m["accuracy_ci95"],
