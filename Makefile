@@ -58,6 +58,8 @@ browser:
 	else echo "chromium/chromium-driver missing and not root: the browser test will be skipped"; fi
 
 test: setup browser
+	# the layer contract first: a back-edge fails in seconds, before the long suite
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests benchmarks --benchmark-disable -q
 
 bench: setup

@@ -8,7 +8,9 @@ from typing import Sequence
 
 import numpy as np
 
-from dispute_classifier.types import Prediction
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.registry import Approach, register_approach
+from dispute_classifier.core.types import ClassifierBase, Prediction
 
 
 @dataclass
@@ -49,8 +51,6 @@ class KnnConfig:
     """Weight each vote by its cosine similarity."""
 
     def __post_init__(self) -> None:
-        from dispute_classifier.errors import UserError
-
         if self.k < 1:
             raise UserError(f"knn.k must be at least 1, got {self.k}")
 
@@ -60,11 +60,11 @@ def _proba_predictions(proba: np.ndarray, classes: Sequence[str]) -> list[Predic
     return [Prediction(label=str(classes[j]), confidence=float(proba[i, j])) for i, j in enumerate(best)]
 
 
-class TfidfClassifier:
+class TfidfClassifier(ClassifierBase):
     """TF-IDF word 1–2-grams plus character 2–5-grams, multinomial logistic regression."""
 
     name = "tfidf"
-    cache_fitted = True  # classify pickles the fitted model (dispute_classifier/classifiers.py)
+    cache_fitted = True  # classify pickles the fitted model (dispute_classifier/commands/classifiers.py)
 
     def __init__(self, config: TfidfConfig | None = None) -> None:
         self.config = config or TfidfConfig()
@@ -87,7 +87,7 @@ class TfidfClassifier:
         return _proba_predictions(self.model_.predict_proba(list(texts)), self.model_.classes_)
 
 
-class EmbeddingClassifier:
+class EmbeddingClassifier(ClassifierBase):
     """all-MiniLM-L6-v2 sentence embeddings, multinomial logistic regression."""
 
     name = "embedding"
@@ -110,7 +110,7 @@ class EmbeddingClassifier:
         return _proba_predictions(self.model_.predict_proba(self.embedder_.encode(texts, use_cache=False)), self.model_.classes_)
 
 
-class KnnClassifier:
+class KnnClassifier(ClassifierBase):
     """Similarity-weighted vote of the k nearest training examples (cosine on MiniLM)."""
 
     name = "knn"
@@ -141,3 +141,17 @@ class KnnClassifier:
             j = int(votes.argmax())
             out.append(Prediction(label=self.classes_[j], confidence=float(votes[j] / votes.sum())))
         return out
+
+
+register_approach(Approach(
+    "tfidf", "TF-IDF word + char n-grams, logistic regression", "classical",
+    lambda cfg: TfidfClassifier(cfg.section("tfidf")), {"tfidf": TfidfConfig},
+))
+register_approach(Approach(
+    "embedding", "all-MiniLM-L6-v2 embeddings, logistic regression", "classical",
+    lambda cfg: EmbeddingClassifier(cfg.section("embedding")), {"embedding": EmbeddingConfig},
+))
+register_approach(Approach(
+    "knn", "all-MiniLM-L6-v2 embeddings, k-nearest-neighbour vote", "classical",
+    lambda cfg: KnnClassifier(cfg.section("knn")), {"knn": KnnConfig},
+))

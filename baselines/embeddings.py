@@ -14,8 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from dispute_classifier.errors import UserError
-from dispute_classifier.task import cache_dir
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.task import cache_dir
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 

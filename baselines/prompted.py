@@ -1,7 +1,7 @@
 """Prompted LLM baselines: the prompt ladder (zero-shot, prompt, few-shot) and RAG.
 
 One `PromptedClassifier` serves all four over either backend. Every prompt comes from
-`dispute_classifier.prompts.build_messages`; only the style and the examples differ:
+`dispute_classifier.core.prompts.build_messages`; only the style and the examples differ:
 
 - ``zero-shot``: the bare customer text, no instructions ("no prompt work"); the answer
   is still restricted to the label set by the backend (label scoring or a JSON-schema enum);
@@ -21,27 +21,16 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
-from dispute_classifier.backends.api import ApiConfig
-from dispute_classifier.backends.local import LocalConfig
-from dispute_classifier.errors import UserError
-from dispute_classifier.prompts import PromptConfig, build_messages
-from dispute_classifier.task import TaskSpec
-from dispute_classifier.types import Prediction
+from dispute_classifier.core.backends.base import Backend, LlmConfig, make_backend
+from dispute_classifier.core.costs import PriceTable
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.prompts import PromptConfig, build_messages
+from dispute_classifier.core.registry import Approach, register_approach
+from dispute_classifier.core.task import TaskSpec, load_task
+from dispute_classifier.core.types import ClassifierBase, Prediction
 
 Variant = Literal["zero-shot", "prompt", "few-shot", "rag"]
 VARIANTS: tuple[str, ...] = ("zero-shot", "prompt", "few-shot", "rag")
-
-
-@dataclass
-class LlmConfig:
-    """Which LLM answers the prompts of the zero-shot, prompt, few-shot and rag approaches."""
-
-    backend: Literal["api", "local"] = "api"
-    """api (OpenAI-compatible endpoint; offline a llama.cpp server started for the run) or local (in-process transformers)."""
-    api: ApiConfig = field(default_factory=ApiConfig)
-    """The api backend."""
-    local: LocalConfig = field(default_factory=LocalConfig)
-    """The local backend."""
 
 
 @dataclass
@@ -103,18 +92,7 @@ class Retriever:
         return [[int(j) for j in idx[np.argsort(sims[row, idx], kind="stable")]] for row, idx in enumerate(top)]
 
 
-def make_backend(llm: LlmConfig, prices: Any = None):
-    """The configured backend (nothing is loaded or started until it is used)."""
-    if llm.backend == "local":
-        from dispute_classifier.backends.local import LocalBackend
-
-        return LocalBackend(llm.local)
-    from dispute_classifier.backends.api import ApiBackend
-
-    return ApiBackend(llm.api, prices=prices)
-
-
-class PromptedClassifier:
+class PromptedClassifier(ClassifierBase):
     """An LLM answering prompts from `build_messages`, as a `Classifier`.
 
     ``fit`` draws the few-shot pool or builds the RAG index from the given rows and starts
@@ -123,7 +101,7 @@ class PromptedClassifier:
     """
 
     def __init__(
-        self, task: TaskSpec, variant: Variant, backend: Any, prompt: PromptConfig | None = None,
+        self, task: TaskSpec, variant: Variant, backend: Backend, prompt: PromptConfig | None = None,
         few_shot: FewShotConfig | None = None, rag: RagConfig | None = None, seed: int = 0,
     ) -> None:
         if variant not in VARIANTS:
@@ -143,12 +121,12 @@ class PromptedClassifier:
 
     # ------------------------------------------------------------------ Classifier
     @property
-    def billing(self) -> str:
-        return getattr(self.backend, "billing", "self-hosted")
+    def billing(self) -> str:  # type: ignore[override]
+        return self.backend.billing
 
     @property
     def model_name(self) -> str:
-        return getattr(self.backend, "model_label", None) or type(self.backend).__name__
+        return self.backend.model_label
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "PromptedClassifier":
         unknown = sorted(set(labels) - set(self.task.labels))
@@ -210,8 +188,30 @@ class PromptedClassifier:
     def close(self) -> None:
         self.backend.close()
 
-    def __enter__(self) -> "PromptedClassifier":
+    def __enter__(self) -> "PromptedClassifier":  # noqa: D105
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _builder(variant: str):
+    def build(cfg: Any) -> PromptedClassifier:
+        prices = PriceTable.load(cfg.prices) if cfg.prices else None
+        return PromptedClassifier(
+            load_task(cfg.task), variant, make_backend(cfg.section("llm"), prices),  # type: ignore[arg-type]
+            cfg.section("prompt"), cfg.section("few_shot") if variant == "few-shot" else None,
+            cfg.section("rag") if variant == "rag" else None, cfg.seed,
+        )
+
+    return build
+
+
+_LLM_SECTIONS: dict[str, type] = {"llm": LlmConfig, "prompt": PromptConfig}
+for _name, _summary, _category, _extra in (
+    ("zero-shot", "LLM on the bare text, answer restricted to the labels", "prompted", {}),
+    ("prompt", "LLM with instructions and every label described", "prompted", {}),
+    ("few-shot", "the prompt plus k seeded training examples per label", "prompted", {"few_shot": FewShotConfig}),
+    ("rag", "the prompt plus the k most similar training examples (MiniLM)", "rag", {"rag": RagConfig}),
+):
+    register_approach(Approach(_name, _summary, _category, _builder(_name), {**_LLM_SECTIONS, **_extra}, model_setting="llm", billing="backend"))

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from dispute_classifier.task import Split
-from dispute_classifier.types import Prediction
+from dispute_classifier.core.task import Split
+from dispute_classifier.core.types import Prediction
 from evaluation.evaluate import compute_metrics
 
 
 def _texts() -> tuple[list[str], list[str], list[str], list[str]]:
     path = os.environ.get("DISPUTE_CLASSIFIER_DATA")
     if path and (Path(path) / "train.csv").is_file():
-        from dispute_classifier.task import load_data, load_task
+        from dispute_classifier.core.task import load_data, load_task
 
         data = load_data(load_task("disputes"), Path(path))
         fit, test = data.fit_split("test"), data.split("test")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from dispute_classifier.classify import ClassifyConfig, classify_file
+from dispute_classifier.commands.classify import ClassifyConfig, classify_file
 from tests.conftest import REPO, write_task
 
 LARGE_ROWS = int(os.environ.get("BENCH_CLASSIFY_ROWS", "200000"))
@@ -83,7 +83,7 @@ def test_classify_rows_per_second(benchmark, toy, tmp_path, approach, rows):
 # getrusage peak would also count the pages the child shared with this (large) test process
 # before it exec'd; VmHWM belongs to the new program only.
 _MEASURED = (
-    "import sys; from dispute_classifier.cli import main; rc = main(sys.argv[1:]);"
+    "import sys; from dispute_classifier.commands.cli import main; rc = main(sys.argv[1:]);"
     " print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')), file=sys.stderr);"
     " sys.exit(rc)"
 )

@@ -12,8 +12,8 @@ import resource
 
 import pytest
 
-from dispute_classifier.prompts import PromptConfig, answer_message, build_messages
-from dispute_classifier.task import load_task
+from dispute_classifier.core.prompts import PromptConfig, answer_message, build_messages
+from dispute_classifier.core.task import load_task
 from finetune.recipe import load_recipe
 
 REAL = os.environ.get("BENCH_REAL_MODEL") == "1"
@@ -45,7 +45,7 @@ def rows():
 def test_training_tokens_per_second(benchmark, model_name, rows, tmp_path, threads):
     import torch
 
-    from dispute_classifier.models import load_tokenizer
+    from dispute_classifier.core.models import load_tokenizer
     from finetune.train import build_model, build_trainer
 
     recipe = load_recipe("smollm2-135m-lora-cpu", [f"model={model_name}", "train.max_steps=2", "train.batch_size=8", f"train.threads={threads}", "train.save_steps=1000"])
@@ -68,7 +68,7 @@ def test_training_tokens_per_second(benchmark, model_name, rows, tmp_path, threa
 
 
 def test_finetuned_inference_queries_per_second(benchmark, model_name):
-    from dispute_classifier.backends.local import LocalBackend, LocalConfig
+    from dispute_classifier.core.backends.local import LocalBackend, LocalConfig
 
     task = load_task("disputes")
     backend = LocalBackend(LocalConfig(model=model_name, batch_size=8))

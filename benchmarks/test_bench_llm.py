@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from baselines.prompted import VARIANTS, FewShotConfig, PromptedClassifier, RagConfig
-from dispute_classifier.task import load_task
+from dispute_classifier.core.task import load_task
 
 REAL = bool(os.environ.get("BENCH_REAL_MODEL"))
 N_QUERIES = 32 if REAL else 16
@@ -36,7 +36,7 @@ def data(task):
     """(fit texts, fit labels, queries): real rows when available, generated otherwise."""
     path = os.environ.get("DISPUTE_CLASSIFIER_DATA")
     if path and (Path(path) / "train.csv").is_file():
-        from dispute_classifier.task import load_data, stratified_sample
+        from dispute_classifier.core.task import load_data, stratified_sample
 
         rows = load_data(task, Path(path))
         fit = rows.fit_split("test")
@@ -49,8 +49,8 @@ def data(task):
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
-    from dispute_classifier.backends.local import LocalBackend, LocalConfig
-    from dispute_classifier.models import SMOLLM2, build_tiny_llama
+    from dispute_classifier.core.backends.local import LocalBackend, LocalConfig
+    from dispute_classifier.core.models import SMOLLM2, build_tiny_llama
 
     model = SMOLLM2 if REAL else str(build_tiny_llama(tmp_path_factory.mktemp("tiny-llama")))
     return LocalBackend(LocalConfig(model=model)).start()

@@ -88,7 +88,7 @@ def context(require_runs: bool = True) -> Context:
 
     from evaluation.compare import latest_per_label
     from evaluation.verdict import VerdictConfig, build_report, config_from_assumptions, read_report, report_paths
-    from dispute_classifier.errors import UserError
+    from dispute_classifier.core.errors import UserError
 
     runs_root, reports_root = folders()
     all_runs, skipped = load_runs(runs_root)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
-from dispute_classifier.errors import UserError
+from dispute_classifier.core.errors import UserError
 from evaluation.metrics import mcnemar_exact
 from evaluation.runs import RunRecord
 

@@ -6,11 +6,14 @@ import sys
 import time
 from typing import Any, Sequence
 
-from dispute_classifier.task import Split, TaskData, stratified_sample
-from dispute_classifier.types import INVALID, Classifier, Prediction
+from dispute_classifier.core import registry
+from dispute_classifier.core.costs import PriceTable
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.runconfig import RunConfig
+from dispute_classifier.core.task import Split, TaskData, stratified_sample
+from dispute_classifier.core.types import INVALID, Classifier, Prediction
 from evaluation import metrics as M
-from evaluation.costs import PriceTable
-from evaluation.runs import RunRecord, config_hash, git_state, new_run_id, now_iso, package_versions, runs_dir, write_run
+from evaluation.runs import RunRecord, config_hash, find_finished_run, git_state, new_run_id, now_iso, package_versions, runs_dir, write_run
 
 
 def compute_metrics(
@@ -47,6 +50,14 @@ def compute_metrics(
         "cost_per_query_usd": cost_per_query,
         "cost_per_1k_usd": cost_per_query * 1000 if cost_per_query is not None else None,
     }
+
+
+def _category(approach: str) -> str:
+    """The registered approach's category; an unregistered one must name its category."""
+    entry = registry.approaches().get(approach)
+    if entry is None:
+        raise UserError(f"approach '{approach}' is not registered: register it, or pass evaluate(category=...)")
+    return entry.category
 
 
 def run_config_hash(
@@ -94,6 +105,7 @@ def evaluate(
     hardware: str | None = None,
     model: str | None = None,
     extra: dict[str, Any] | None = None,
+    category: str | None = None,
     fit: bool = True,
     batch_size: int = 64,
     progress: bool = True,
@@ -101,11 +113,10 @@ def evaluate(
     """Fit ``clf`` on the rows allowed for ``split`` (never the test split), predict ``split``,
     and write a run record. ``limit`` evaluates a seeded, stratified subsample and says so.
 
-    The classifier may declare ``billing = "api"`` (cost from its per-token usage; unknown
-    when any prediction's cost is None) or, by default, self-hosted (hardware $/hour over the
-    measured throughput). It may also name its model (``model_name``, used when ``model`` is
-    not given) and describe the run (``run_info() -> dict``, called after predicting and
-    merged into the record's ``extra``: endpoint, prompt, truncated texts and the like).
+    The classifier's ``billing`` is ``api`` (cost from its per-token usage; unknown when any
+    prediction's cost is None) or self-hosted (hardware $/hour over the measured throughput).
+    Its ``model_name`` names the model when ``model`` is not given, and ``run_info()`` (called
+    after predicting) is merged into the record's ``extra``: endpoint, prompt, truncated texts.
     """
     prices = prices or PriceTable.load()
     config = dict(config or {})
@@ -121,19 +132,19 @@ def evaluate(
         fit_seconds = time.perf_counter() - t0
     preds, predict_seconds = _predict_in_batches(clf, target.texts, batch_size, progress)
 
-    billing = getattr(clf, "billing", "self-hosted")
+    billing = clf.billing
     n = len(target)
     if billing == "api":
         costs = [p.usage.cost_usd for p in preds]
         cost_per_query = sum(costs) / n if n and all(c is not None for c in costs) else None  # type: ignore[arg-type]
     else:
-        hardware = hardware or getattr(clf, "hardware", None) or prices.default_hardware
+        hardware = hardware or clf.hardware or prices.default_hardware
         cost_per_query = prices.self_hosted_cost_per_query(hardware, n / predict_seconds if predict_seconds else 0.0)
         for p in preds:
             p.usage.cost_usd = cost_per_query
     labels = data.spec.label_list
-    model = model or getattr(clf, "model_name", None)
-    run_info = clf.run_info() if hasattr(clf, "run_info") else {}
+    model = model or clf.model_name
+    run_info = clf.run_info()
     metrics = compute_metrics(target.labels, preds, labels, predict_seconds, cost_per_query, seed)
     cfg_hash = run_config_hash(approach, config, model=model, limit=limit, seed=seed, split=split)
     meta = {
@@ -142,6 +153,7 @@ def evaluate(
         "task_file": str(data.spec.path),
         "split": split,
         "approach": approach,
+        "category": category or _category(approach),
         "model": model or approach,
         "billing": billing,
         "hardware": None if billing == "api" else hardware,
@@ -185,3 +197,31 @@ def evaluate(
     ]
     folder = write_run(runs_dir(runs_root), meta, rows)
     return RunRecord(folder, {"schema": "", **meta}, rows)
+
+
+def evaluate_config(cfg: RunConfig, data: TaskData, prices: PriceTable | None = None, progress: bool = True, reuse: bool = False) -> tuple[RunRecord, bool]:
+    """Build the approach of ``cfg`` from the registry and run the shared evaluator on it: the
+    one path that ``evaluate``, ``experiment`` and the fine-tuning script share, so all of them
+    record the same model, category and config hash for the same settings.
+
+    With ``reuse``, a finished run with the same settings on the same data is returned
+    instead of running again. Returns ``(run record, reused)``.
+    """
+    approach = registry.get_approach(cfg.approach)
+    clf = approach.build(cfg)  # cheap: models load on first predict
+    config = cfg.approach_settings()
+    model = clf.model_name or clf.name
+    if reuse:
+        cfg_hash = run_config_hash(cfg.approach, config, model=model, limit=cfg.limit, seed=cfg.seed, split=cfg.split)
+        found = find_finished_run(runs_dir(cfg.runs_dir), cfg_hash, data.data_hash)
+        if found is not None:
+            clf.close()
+            return found, True
+    try:
+        run = evaluate(
+            clf, data, cfg.split, approach=cfg.approach, config=config, runs_root=cfg.runs_dir, limit=cfg.limit,
+            seed=cfg.seed, prices=prices, hardware=cfg.hardware, progress=progress, model=model, category=approach.category,
+        )
+    finally:  # LLM approaches stop the llama.cpp server they started
+        clf.close()
+    return run, False

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dispute_classifier.errors import UserError
+from dispute_classifier.core.errors import UserError
 
 SCHEMA = "dispute-classifier/run/1"
 RECORD = "record.json"
@@ -64,6 +64,18 @@ def git_state() -> dict[str, Any]:
     if commit.returncode != 0:
         return {"commit": None, "dirty": None}
     return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def code_version() -> str:
+    """The project's code version for reuse keys: the package version plus the git commit,
+    with ``+dirty`` when tracked files differ from it (so a fix is never hidden behind an old
+    run). Outside git only the package version is known."""
+    from dispute_classifier import __version__
+
+    state = git_state()
+    if not state.get("commit"):
+        return __version__
+    return f"{__version__}+{state['commit'][:12]}{'+dirty' if state.get('dirty') else ''}"
 
 
 @dataclass

@@ -28,17 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dispute_classifier.config import to_dict
-from dispute_classifier.errors import UserError
+from dispute_classifier.core import registry
+from dispute_classifier.core.config import to_dict
+from dispute_classifier.core.errors import UserError
 from evaluation.compare import latest_per_label, paired_test
-from evaluation.costs import PriceTable
+from dispute_classifier.core.costs import PriceTable
 from evaluation.metrics import bootstrap_ci
 from evaluation.runs import RunRecord, now_iso
 
 SCHEMA = "dispute-classifier/decision/1"
-PROMPTED = ("zero-shot", "prompt", "few-shot")
 """Approaches that prompt a language model without retrieval or training."""
-CATEGORY_NAMES = {"classical": "classical baseline", "prompted": "prompted LLM", "rag": "RAG", "finetuned": "fine-tuned LLM"}
+CATEGORY_NAMES = registry.CATEGORIES
 
 
 @dataclass
@@ -60,7 +60,7 @@ class VerdictConfig:
     training_cost_usd: float | None = None
     """One-off training cost of the fine-tuned model (default: what its run records in extra.training_cost_usd)."""
     prices: str | None = None
-    """Price table YAML (default: evaluation/prices.yaml)."""
+    """Price table YAML (default: dispute_classifier/core/prices.yaml)."""
     simpler_order: list[str] = field(default_factory=lambda: ["prompted", "rag", "classical"])
     """Preference among the simpler approaches, most preferred first (the seed's rule: prompt, then RAG); a later one is chosen only when it earns its place as fine-tuning must."""
 
@@ -80,22 +80,16 @@ class VerdictConfig:
 
 def config_from_assumptions(assumptions: dict[str, Any]) -> VerdictConfig:
     """The `VerdictConfig` a decision report was made with (its ``assumptions``)."""
-    from dispute_classifier.config import from_dict
+    from dispute_classifier.core.config import from_dict
 
     names = {f for f in VerdictConfig.__dataclass_fields__}
     return from_dict(VerdictConfig, {k: v for k, v in assumptions.items() if k in names})
 
 
 def category(meta: dict[str, Any]) -> str:
-    """classical, prompted, rag or finetuned, from a run record's approach name."""
-    approach = meta["approach"]
-    if approach.startswith("finetuned"):
-        return "finetuned"
-    if approach.startswith("rag"):
-        return "rag"
-    if approach in PROMPTED:
-        return "prompted"
-    return "classical"
+    """classical, prompted, rag or finetuned: what the run record says (written from the
+    approach's registry entry when it ran)."""
+    return registry.category_of(meta)
 
 
 def backend(meta: dict[str, Any]) -> str | None:

@@ -7,19 +7,35 @@ The adapter is served unmerged on the same base model it was trained on (4-bit b
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
-from dispute_classifier.errors import UserError
-from dispute_classifier.prompts import PromptConfig, build_messages
-from dispute_classifier.task import TaskSpec, load_task
-from dispute_classifier.types import Prediction, Usage
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.prompts import PromptConfig, build_messages
+from dispute_classifier.core.task import TaskSpec, load_task
+from dispute_classifier.core.registry import Approach, register_approach
+from dispute_classifier.core.types import ClassifierBase, Prediction, Usage
+from finetune import registry
+
+
+@dataclass
+class FinetunedConfig:
+    """A saved fine-tuned model from the registry (`dispute-classifier models list`)."""
+
+    model: str = "smollm2-135m-lora-cpu"
+    """Saved model as NAME, NAME:VERSION or NAME@ALIAS (newest finished version when neither is given)."""
+    batch_size: int = 8
+    """Queries per forward pass."""
+    models_dir: str | None = None
+    """Folder of saved models (default: $DISPUTE_CLASSIFIER_MODELS, then ./models)."""
 
 
 def load_peft_model(card: dict[str, Any], folder, for_training: bool = False):
     """Base model (as in the recipe) + the saved adapter, in eval mode."""
     from peft import PeftModel
 
-    from dispute_classifier.models import load_causal_lm
+    from dispute_classifier.core.models import load_causal_lm
 
     recipe = card["recipe"]
     if recipe["head"] == "classification":
@@ -33,7 +49,7 @@ def load_peft_model(card: dict[str, Any], folder, for_training: bool = False):
 
 def load_sequence_classifier(name: str, n_labels: int, quantization: str, dtype: str, pad_token_id: int | None = None):
     """The causal LM's backbone with a linear classification head on its last token."""
-    from dispute_classifier.models import load_causal_lm
+    from dispute_classifier.core.models import load_causal_lm
 
     model = load_causal_lm(name, quantization, dtype, auto_class="AutoModelForSequenceClassification", num_labels=n_labels)
     if pad_token_id is not None:
@@ -41,16 +57,14 @@ def load_sequence_classifier(name: str, n_labels: int, quantization: str, dtype:
     return model
 
 
-class FinetunedClassifier:
+class FinetunedClassifier(ClassifierBase):
     """Predicts with a saved adapter; ``fit`` only checks that the task matches."""
 
     billing = "self-hosted"
 
-    def __init__(self, ref: str, batch_size: int = 8, model: Any = None, tokenizer: Any = None, folder=None) -> None:
-        from finetune import registry
-
+    def __init__(self, ref: str, batch_size: int = 8, model: Any = None, tokenizer: Any = None, folder=None, models_dir: str | None = None) -> None:
         self.ref = ref
-        self.folder = folder or registry.resolve(ref)
+        self.folder = folder or registry.resolve(ref, Path(models_dir) if models_dir else None)
         self.card = registry.read_card(self.folder)
         self.name = f"finetuned:{self.card['name']}:v{self.card['version']}"
         self.hardware = self.card["recipe"].get("hardware")
@@ -60,6 +74,11 @@ class FinetunedClassifier:
         self.labels = list(self.card["labels"])
         self.prompt = PromptConfig(**self.card["recipe"]["prompt"])
         self.task_: TaskSpec | None = None
+
+    @classmethod
+    def from_config(cls, config: FinetunedConfig) -> "FinetunedClassifier":
+        """The saved model that ``config`` names."""
+        return cls(config.model, batch_size=config.batch_size, models_dir=config.models_dir)
 
     @property
     def tokenizer(self):
@@ -107,7 +126,7 @@ class FinetunedClassifier:
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         if self.card["recipe"]["head"] == "classification":
             return self._predict_head(texts)
-        from dispute_classifier.backends.local import LocalBackend, LocalConfig
+        from dispute_classifier.core.backends.local import LocalBackend, LocalConfig
 
         backend = LocalBackend(LocalConfig(model=self.ref, batch_size=self.batch_size), model=self.model, tokenizer=self.tokenizer)
         return backend.classify(self.messages(texts), self.labels)
@@ -115,7 +134,7 @@ class FinetunedClassifier:
     def _predict_head(self, texts: Sequence[str]) -> list[Prediction]:
         import torch
 
-        from dispute_classifier.backends.local import prompt_ids
+        from dispute_classifier.core.backends.local import prompt_ids
 
         out: list[Prediction] = []
         msgs = self.messages(texts)
@@ -135,3 +154,10 @@ class FinetunedClassifier:
                 j = int(probs[i].argmax())
                 out.append(Prediction(self.labels[j], float(probs[i, j]), Usage(input_tokens=len(b), output_tokens=0, latency_s=per)))
         return out
+
+
+register_approach(Approach(
+    "finetuned", "a saved LoRA fine-tuned model (--model NAME[:VERSION])", "finetuned",
+    lambda cfg: FinetunedClassifier.from_config(cfg.section("finetuned")),
+    {"finetuned": FinetunedConfig}, model_setting="finetuned.model",
+))

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from dispute_classifier.datacheck import normalise
-from dispute_classifier.errors import UserError
+from dispute_classifier.core.datacheck import normalise
+from dispute_classifier.core.errors import UserError
 
 LR_RANGE = (1e-5, 3e-3)
 """Learning rates outside this range are almost always a typo for LoRA (1e-5 too slow to move
@@ -30,7 +30,7 @@ class Check:
 
 def check_prompt_matches_inference(tokenizer, rows: Sequence[dict[str, Any]], prepared: Sequence[dict[str, Any]]) -> Check:
     """The tokens before the completion in each training row equal the inference prompt ids."""
-    from dispute_classifier.backends.local import prompt_ids
+    from dispute_classifier.core.backends.local import prompt_ids
 
     problems = []
     for i, (row, prep) in enumerate(zip(rows, prepared)):
@@ -41,7 +41,7 @@ def check_prompt_matches_inference(tokenizer, rows: Sequence[dict[str, Any]], pr
     if problems:
         return Check(
             "prompt: training == inference", False,
-            "; ".join(problems[:3]) + ". Build both from dispute_classifier.prompts.build_messages and the"
+            "; ".join(problems[:3]) + ". Build both from dispute_classifier.core.prompts.build_messages and the"
             " tokenizer's chat template; do not pre-render chat text",
         )
     return Check("prompt: training == inference", True, f"{len(rows)} rows: training prompt ids equal the inference prompt ids")
@@ -50,7 +50,7 @@ def check_prompt_matches_inference(tokenizer, rows: Sequence[dict[str, Any]], pr
 def check_prompt_masked(rows: Sequence[dict[str, Any]], prepared: Sequence[dict[str, Any]], tokenizer) -> Check:
     """Loss only on the completion: every prompt position is -100 and the completion is the
     label followed by the end-of-turn token."""
-    from dispute_classifier.backends.local import prompt_ids
+    from dispute_classifier.core.backends.local import prompt_ids
 
     problems = []
     for i, (row, prep) in enumerate(zip(rows, prepared)):

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from dispute_classifier.config import from_dict, merge, parse_overrides, read_yaml
-from dispute_classifier.errors import UserError
-from dispute_classifier.prompts import PromptConfig
+from dispute_classifier.core.config import from_dict, merge, parse_overrides, read_yaml
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.prompts import PromptConfig
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

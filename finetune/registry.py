@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dispute_classifier.errors import UserError
+from dispute_classifier.core.errors import UserError
 
 CARD = "model_card.json"
 

@@ -24,9 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dispute_classifier.config import to_dict
-from dispute_classifier.errors import UserError
+from dispute_classifier.core.config import to_dict
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.runconfig import RunConfig
+from evaluation.evaluate import evaluate_config
 from finetune import doctor
+from finetune.classifier import FinetunedConfig
 from finetune.recipe import Recipe, load_recipe
 
 
@@ -87,7 +90,7 @@ def build_model(recipe: Recipe, tokenizer, n_labels: int):
     """Base model (quantized or not) with LoRA adapters on the recipe's target modules."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    from dispute_classifier.models import load_causal_lm
+    from dispute_classifier.core.models import load_causal_lm
     from finetune.classifier import load_sequence_classifier
 
     if recipe.head == "classification":
@@ -171,8 +174,8 @@ def train(
     import torch
     from transformers import set_seed
 
-    from dispute_classifier.models import load_tokenizer, model_fingerprint
-    from dispute_classifier.task import load_data, load_task
+    from dispute_classifier.core.models import load_tokenizer, model_fingerprint
+    from dispute_classifier.core.task import load_data, load_task
     from finetune import registry
     from evaluation.runs import git_state
     from finetune.data import classification_rows, fit_rows, generative_rows
@@ -246,7 +249,7 @@ def train(
         len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=False)) for r in rows
     ]
     tokens_seen = rows_seen * (sum(lengths) / len(lengths))
-    from evaluation.costs import PriceTable
+    from dispute_classifier.core.costs import PriceTable
 
     prices = PriceTable.load()
     hourly = prices.hourly(recipe.hardware)
@@ -266,18 +269,16 @@ def train(
     }
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is saved; checkpoints were for --resume
 
-    # 10. evaluate the reloaded model with the shared evaluator (reloading proves the save)
-    from evaluation.evaluate import evaluate
-    from finetune.classifier import FinetunedClassifier
-
+    # 10. evaluate the reloaded model through the same path as `evaluate --approach finetuned`
+    # (reloading proves the save; the same settings give the same config hash)
     (out / "model_card.json").write_text(json.dumps(card, indent=2))  # makes the version loadable
     for split in recipe.eval_splits:
-        clf = FinetunedClassifier(f"{name}:v{card['version']}", folder=out)
-        run = evaluate(
-            clf, data, split, approach="finetuned", model=clf.name, config=to_dict(recipe),
-            runs_root=runs_dir, limit=recipe.eval_limit, seed=recipe.train.seed, prices=prices, hardware=recipe.hardware,
-            fit=True,
+        finetuned = FinetunedConfig(model=f"{name}:v{card['version']}", models_dir=str(models_root) if models_root else None)
+        cfg = RunConfig(
+            task=str(spec.path), approach="finetuned", split=split, limit=recipe.eval_limit, seed=recipe.train.seed,
+            runs_dir=str(runs_dir or "runs"), data_dir=data_dir, hardware=recipe.hardware, sections={"finetuned": finetuned},
         )
+        run, _ = evaluate_config(cfg, data, prices)
         m = run.metrics
         card["evaluations"][split] = {"run_id": run.run_id, "accuracy": m["accuracy"], "accuracy_ci95": m["accuracy_ci95"],
                                       "macro_f1": m["macro_f1"], "n": m["n"], "throughput_qps": m["throughput_qps"]}

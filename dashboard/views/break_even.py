@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.data import context
-from evaluation.costs import PriceTable
+from dispute_classifier.core.costs import PriceTable
 from evaluation.verdict import best_run, break_even_volume, category, cost_line, training_cost, volume_grid
 
 ctx = context()

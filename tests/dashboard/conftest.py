@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from dispute_classifier.types import Prediction, Usage
+from dispute_classifier.core.types import ClassifierBase
+
+from dispute_classifier.core.types import Prediction, Usage
 from tests.conftest import write_task
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 
 
-class Scripted:
+class Scripted(ClassifierBase):
     """Right on every test text except those in ``wrong``, where it answers the next label;
     bills like an API model (tokens at list price) when ``model`` has a price."""
 
@@ -29,7 +31,7 @@ class Scripted:
         return self
 
     def predict(self, texts):
-        from evaluation.costs import PriceTable
+        from dispute_classifier.core.costs import PriceTable
 
         prices = PriceTable.load()
         out = []
@@ -52,8 +54,8 @@ class Folders:
 
 def make_folders(root: Path) -> Folders:
     from baselines.classical import TfidfClassifier
-    from dispute_classifier import datacheck
-    from dispute_classifier.task import load_data, load_task
+    from dispute_classifier.core import datacheck
+    from dispute_classifier.core.task import load_data, load_task
     from evaluation.evaluate import evaluate
     from evaluation.runs import scan_runs
     from evaluation.verdict import build_report, write_report

@@ -9,12 +9,12 @@ from tests.conftest import REPO
 
 
 def cli(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dispute_classifier.cli", *args], capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=600)
+    return subprocess.run([sys.executable, "-m", "dispute_classifier.commands.cli", *args], capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=600)
 
 
 def test_help_is_fast_and_does_not_import_torch():
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from dispute_classifier.cli import build_parser; build_parser();"
+        [sys.executable, "-c", "import sys; from dispute_classifier.commands.cli import build_parser; build_parser();"
          " import baselines.classical, evaluation.evaluate; print('torch' in sys.modules)"],
         capture_output=True, text=True, cwd=REPO,
     )

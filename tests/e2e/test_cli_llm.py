@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dispute_classifier.backends.server import llama_cpp_available
+from dispute_classifier.core.backends.llama_server import llama_cpp_available
 from tests.e2e.test_cli import cli
 
 
@@ -40,7 +40,7 @@ def test_api_model_without_key_names_the_variable(toy_task, tmp_path):
 
 
 def test_unreachable_base_url_is_named(toy_task, tmp_path):
-    from dispute_classifier.backends.server import free_port
+    from dispute_classifier.core.backends.llama_server import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     res = cli("evaluate", "--task", str(toy_task), "--approach", "prompt", "--quiet", "--runs-dir", str(tmp_path),

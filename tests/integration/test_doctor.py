@@ -5,9 +5,9 @@ import copy
 import pytest
 import torch
 
-from dispute_classifier.backends.local import prompt_ids
-from dispute_classifier.prompts import PromptConfig, answer_message, build_messages
-from dispute_classifier.task import load_task
+from dispute_classifier.core.backends.local import prompt_ids
+from dispute_classifier.core.prompts import PromptConfig, answer_message, build_messages
+from dispute_classifier.core.task import load_task
 from finetune import doctor
 from finetune.recipe import load_recipe
 
@@ -20,7 +20,7 @@ def setup(tiny_llama):
     """Rows, TRL's prepared rows and a collated batch, exactly as the training script builds them."""
     from finetune.train import build_model, build_trainer
 
-    from dispute_classifier.models import load_tokenizer
+    from dispute_classifier.core.models import load_tokenizer
 
     task = load_task("disputes")
     recipe = load_recipe("smollm2-135m-lora-cpu", [f"model={tiny_llama}", "train.max_steps=1"])
@@ -115,7 +115,7 @@ def test_learning_rate_range():
 
 
 def test_enforce_raises_with_every_failure():
-    from dispute_classifier.errors import UserError
+    from dispute_classifier.core.errors import UserError
 
     checks = [doctor.Check("a", True, "fine"), doctor.Check("b", False, "broken: fix it")]
     with pytest.raises(UserError, match="b: broken: fix it"):

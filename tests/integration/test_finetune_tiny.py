@@ -38,8 +38,8 @@ def test_few_steps_change_lora_only_and_reload_identically(env, mode):
     from finetune import registry
     from finetune.classifier import FinetunedClassifier
     from finetune.train import build_model, build_trainer
-    from dispute_classifier.models import load_tokenizer
-    from dispute_classifier.task import load_data, load_task
+    from dispute_classifier.core.models import load_tokenizer
+    from dispute_classifier.core.task import load_data, load_task
     from finetune.data import fit_rows, generative_rows
 
     tmp, task, model_dir = env
@@ -93,7 +93,7 @@ def test_classification_head_trains_and_reloads(env):
 
 
 def test_resume_needs_an_interrupted_run(env):
-    from dispute_classifier.errors import UserError
+    from dispute_classifier.core.errors import UserError
     from finetune.train import train
 
     tmp, task, model_dir = env
@@ -113,13 +113,13 @@ def test_evaluate_cli_on_saved_model(env):
     import os
 
     res = subprocess.run(
-        [sys.executable, "-m", "dispute_classifier.cli", "evaluate", "--task", str(task), "--approach", "finetuned", "--model", "tiny-gen:v1", "--quiet"],
+        [sys.executable, "-m", "dispute_classifier.commands.cli", "evaluate", "--task", str(task), "--approach", "finetuned", "--model", "tiny-gen:v1", "--quiet"],
         capture_output=True, text=True, cwd=REPO, env=os.environ.copy(), timeout=600,
     )
     assert res.returncode == 0, res.stderr
     assert "finetuned" in res.stdout and "accuracy" in res.stdout
     res = subprocess.run(
-        [sys.executable, "-m", "dispute_classifier.cli", "evaluate", "--task", str(task), "--approach", "finetuned", "--model", "nope:v3"],
+        [sys.executable, "-m", "dispute_classifier.commands.cli", "evaluate", "--task", str(task), "--approach", "finetuned", "--model", "nope:v3"],
         capture_output=True, text=True, cwd=REPO, env=os.environ.copy(), timeout=600,
     )
     assert res.returncode == 2 and "no saved model 'nope'" in res.stderr and "Traceback" not in res.stderr
@@ -133,7 +133,7 @@ def test_doctor_cli_passes_and_fails_loudly(env):
     from tests.conftest import REPO
 
     tmp, task, model_dir = env
-    base = [sys.executable, "-m", "dispute_classifier.cli", "finetune", "doctor", "--recipe", "smollm2-135m-lora-cpu", f"task={task}", f"model={model_dir}"]
+    base = [sys.executable, "-m", "dispute_classifier.commands.cli", "finetune", "doctor", "--recipe", "smollm2-135m-lora-cpu", f"task={task}", f"model={model_dir}"]
     ok = subprocess.run(base, capture_output=True, text=True, cwd=REPO, env=os.environ.copy(), timeout=600)
     assert ok.returncode == 0, ok.stderr
     assert "all pre-flight checks passed" in ok.stdout and "[FAIL]" not in ok.stdout
@@ -173,7 +173,7 @@ def test_interrupted_training_resumes_from_last_checkpoint(env):
 
 
 def test_experiment_trains_once_then_reuses(env):
-    from evaluation.experiment import Profile, Stage, run_experiment
+    from dispute_classifier.commands.experiment import Profile, Stage, run_experiment
 
     tmp, task, model_dir = env
     stage = Stage(approach="finetuned", name="ft", recipe="smollm2-135m-lora-cpu",

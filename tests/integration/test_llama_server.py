@@ -6,12 +6,12 @@ import socket
 
 import pytest
 
-from dispute_classifier.backends.api import ApiBackend, ApiConfig
-from dispute_classifier.backends.server import LlamaServer, ServerConfig, llama_cpp_available
-from dispute_classifier.errors import UserError
-from dispute_classifier.prompts import PromptConfig, build_messages
-from dispute_classifier.task import load_task
-from evaluation.costs import PriceTable
+from dispute_classifier.core.backends.api import ApiBackend, ApiConfig
+from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig, llama_cpp_available
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.prompts import PromptConfig, build_messages
+from dispute_classifier.core.task import load_task
+from dispute_classifier.core.costs import PriceTable
 
 pytestmark = pytest.mark.skipif(
     not llama_cpp_available(), reason="llama-cpp-python is not installed (`make setup` builds it)"
@@ -45,8 +45,8 @@ def test_server_renders_the_chat_template_stored_in_the_gguf(server):
     server uses the model's own template (SmolLM2's default system turn included)."""
     from openai import OpenAI
 
-    from dispute_classifier.backends.local import prompt_ids
-    from dispute_classifier.models import SMOLLM2, load_tokenizer
+    from dispute_classifier.core.backends.local import prompt_ids
+    from dispute_classifier.core.models import SMOLLM2, load_tokenizer
 
     messages = build_messages(load_task("disputes"), TEXTS[0], PromptConfig(style="bare")).messages
     want = len(prompt_ids(load_tokenizer(SMOLLM2), messages))
@@ -83,12 +83,12 @@ def test_serve_command_runs_until_interrupted(tmp_path):
     import sys
     import urllib.request
 
-    from dispute_classifier.backends.server import free_port
+    from dispute_classifier.core.backends.llama_server import free_port
     from tests.conftest import REPO
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dispute_classifier.cli", "serve", "--port", str(port), "--n-ctx", "512"],
+        [sys.executable, "-m", "dispute_classifier.commands.cli", "serve", "--port", str(port), "--n-ctx", "512"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from dispute_classifier.backends.local import LocalBackend, LocalConfig, completion_ids, prompt_ids
-from dispute_classifier.prompts import PromptConfig, build_messages, parse_answer
-from dispute_classifier.task import load_task
-from dispute_classifier.types import INVALID
+from dispute_classifier.core.backends.local import LocalBackend, LocalConfig, completion_ids, prompt_ids
+from dispute_classifier.core.prompts import PromptConfig, build_messages, parse_answer
+from dispute_classifier.core.task import load_task
+from dispute_classifier.core.types import INVALID
 
 TEXTS = ["I was charged twice for coffee", "my card was stolen", "where is my refund?", "ATM gave me less cash", "fee on my transfer", "a" * 400]
 

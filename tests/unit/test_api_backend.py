@@ -16,11 +16,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dispute_classifier.backends.api import ApiBackend, ApiConfig, cache_key, redact_url, resolve_endpoint
-from dispute_classifier.backends.server import free_port
-from dispute_classifier.errors import UserError
-from dispute_classifier.types import INVALID
-from evaluation.costs import PriceTable
+from dispute_classifier.core.backends.api import ApiBackend, ApiConfig, cache_key, redact_url, resolve_endpoint
+from dispute_classifier.core.backends.llama_server import free_port
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.types import INVALID
+from dispute_classifier.core.costs import PriceTable
 
 LABELS = ["refund", "fee", "fraud"]
 SECRET = "sk-test-SECRET-0123456789"
@@ -239,7 +239,7 @@ def test_cache_key_covers_endpoint_model_messages_and_parameters():
 
 def test_api_key_is_sent_but_never_stored(fake, tmp_path, toy_task):
     from baselines.prompted import PromptedClassifier
-    from dispute_classifier.task import cache_dir, load_data, load_task
+    from dispute_classifier.core.task import cache_dir, load_data, load_task
     from evaluation.evaluate import evaluate
 
     server = fake()

@@ -5,9 +5,9 @@ from itertools import islice
 
 import pytest
 
-from dispute_classifier import batchio
-from dispute_classifier.batchio import Column
-from dispute_classifier.errors import UserError
+from dispute_classifier.core import batchio
+from dispute_classifier.core.batchio import Column
+from dispute_classifier.core.errors import UserError
 
 COLS = [Column("id", "str"), Column("score", "float"), Column("n", "int")]
 

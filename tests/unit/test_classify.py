@@ -9,11 +9,11 @@ import pickle
 
 import pytest
 
-from dispute_classifier import classify as C
-from dispute_classifier.errors import UserError
-from dispute_classifier.classifiers import ResolvedClassifier, fitted_path, resolve_classifier
-from dispute_classifier.task import load_task
-from dispute_classifier.types import INVALID, Prediction, Usage
+from dispute_classifier.commands import classify as C
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.commands.classifiers import ResolvedClassifier, fitted_path, resolve_classifier
+from dispute_classifier.core.task import load_task
+from dispute_classifier.core.types import INVALID, ClassifierBase, Prediction, Usage
 
 
 def write_input(path, n: int = 40, bad: bool = True) -> None:
@@ -190,7 +190,7 @@ def test_other_formats_in_and_out(toy_task, tmp_path, ending):
         assert pq.read_table(tmp_path / "out.errors.parquet").to_pylist()[0]["row"] == 4
 
 
-class FakeApi:
+class FakeApi(ClassifierBase):
     """An API-billed classifier: a tenth of a cent per query, and a cost estimate."""
 
     name = "fake-api"
@@ -198,8 +198,7 @@ class FakeApi:
 
     def __init__(self, with_estimate: bool = True) -> None:
         self.queries = 0
-        if not with_estimate:
-            self.estimate_cost = None
+        self.with_estimate = with_estimate
 
     def fit(self, texts, labels):
         return self
@@ -209,7 +208,7 @@ class FakeApi:
         return [Prediction("refund" if "refund" in t else INVALID, 0.9, Usage(input_tokens=len(t.split()), output_tokens=1, cost_usd=0.001)) for t in texts]
 
     def estimate_cost(self, texts):
-        return 0.001 * len(texts)
+        return 0.001 * len(texts) if self.with_estimate else None
 
 
 def api_model(**kw) -> ResolvedClassifier:
@@ -251,15 +250,16 @@ def test_max_cost_stops_before_exceeding_and_resumes_with_more_budget(toy_task, 
 
 def test_unknown_model_names_the_choices(toy_task, monkeypatch, tmp_path):
     monkeypatch.setenv("DISPUTE_CLASSIFIER_MODELS", str(tmp_path / "no-models"))
-    with pytest.raises(UserError, match=r"unknown model 'my-lora:3'; approaches: tfidf, embedding, knn.*finetune list.*no saved model 'my-lora'"):
+    with pytest.raises(UserError, match=r"unknown model 'my-lora:3'; approaches: tfidf, embedding, knn.*models list.*no saved model 'my-lora'"):
         resolve_classifier("my-lora:3", load_task(toy_task), C.approach_settings(str(toy_task)))
 
 
-def test_fine_tuned_names_go_to_the_finetuned_approach_when_there_is_one(toy_task, monkeypatch):
+def test_fine_tuned_names_go_to_the_finetuned_approach_when_there_is_one(toy_task, monkeypatch, register_approach):
     """Saved models are served by the `finetuned` approach (settings field `model`); a stand-in
     classifier here, so the test needs no trained model."""
-    import dispute_classifier.classifiers as R
-    from dispute_classifier.approaches import APPROACHES, Approach
+    import dispute_classifier.commands.classifiers as R
+    from dispute_classifier.core.registry import Approach
+    from finetune.classifier import FinetunedConfig
 
     class Saved(FakeApi):
         billing = "self-hosted"
@@ -270,7 +270,7 @@ def test_fine_tuned_names_go_to_the_finetuned_approach_when_there_is_one(toy_tas
                 raise UserError(f"no saved model '{ref}'")
             self.name = f"finetuned:{ref}"
 
-    monkeypatch.setitem(APPROACHES, "finetuned", Approach("finetuned", "saved", lambda cfg: Saved(cfg.finetuned.model), "finetuned"))
+    register_approach(Approach("finetuned", "saved", "finetuned", lambda cfg: Saved(cfg.section("finetuned").model), {"finetuned": FinetunedConfig}))
     model = resolve_classifier("my-lora:3", load_task(toy_task), C.approach_settings(str(toy_task)))
     assert (model.name, model.source) == ("finetuned:my-lora:3", "fitted, not cached")
     with pytest.raises(UserError, match=r"unknown model 'other'; approaches: .*finetuned.*\. no saved model 'other'"):

@@ -2,17 +2,17 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from dispute_classifier.approaches import RunConfig
-from dispute_classifier.config import describe, field_docs, from_dict, load_config, parse_overrides
-from dispute_classifier.errors import UserError
+from dispute_classifier.core.runconfig import RunConfig
+from dispute_classifier.core.config import describe, field_docs, from_dict, load_config, parse_overrides
+from dispute_classifier.core.errors import UserError
 
 
 def test_defaults_and_dotted_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("approach: knn\nknn: {k: 3}\n")
     cfg = load_config(RunConfig, path, ["knn.k=7", "tfidf.C=0.5", "limit=100"])
-    assert cfg.approach == "knn" and cfg.knn.k == 7 and cfg.tfidf.C == 0.5 and cfg.limit == 100
-    assert cfg.embedding.C == 10.0  # untouched default
+    assert cfg.approach == "knn" and cfg.section("knn").k == 7 and cfg.section("tfidf").C == 0.5 and cfg.limit == 100
+    assert cfg.section("embedding").C == 10.0  # untouched default
 
 
 def test_unknown_key_is_named():

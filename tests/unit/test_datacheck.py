@@ -1,7 +1,7 @@
 """The data check finds planted duplicates, overlaps, conflicts and bad rows."""
 
-from dispute_classifier import datacheck
-from dispute_classifier.task import load_data, load_task
+from dispute_classifier.core import datacheck
+from dispute_classifier.core.task import load_data, load_task
 from tests.conftest import TOY_TEST, TOY_TRAIN, write_task
 
 

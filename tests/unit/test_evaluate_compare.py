@@ -4,15 +4,15 @@ import json
 
 import pytest
 
-from dispute_classifier.errors import UserError
-from dispute_classifier.task import load_data, load_task
-from dispute_classifier.types import INVALID, Prediction, Usage
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.task import load_data, load_task
+from dispute_classifier.core.types import INVALID, ClassifierBase, Prediction, Usage
 from evaluation.compare import compare, format_leaderboard
 from evaluation.evaluate import evaluate
 from evaluation.runs import read_run, scan_runs
 
 
-class Echo:
+class Echo(ClassifierBase):
     """Predicts the label whose name appears in the text, else the first label; records the
     texts it was fitted on so the test can check the test split never leaks into fit."""
 
@@ -43,7 +43,7 @@ def toy_data(toy_task):
 
 def test_run_record_is_complete(toy_data, tmp_path):
     clf = Echo(toy_data.spec.label_list)
-    run = evaluate(clf, toy_data, "test", approach="echo", config={"x": 1}, runs_root=tmp_path / "runs", progress=False)
+    run = evaluate(clf, toy_data, "test", approach="echo", category="classical", config={"x": 1}, runs_root=tmp_path / "runs", progress=False)
     assert not set(clf.fitted_) & set(toy_data.split("test").texts)
     loaded = read_run(run.path)
     meta = loaded.meta
@@ -63,25 +63,25 @@ def test_run_record_is_complete(toy_data, tmp_path):
 
 
 def test_invalid_outputs_are_counted(toy_data, tmp_path):
-    run = evaluate(Echo(toy_data.spec.label_list, invalid_every=2), toy_data, "test", approach="echo", runs_root=tmp_path, progress=False)
+    run = evaluate(Echo(toy_data.spec.label_list, invalid_every=2), toy_data, "test", approach="echo", category="classical", runs_root=tmp_path, progress=False)
     assert run.metrics["invalid_rate"] == pytest.approx(0.5)
 
 
 def test_limit_is_recorded(toy_data, tmp_path):
-    run = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="echo", limit=3, runs_root=tmp_path, progress=False)
+    run = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="echo", category="classical", limit=3, runs_root=tmp_path, progress=False)
     assert run.meta["data"]["limit"] == 3 and run.metrics["n"] == 3
 
 
 def test_api_billing_with_unknown_price_reports_unknown_cost(toy_data, tmp_path):
     clf = Echo(toy_data.spec.label_list)
     clf.billing = "api"  # per-query cost None: the model had no price-table entry
-    run = evaluate(clf, toy_data, "test", approach="echo", runs_root=tmp_path, progress=False)
+    run = evaluate(clf, toy_data, "test", approach="echo", category="classical", runs_root=tmp_path, progress=False)
     assert run.metrics["cost_per_query_usd"] is None and run.metrics["cost_per_1k_usd"] is None
 
 
 def test_compare_leaderboard_and_mcnemar(toy_data, tmp_path):
-    a = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="good", runs_root=tmp_path, progress=False)
-    b = evaluate(Echo(toy_data.spec.label_list, invalid_every=1), toy_data, "test", approach="bad", runs_root=tmp_path, progress=False)
+    a = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="good", category="classical", runs_root=tmp_path, progress=False)
+    b = evaluate(Echo(toy_data.spec.label_list, invalid_every=1), toy_data, "test", approach="bad", category="classical", runs_root=tmp_path, progress=False)
     comp = compare([read_run(b.path), read_run(a.path)])
     assert [r.meta["approach"] for r in comp.runs] == ["good", "bad"]
     (pair,) = comp.pairs
@@ -91,21 +91,21 @@ def test_compare_leaderboard_and_mcnemar(toy_data, tmp_path):
 
 
 def test_compare_refuses_different_examples(toy_data, tmp_path):
-    a = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="full", runs_root=tmp_path, progress=False)
-    b = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="part", limit=3, runs_root=tmp_path, progress=False)
+    a = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="full", category="classical", runs_root=tmp_path, progress=False)
+    b = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="part", category="classical", limit=3, runs_root=tmp_path, progress=False)
     (pair,) = compare([read_run(a.path), read_run(b.path)]).pairs
     assert "not run on the same examples" in pair["refused"]
 
 
 def test_compare_refuses_mixed_splits(toy_data, tmp_path):
-    a = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="x", runs_root=tmp_path, progress=False)
-    b = evaluate(Echo(toy_data.spec.label_list), toy_data, "validation", approach="x", runs_root=tmp_path, progress=False)
+    a = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="x", category="classical", runs_root=tmp_path, progress=False)
+    b = evaluate(Echo(toy_data.spec.label_list), toy_data, "validation", approach="x", category="classical", runs_root=tmp_path, progress=False)
     with pytest.raises(UserError, match="different tasks/splits"):
         compare([read_run(a.path), read_run(b.path)])
 
 
 def test_corrupt_and_foreign_records(toy_data, tmp_path):
-    good = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="x", runs_root=tmp_path / "runs", progress=False)
+    good = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="x", category="classical", runs_root=tmp_path / "runs", progress=False)
     tmp_path = tmp_path / "runs"
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()

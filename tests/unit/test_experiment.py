@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from dispute_classifier import approaches
-from dispute_classifier.errors import UserError
-from evaluation.experiment import Profile, Stage, available_profiles, load_profile, run_experiment
+from dispute_classifier.core.registry import Approach
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.commands.experiment import Profile, Stage, available_profiles, load_profile, run_experiment
 from evaluation.runs import scan_runs
 
 
@@ -22,11 +22,11 @@ def test_shipped_profiles_load_and_quick_says_what_it_cuts():
         load_profile("nope")
 
 
-def test_stages_fail_alone_and_reruns_reuse(toy_task, tmp_path, monkeypatch):
+def test_stages_fail_alone_and_reruns_reuse(toy_task, tmp_path, monkeypatch, register_approach):
     def explode(cfg):
         raise RuntimeError("backend crashed\nwith a long second line")
 
-    monkeypatch.setitem(approaches.APPROACHES, "boom", approaches.Approach("boom", "always fails", explode, None))
+    register_approach(Approach("boom", "always fails", "classical", explode))
     monkeypatch.delenv("NO_SUCH_KEY_FOR_TESTS", raising=False)
     profile = Profile("test profile", [
         Stage("tfidf"),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from dispute_classifier.types import INVALID
+from dispute_classifier.core.types import INVALID
 from evaluation import metrics as M
 
 LABELS = ["a", "b", "c"]

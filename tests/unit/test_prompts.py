@@ -1,5 +1,5 @@
-from dispute_classifier.prompts import PromptConfig, build_messages
-from dispute_classifier.task import load_task
+from dispute_classifier.core.prompts import PromptConfig, build_messages
+from dispute_classifier.core.task import load_task
 
 
 def test_styles():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dispute_classifier.errors import UserError
+from dispute_classifier.core.errors import UserError
 from finetune.recipe import available_recipes, load_recipe
 
 
@@ -38,7 +38,7 @@ def test_llama3_recipe_resolves_to_expected_configs(tmp_path):
     """Everything short of downloading: the BitsAndBytesConfig, LoraConfig and SFTConfig."""
     import torch
 
-    from dispute_classifier.models import bnb_config
+    from dispute_classifier.core.models import bnb_config
     from finetune.train import lora_config, training_args
 
     recipe = load_recipe("llama3-8b-qlora")
@@ -63,14 +63,14 @@ def test_gpu_recipe_refuses_before_loading_anything(monkeypatch):
     import finetune.train as train_module
 
     monkeypatch.setattr(train_module, "_cuda_available", lambda: False)
-    monkeypatch.setattr("dispute_classifier.models.load_causal_lm", lambda *a, **k: pytest.fail("loaded a model"))
+    monkeypatch.setattr("dispute_classifier.core.models.load_causal_lm", lambda *a, **k: pytest.fail("loaded a model"))
     with pytest.raises(UserError, match="needs a CUDA GPU and none is visible"):
         train_module.train(load_recipe("llama3-8b-qlora"))
 
 
 def test_missing_base_model_says_how_to_provide_it(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from dispute_classifier.models import load_causal_lm
+    from dispute_classifier.core.models import load_causal_lm
 
     with pytest.raises(UserError, match="could not be loaded.*Offline\\? Use 'smollm2-135m-instruct'"):
         load_causal_lm("no-such-org/no-such-model")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dispute_classifier.errors import UserError
+from dispute_classifier.core.errors import UserError
 from evaluation.runs import RunRecord
 from evaluation.verdict import CostLine, VerdictConfig, break_even_volume, build_report, read_report, to_markdown, write_report
 

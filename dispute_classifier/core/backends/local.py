@@ -8,7 +8,7 @@ the softmax over the labels' log-probabilities is its confidence. It can only ev
 task label.
 
 Unconstrained mode generates greedily and keeps the raw text; an answer that
-`dispute_classifier.prompts.parse_answer` does not read as a label is `INVALID`, which is
+`dispute_classifier.core.prompts.parse_answer` does not read as a label is `INVALID`, which is
 how the invalid-output rate is measured (the API backend parses answers the same way).
 
 Inference runs in eval mode (no dropout), with left padding and explicit position ids, so a
@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
-from dispute_classifier.prompts import parse_answer
-from dispute_classifier.types import Prediction, Usage
+from dispute_classifier.core.prompts import parse_answer
+from dispute_classifier.core.types import Prediction, Usage
 
 Mode = Literal["constrained", "free"]
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>")
@@ -93,7 +93,7 @@ class LocalBackend:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from dispute_classifier.models import load_tokenizer
+            from dispute_classifier.core.models import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.config.model)
         self._tokenizer.padding_side = "left"
@@ -102,7 +102,7 @@ class LocalBackend:
     @property
     def model(self):
         if self._model is None:
-            from dispute_classifier.models import load_causal_lm
+            from dispute_classifier.core.models import load_causal_lm
 
             self._model = load_causal_lm(self.config.model, dtype=self.config.dtype)
         # get_peft_model and Trainer leave models in train mode: dropout would make answers random

@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from dispute_classifier.task import TaskSpec
-from dispute_classifier.types import INVALID
+from dispute_classifier.core.task import TaskSpec
+from dispute_classifier.core.types import INVALID
 
 Style = Literal["bare", "labels", "short"]
 

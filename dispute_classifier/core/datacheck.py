@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from dispute_classifier.task import Split, TaskData
+from dispute_classifier.core.task import Split, TaskData
 
 _SPACE = re.compile(r"\s+")
 

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from dispute_classifier.config import from_dict, read_yaml
-from dispute_classifier.errors import UserError
+from dispute_classifier.core.config import from_dict, read_yaml
+from dispute_classifier.core.errors import UserError
 
 DATA_ENV = "DISPUTE_CLASSIFIER_DATA"
 """Environment variable naming a folder that holds a task's source files."""
-TASK_DIR = Path(__file__).resolve().parents[1] / "data" / "tasks"
+TASK_DIR = Path(__file__).resolve().parents[2] / "data" / "tasks"
 """Where the project's own task YAMLs live."""
 
 

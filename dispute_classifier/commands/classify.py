@@ -42,10 +42,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from dispute_classifier import batchio
-from dispute_classifier.batchio import Column, RawRow
-from dispute_classifier.errors import UserError
-from dispute_classifier.types import INVALID
+from dispute_classifier.core import batchio
+from dispute_classifier.core.batchio import Column, RawRow
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.types import INVALID
 
 STATE_SCHEMA = "dispute-classifier/classify-state/1"
 OUTPUT_COLUMNS = [
@@ -95,7 +95,7 @@ class ClassifyConfig:
     data_dir: str | None = None
     """Folder with the task's source files (default: $DISPUTE_CLASSIFIER_DATA, then download)."""
     prices: str | None = None
-    """Price table YAML (default: evaluation/prices.yaml)."""
+    """Price table YAML (default: dispute_classifier/core/prices.yaml)."""
     hardware: str | None = None
     """Hardware kind from the price table for the self-hosted compute cost in the summary."""
     restart: bool = False
@@ -150,7 +150,7 @@ def sibling(path: Path, tag: str) -> Path:
 
 
 def sha256_and_size(path: Path) -> dict[str, Any]:
-    from dispute_classifier.task import sha256_file
+    from dispute_classifier.core.task import sha256_file
 
     return {"sha256": sha256_file(path), "size": path.stat().st_size}
 
@@ -309,22 +309,24 @@ def _summary(job: _Job, model: Any, state: dict[str, Any], resumed: bool) -> Sum
 
 def _estimate(clf: Any, texts: list[str]) -> float | None:
     """The classifier's own estimate of what classifying ``texts`` costs, if it offers one."""
-    estimate = getattr(clf, "estimate_cost", None)
-    if estimate is None or not texts:
+    if not texts:
         return None
-    value = estimate(texts)
+    value = clf.estimate_cost(texts)
     return None if value is None else float(value)
 
 
 def approach_settings(task: str, config: str | None = None, overrides: list[str] | None = None) -> Any:
     """Approach settings (`RunConfig`) from an optional YAML file and ``--set KEY=VALUE`` overrides,
     as ``evaluate`` reads them, so a model fitted here matches the one evaluated."""
-    from dispute_classifier.approaches import RunConfig
-    from dispute_classifier.config import from_dict, merge, parse_overrides, read_yaml
+    from dispute_classifier.commands.approaches import load_approaches
+    from dispute_classifier.core.config import merge, parse_overrides, read_yaml
+    from dispute_classifier.core.runconfig import run_config
+
+    load_approaches()
 
     data: dict[str, Any] = read_yaml(Path(config)) if config else {}
     data = merge(merge(data, {"task": task}), parse_overrides(overrides or []))
-    return from_dict(RunConfig, data)
+    return run_config(data)
 
 
 def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, out=None) -> Summary:
@@ -333,7 +335,7 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
     ``run_cfg`` carries approach settings (`RunConfig`, from --config/--set); ``model`` is a
     ready `ResolvedClassifier` that skips model resolution (tests, or a caller that holds one).
     """
-    from dispute_classifier.task import load_task
+    from dispute_classifier.core.task import load_task
 
     out = out or sys.stdout
     job = _Job(cfg)
@@ -355,12 +357,12 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
             if existing and not cfg.overwrite:
                 raise UserError(f"{', '.join(existing)} already exist(s) from a finished run; pass --overwrite to replace, or choose another --output")
         if model is None:
-            from dispute_classifier.approaches import RunConfig
-            from dispute_classifier.classifiers import resolve_classifier
+            from dispute_classifier.commands.classifiers import resolve_classifier
+            from dispute_classifier.core.runconfig import RunConfig
 
             model = resolve_classifier(cfg.model, spec, run_cfg or RunConfig(task=cfg.task), Path(cfg.data_dir) if cfg.data_dir else None, cfg.refit)
         clf = model.classifier
-        billing = getattr(clf, "billing", "self-hosted")
+        billing = clf.billing
         fingerprint = {
             "input": str(job.input.resolve()), **sha256_and_size(job.input),
             "outputs": {what: str(p.resolve()) for what, p in job.outputs()},
@@ -400,9 +402,9 @@ def _hourly_price(cfg: ClassifyConfig, clf: Any, billing: str) -> float | None:
     own (a fine-tuned model records it), else the price table's default, as the evaluator does."""
     if billing == "api":
         return None
-    from evaluation.costs import PriceTable
+    from dispute_classifier.core.costs import PriceTable
 
-    return PriceTable.load(Path(cfg.prices) if cfg.prices else None).hourly(cfg.hardware or getattr(clf, "hardware", None))
+    return PriceTable.load(Path(cfg.prices) if cfg.prices else None).hourly(cfg.hardware or clf.hardware)
 
 
 def _print_estimate(cfg: ClassifyConfig, job: _Job, clf: Any, state: dict[str, Any], text_column: str, id_column: str | None, max_chars: int, out) -> None:
@@ -415,7 +417,7 @@ def _print_estimate(cfg: ClassifyConfig, job: _Job, clf: Any, state: dict[str, A
         reader.close()
     estimate = _estimate(clf, sample)
     if estimate is None:
-        print(f"cost estimate: unknown for {left:,} rows ({getattr(clf, 'name', 'model')} gives no estimate); measured after the first chunk", file=out)
+        print(f"cost estimate: unknown for {left:,} rows ({clf.name} gives no estimate); measured after the first chunk", file=out)
         return
     total = estimate / len(sample) * left
     print(f"cost estimate: ${total:,.4f} for {left:,} rows (${estimate / len(sample) * 1000:,.4f} per 1k, from {len(sample)} sampled rows)", file=out)

@@ -1,6 +1,6 @@
 """Classifier resolution: turn a ``--model`` name into a ready `Classifier` (for classify).
 
-A name is either an approach from `dispute_classifier.approaches.APPROACHES` or a saved
+A name is either a registered approach (`dispute_classifier.core.registry`) or a saved
 fine-tuned model ``NAME[:VERSION]``. Approaches are fitted on the task's whole training
 file (train + validation, never the test split); those whose classifier sets
 ``cache_fitted = True`` (the classical baselines) are pickled under
@@ -20,13 +20,16 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dispute_classifier.approaches import APPROACHES, RunConfig, approach_config, get_approach
-from dispute_classifier.errors import UserError
-from dispute_classifier.task import TaskSpec, cache_dir, load_data
-from dispute_classifier.types import Classifier
+from dispute_classifier.commands.approaches import load_approaches
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.registry import get_approach
+from dispute_classifier.core.runconfig import RunConfig
+from dispute_classifier.core.task import TaskSpec, cache_dir, load_data
+from dispute_classifier.core.types import Classifier
+from evaluation.runs import code_version, config_hash, package_versions
 
 FINETUNED_APPROACH = "finetuned"
 """The approach that serves a saved fine-tuned model named by its settings' ``model`` field."""
@@ -51,9 +54,8 @@ class ResolvedClassifier:
 
 
 def fitted_key(approach: str, cfg: RunConfig, data_hash: str) -> str:
-    """Cache key of a fitted approach: data, approach, resolved settings, library versions."""
-    from evaluation.runs import config_hash, package_versions
-
+    """Cache key of a fitted approach: data, approach, resolved settings, library versions and
+    the project's code version (a fix to an approach must not serve the old fitted model)."""
     versions = {k: v for k, v in package_versions().items() if k in _PICKLE_PACKAGES}
     for name in _PICKLE_PACKAGES:  # not all are tracked by the run records
         if name not in versions:
@@ -61,7 +63,7 @@ def fitted_key(approach: str, cfg: RunConfig, data_hash: str) -> str:
                 versions[name] = importlib.metadata.version(name)
             except importlib.metadata.PackageNotFoundError:
                 pass
-    payload = {"data": data_hash, "approach": approach, "config": config_hash(approach_config(cfg)), "versions": versions}
+    payload = {"data": data_hash, "approach": approach, "config": config_hash(cfg.approach_settings()), "versions": versions, "code": code_version()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -99,34 +101,35 @@ def fit_approach(cfg: RunConfig, spec: TaskSpec, data_dir: Path | None = None, r
     file, through the cache."""
     clf = built if built is not None else get_approach(cfg.approach).build(cfg)
     data = load_data(spec, data_dir)
-    cacheable = bool(getattr(clf, "cache_fitted", False))
+    cacheable = clf.cache_fitted
     key = fitted_key(cfg.approach, cfg, data.data_hash)
     path = fitted_path(spec.name, cfg.approach, key)
     if cacheable and not refit:
         cached = _load_cached(path)
         if cached is not None:
-            return ResolvedClassifier(cached, getattr(cached, "name", cfg.approach), key, "cached")
+            return ResolvedClassifier(cached, cached.name, key, "cached")
     rows = data.fit_split("test")
     if cacheable:
         print(f"fitting {cfg.approach} on {spec.name} {rows.name} ({len(rows):,} rows)", file=sys.stderr)
     clf.fit(rows.texts, rows.labels)
     if cacheable:
         _save_cached(clf, path)
-    return ResolvedClassifier(clf, getattr(clf, "name", cfg.approach), key, "fitted" if cacheable else "fitted, not cached")
+    return ResolvedClassifier(clf, clf.name, key, "fitted" if cacheable else "fitted, not cached")
 
 
 def resolve_classifier(name: str, spec: TaskSpec, cfg: RunConfig, data_dir: Path | None = None, refit: bool = False) -> ResolvedClassifier:
     """The one place ``--model`` is turned into a classifier: an approach name (fitted and
-    cached as needed) or a saved fine-tuned model ``NAME[:VERSION]``."""
-    if ":" not in name and name in APPROACHES:
-        cfg.approach = name
-        return fit_approach(cfg, spec, data_dir, refit)
+    cached as needed) or a saved fine-tuned model ``NAME[:VERSION|@ALIAS]``. ``cfg`` is not
+    changed: the resolved settings are a new config."""
+    approaches = load_approaches()
+    if ":" not in name and "@" not in name and name in approaches:
+        return fit_approach(replace(cfg, approach=name), spec, data_dir, refit)
     unknown = (
-        f"unknown model '{name}'; approaches: {', '.join(APPROACHES)}, or a saved fine-tuned model"
-        " NAME[:VERSION] (see `dispute-classifier finetune list`)"
+        f"unknown model '{name}'; approaches: {', '.join(approaches)}, or a saved fine-tuned model"
+        " NAME[:VERSION|@ALIAS] (see `dispute-classifier models list`)"
     )
-    cfg.finetuned.model = name
-    cfg.approach = FINETUNED_APPROACH
+    cfg = replace(cfg, approach=FINETUNED_APPROACH, sections=dict(cfg.sections))
+    cfg.sections[FINETUNED_APPROACH] = replace(cfg.section(FINETUNED_APPROACH), model=name)
     try:
         clf = get_approach(FINETUNED_APPROACH).build(cfg)  # looks the name up in the registry
     except UserError as exc:

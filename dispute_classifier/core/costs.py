@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dispute_classifier.config import read_yaml
-from dispute_classifier.errors import UserError
+from dispute_classifier.core.config import read_yaml
+from dispute_classifier.core.errors import UserError
 
 DEFAULT_PRICES = Path(__file__).with_name("prices.yaml")
 
 
 @dataclass
 class PriceTable:
-    """Prices from a small YAML file (see ``evaluation/prices.yaml``)."""
+    """Prices from a small YAML file (see ``dispute_classifier/core/prices.yaml``)."""
 
     api: dict[str, dict[str, float]] = field(default_factory=dict)
     hardware: dict[str, float] = field(default_factory=dict)
