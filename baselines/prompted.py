@@ -126,7 +126,7 @@ class PromptedClassifier(ClassifierBase):
 
     @property
     def model_name(self) -> str:
-        return self.backend.model_label
+        return self.backend.model_id
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "PromptedClassifier":
         unknown = sorted(set(labels) - set(self.task.labels))

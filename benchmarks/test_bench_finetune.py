@@ -60,6 +60,8 @@ def test_training_tokens_per_second(benchmark, model_name, rows, tmp_path, threa
         trainer.train()
 
     benchmark.pedantic(two_steps, rounds=1, iterations=1)
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e] or [trainer.state.log_history[-1].get("train_loss")]
+    assert trainer.state.global_step == 2 and all(loss is not None and loss == loss for loss in losses)  # two real steps, finite loss
     benchmark.extra_info.update({
         "threads": threads, "tokens_per_step": tokens / 2,
         "tokens_per_s": tokens / benchmark.stats.stats.mean if benchmark.stats else None,

@@ -123,7 +123,7 @@ def context(require_runs: bool = True) -> Context:
             report = None
             st.sidebar.warning(f"{exc}; showing a report computed from the runs instead")
     try:
-        live = build_report(all_runs, task, split, cfg, skipped)
+        live = build_report(all_runs, task, split, cfg, skipped, data_hash=(report or {}).get("data_hash"), stages=(report or {}).get("stages"))
     except UserError as exc:  # e.g. a run priced on hardware the price table lacks
         st.error(f"Cannot build the decision report: {exc}")
         st.stop()

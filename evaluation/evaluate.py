@@ -13,7 +13,7 @@ from dispute_classifier.core.runconfig import RunConfig
 from dispute_classifier.core.task import Split, TaskData, stratified_sample
 from dispute_classifier.core.types import INVALID, Classifier, Prediction
 from evaluation import metrics as M
-from evaluation.runs import RunRecord, config_hash, find_finished_run, git_state, new_run_id, now_iso, package_versions, runs_dir, write_run
+from evaluation.runs import RunRecord, code_version, config_hash, find_finished_run, git_state, new_run_id, now_iso, package_versions, reuse_key, runs_dir, write_run
 
 
 def compute_metrics(
@@ -50,6 +50,15 @@ def compute_metrics(
         "cost_per_query_usd": cost_per_query,
         "cost_per_1k_usd": cost_per_query * 1000 if cost_per_query is not None else None,
     }
+
+
+def training_overlap(clf: Classifier, data: TaskData, split: str) -> str | None:
+    """The split name when ``clf`` was trained elsewhere on rows of ``split`` of this task
+    (a fine-tuned model trained on train+validation, scored on validation), else None."""
+    rows = clf.fitted_rows()
+    if not rows or rows.get("task") != data.spec.name:
+        return None
+    return split if split in rows.get("splits", []) else None
 
 
 def _category(approach: str) -> str:
@@ -109,6 +118,7 @@ def evaluate(
     fit: bool = True,
     batch_size: int = 64,
     progress: bool = True,
+    allow_overlap: bool = False,
 ) -> RunRecord:
     """Fit ``clf`` on the rows allowed for ``split`` (never the test split), predict ``split``,
     and write a run record. ``limit`` evaluates a seeded, stratified subsample and says so.
@@ -121,10 +131,15 @@ def evaluate(
     prices = prices or PriceTable.load()
     config = dict(config or {})
     started = now_iso()
+    requested_hardware = hardware
     target: Split = data.split(split)
     if limit:
         target = stratified_sample(target, limit, seed)
     fit_rows = data.fit_split(split)
+    overlap = training_overlap(clf, data, split)
+    if overlap and not allow_overlap:
+        raise UserError(f"{clf.name} was trained on the {overlap} rows of task {data.spec.name}, so scoring it on {split} would"
+                        " measure memory, not accuracy; evaluate another split (test), or pass --allow-overlap to record it flagged")
     fit_seconds = 0.0
     if fit:
         t0 = time.perf_counter()
@@ -159,6 +174,8 @@ def evaluate(
         "hardware": None if billing == "api" else hardware,
         "config": config,
         "config_hash": cfg_hash,
+        "reuse_key": reuse_key(cfg_hash, requested_hardware),
+        "code_version": code_version(),
         "seed": seed,
         "data": {
             "sha256": data.sha256,
@@ -166,6 +183,7 @@ def evaluate(
             "n_examples": n,
             "limit": limit,
             "fit_split": fit_rows.name if fit else None,
+            "overlap": overlap,
             "n_fit": len(fit_rows) if fit else 0,
             "license": data.spec.source.license,
             "citation": data.spec.source.citation,
@@ -213,7 +231,7 @@ def evaluate_config(cfg: RunConfig, data: TaskData, prices: PriceTable | None = 
     model = clf.model_name or clf.name
     if reuse:
         cfg_hash = run_config_hash(cfg.approach, config, model=model, limit=cfg.limit, seed=cfg.seed, split=cfg.split)
-        found = find_finished_run(runs_dir(cfg.runs_dir), cfg_hash, data.data_hash)
+        found = find_finished_run(runs_dir(cfg.runs_dir), reuse_key(cfg_hash, cfg.hardware), data.data_hash)
         if found is not None:
             clf.close()
             return found, True
@@ -221,6 +239,7 @@ def evaluate_config(cfg: RunConfig, data: TaskData, prices: PriceTable | None = 
         run = evaluate(
             clf, data, cfg.split, approach=cfg.approach, config=config, runs_root=cfg.runs_dir, limit=cfg.limit,
             seed=cfg.seed, prices=prices, hardware=cfg.hardware, progress=progress, model=model, category=approach.category,
+            allow_overlap=cfg.allow_overlap,
         )
     finally:  # LLM approaches stop the llama.cpp server they started
         clf.close()

@@ -39,10 +39,13 @@ def per_class(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -
 
 
 def macro_f1(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> float:
-    """Unweighted mean F1 over the labels that occur in ``gold``."""
-    present = [label for label in labels if label in set(gold)]
-    stats = per_class(gold, pred, present)
-    return float(np.mean([stats[label]["f1"] for label in present])) if present else 0.0
+    """Unweighted mean F1 over the task's labels that occur in ``gold`` or ``pred`` — what
+    scikit-learn's ``f1_score(average="macro", zero_division=0)`` averages over; a wrongly
+    predicted label counts with F1 0. Invalid answers are errors, never a label."""
+    seen = set(gold) | set(pred)
+    used = [label for label in labels if label in seen]
+    stats = per_class(gold, pred, used)
+    return float(np.mean([stats[label]["f1"] for label in used])) if used else 0.0
 
 
 def accuracy(gold: Sequence[str], pred: Sequence[str]) -> float:
@@ -84,8 +87,12 @@ def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[
 
 
 def expected_calibration_error(confidences: Sequence[float | None], correct: Sequence[bool], bins: int = 10) -> float | None:
-    """ECE over equal-width confidence bins; None when no prediction has a confidence."""
-    pairs = [(c, ok) for c, ok in zip(confidences, correct) if c is not None]
+    """ECE over equal-width confidence bins; None when no prediction has a confidence. An
+    answer without a confidence (an invalid output) counts at confidence 0 — it is an answer
+    the model gave, and leaving it out would flatter the calibration."""
+    if all(c is None for c in confidences):
+        return None
+    pairs = [(0.0 if c is None else c, ok) for c, ok in zip(confidences, correct)]
     if not pairs:
         return None
     conf = np.array([c for c, _ in pairs])
@@ -103,17 +110,23 @@ def coverage_curve(confidences: Sequence[float | None], correct: Sequence[bool],
     """Accuracy on the most confident share of examples, for each coverage level.
 
     This is the escalation trade-off: answer the confident ``coverage`` share automatically and
-    route the rest to a person. The ``threshold`` is the confidence of the last kept example.
+    route the rest to a person. A threshold can only keep or drop tied confidences together,
+    so ties are never split: the kept share is the largest one at most ``coverage`` that a
+    threshold (``confidence >= threshold``) can make, and ``kept`` says what it really is.
     """
     pairs = sorted(((c if c is not None else 0.0, ok) for c, ok in zip(confidences, correct)), key=lambda t: -t[0])
+    n = len(pairs)
     out = []
     for level in levels:
-        k = max(1, round(level * len(pairs))) if pairs else 0
+        k = min(n, int(math.floor(level * n + 1e-9)))
+        while 0 < k < n and pairs[k - 1][0] == pairs[k][0]:
+            k -= 1  # the k-th and the next share a confidence: no threshold separates them
         kept = pairs[:k]
         out.append({
             "coverage": level,
+            "kept": k / n if n else 0.0,
             "accuracy": float(np.mean([ok for _, ok in kept])) if kept else 0.0,
-            "threshold": float(kept[-1][0]) if kept else 0.0,
+            "threshold": float(kept[-1][0]) if kept else 1.0,
         })
     return out
 

@@ -43,9 +43,10 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``names`` (those not installed are left out)."""
     out = {}
-    for name in TRACKED_PACKAGES:
+    for name in names:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -78,6 +79,22 @@ def code_version() -> str:
     return f"{__version__}+{state['commit'][:12]}{'+dirty' if state.get('dirty') else ''}"
 
 
+PREDICTION_PACKAGES = ("numpy", "scikit-learn", "torch", "transformers", "peft", "sentence-transformers", "bitsandbytes", "llama-cpp-python")
+"""Libraries whose version can change a model's predictions (part of the reuse key)."""
+
+
+def reuse_key(cfg_hash: str, hardware: str | None) -> str:
+    """What must match for a finished run to stand in for a new one: its settings
+    (``cfg_hash``), the project's code version, the versions of the libraries that change
+    predictions, and the hardware it was measured on (throughput is part of the result).
+    Prices are not part of it: costs are recomputed at report time from tokens and throughput."""
+    import platform
+
+    versions = package_versions(PREDICTION_PACKAGES)
+    machine = {"hardware": hardware, "arch": platform.machine(), "cpus": os.cpu_count()}
+    return config_hash({"config": cfg_hash, "code": code_version(), "versions": versions, "machine": machine})
+
+
 @dataclass
 class RunRecord:
     """A loaded run: its record (``meta``) and its predictions."""
@@ -92,14 +109,22 @@ class RunRecord:
 
     @property
     def label(self) -> str:
-        """Short display name: approach, model and any subsample."""
+        """Short display name: approach, model (last path part) and where it ran, and the
+        number of examples when it is a subsample, e.g. ``rag [smollm2-135m-instruct @ llama.cpp] (n=48)``."""
         name = self.meta["approach"]
         model = self.meta.get("model")
         if model and model != name:
-            name += f" [{model}]"
+            short = str(model).rstrip("/").rsplit("/", 1)[-1]
+            where = ((self.meta.get("extra") or {}).get("llm") or {}).get("where")
+            name += f" [{short}{' @ ' + where if where else ''}]"
         if self.meta["data"].get("limit"):
             name += f" (n={self.meta['data']['n_examples']})"
         return name
+
+    @property
+    def backend(self) -> str | None:
+        """The LLM backend of a language-model run (api, local, ...), else None."""
+        return ((self.meta.get("extra") or {}).get("llm") or {}).get("backend")
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -175,14 +200,14 @@ def scan_runs(root: Path, with_predictions: bool = True) -> tuple[list[RunRecord
     return runs, skipped
 
 
-def find_finished_run(root: Path, config_hash: str, data_hash: str) -> RunRecord | None:
-    """The newest readable run under ``root`` with this config hash on this data, or None.
+def find_finished_run(root: Path, key: str, data_hash: str) -> RunRecord | None:
+    """The newest readable run under ``root`` with this reuse key (`reuse_key`) on this data, or None.
 
     A run folder is finished once its ``record.json`` exists (`write_run` writes it last), so
     a rerun may reuse it instead of evaluating the same settings on the same data again.
     """
     runs, _ = scan_runs(root, with_predictions=False)
-    matches = [r for r in runs if r.meta.get("config_hash") == config_hash and r.meta["data"].get("data_hash") == data_hash]
+    matches = [r for r in runs if r.meta.get("reuse_key") == key and r.meta["data"].get("data_hash") == data_hash]
     for run in sorted(matches, key=lambda r: r.meta.get("finished_at", ""), reverse=True):
         try:
             return read_run(run.path)  # with its predictions: a damaged one is not reused

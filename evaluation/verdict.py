@@ -1,23 +1,31 @@
 """The decision report: prompt, retrieve or fine-tune? Read from run records, never from models.
 
-From the latest run of each approach on one task and split it builds
+From the run records of one task and split (on the task's current data) it builds
 
 - the leaderboard (accuracy with its 95 % interval, macro-F1, invalid rate, latency, cost),
 - the seed's comparison set, with the rows nobody has run yet marked "not run",
-- a paired exact McNemar test of the best fine-tuned run against the best other run,
-- the break-even monthly volume above which fine-tuning is cheaper than the best prompted
-  API approach, as a formula and a curve,
-- and the verdict. The seed's rule: prefer prompt, then RAG, then fine-tuning; a later,
-  costlier option is recommended only when it *earns its place*: it beats the incumbent by
-  ``margin_points`` with p < ``alpha``, or it matches the incumbent while being cheaper at
-  the stated monthly volume. Every assumption is in `VerdictConfig` and printed beside it.
+- the **recommendation**: every approach with a run is a candidate. One is *adequate* when the
+  paired 95 % interval of its accuracy difference to the most accurate approach, on their
+  shared examples, lies above ``-margin_points`` (an equivalence test, not "p ≥ alpha").
+  Two runs that share fewer than ``min_shared_examples`` examples, or whose interval straddles
+  the margin, are *inconclusive*, with the number of shared examples that would settle it at
+  the observed disagreement rate. The recommendation is the cheapest adequate approach at
+  ``monthly_volume`` within the latency budget, ties broken by ``preference_order``;
+- the **fine-tuning question** — yes / no / not yet decidable — comparing the best fine-tuned
+  model (chosen on its *validation* record; test records only report) with what the rule
+  picks without fine-tuning: yes when it beats that option by the margin with p < alpha, or
+  is adequate against it and cheaper at the stated volume;
+- the break-even monthly volume above which the fine-tuned model is cheaper than the best
+  prompted API approach, as a formula and a curve;
+- the stages of the experiment that produced the runs (ran, reused, skipped, failed, why).
 
-The cost model, per approach and month at ``V`` queries:
-``fixed + max(floor, V × per_query)``. API approaches pay their measured tokens at list
-price (no fixed part, no floor). Self-hosted approaches keep one machine always on
-(``floor`` = hourly price × hours per month) and pay the hourly price over the measured
-throughput once one machine is busy; fine-tuned ones add the one-off training cost spread
-over ``amortisation_months`` (``fixed``).
+The cost model, per approach and month at ``V`` queries: ``fixed + max(floor, V × per_query)``.
+API approaches pay their measured tokens at the provider's price for the ``workload`` (online
+list price, or the batch rate; cached input where the table gives it). Self-hosted
+approaches keep one machine always on (``floor``) and pay the hourly price over the
+throughput measured *on that hardware* once it is busy; fine-tuned ones add the one-off
+training cost over ``amortisation_months`` (``fixed``). A cost that is not known stays
+unknown: it never counts as $0 and never as "never pays".
 """
 
 from __future__ import annotations
@@ -29,16 +37,16 @@ from pathlib import Path
 from typing import Any
 
 from dispute_classifier.core import registry
-from dispute_classifier.core.config import to_dict
+from dispute_classifier.core.config import from_dict, to_dict
+from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
 from evaluation.compare import latest_per_label, paired_test
-from dispute_classifier.core.costs import PriceTable
 from evaluation.metrics import bootstrap_ci
 from evaluation.runs import RunRecord, now_iso
 
-SCHEMA = "dispute-classifier/decision/1"
-"""Approaches that prompt a language model without retrieval or training."""
+SCHEMA = "dispute-classifier/decision/2"
 CATEGORY_NAMES = registry.CATEGORIES
+Z95 = 1.959963984540054
 
 
 @dataclass
@@ -46,42 +54,60 @@ class VerdictConfig:
     """The assumptions of the decision report (``report --config FILE`` or ``--set KEY=VALUE``)."""
 
     margin_points: float = 2.0
-    """Accuracy points by which fine-tuning (or any costlier option) must beat the best simpler approach, with p < alpha, to be recommended."""
+    """Accuracy points that count as a real difference: an approach within this of the most accurate one (by its paired 95 % interval) is adequate, and fine-tuning must win by this much (with p < alpha) unless it is cheaper."""
     alpha: float = 0.05
-    """Significance level of the paired exact McNemar test."""
+    """Significance level of the paired exact McNemar test (fine-tuning's win)."""
+    min_shared_examples: int = 200
+    """Fewest shared test examples on which two runs are compared at all; fewer is 'inconclusive', with the number that would settle it."""
     monthly_volume: int = 100_000
-    """Queries per month the feature serves; monthly costs and the 'cheaper' rule are judged at this volume."""
+    """Queries per month the feature serves; monthly costs are judged at this volume."""
+    max_p95_latency_ms: float | None = None
+    """Latency budget: approaches whose measured p95 latency per query is above it are not recommended (default: no budget)."""
+    workload: str = "online"
+    """online (list prices) or batch (API batch rates where the price table gives them, e.g. OpenAI's Batch API at half price)."""
+    cached_input_share: float = 0.0
+    """Share of API input tokens billed at the cached-input rate (the repeated instructions of a long prompt), where the price table gives one."""
     hosting_hardware: str | None = None
-    """Hardware kind from the price table that hosts the fine-tuned model (default: the hardware its run was measured on); its throughput is taken as measured."""
+    """Hardware kind from the price table that hosts self-hosted models (default: the hardware each run was measured on)."""
+    hosting_throughput_qps: float | None = None
+    """Queries/s of the fine-tuned model on hosting_hardware when that is not where it was measured; without it the cost there is unknown."""
     hours_per_month: float = 730.0
     """Hours per month a self-hosted model's machine is kept on (one machine is always on)."""
     amortisation_months: int = 12
     """Months over which the one-off training cost of a fine-tuned model is spread."""
     training_cost_usd: float | None = None
-    """One-off training cost of the fine-tuned model (default: what its run records in extra.training_cost_usd)."""
+    """One-off training cost of the fine-tuned model (default: what its run records; unknown stays unknown)."""
     prices: str | None = None
     """Price table YAML (default: dispute_classifier/core/prices.yaml)."""
-    simpler_order: list[str] = field(default_factory=lambda: ["prompted", "rag", "classical"])
-    """Preference among the simpler approaches, most preferred first (the seed's rule: prompt, then RAG); a later one is chosen only when it earns its place as fine-tuning must."""
+    preference_order: list[str] = field(default_factory=lambda: ["classical", "prompted", "rag", "finetuned"])
+    """Simplicity order that breaks ties between adequate approaches of equal monthly cost, simplest first."""
 
     def __post_init__(self) -> None:
         if self.margin_points < 0:
             raise UserError(f"margin_points must be 0 or more, got {self.margin_points} (set --set margin_points=2)")
         if not 0 < self.alpha < 1:
             raise UserError(f"alpha must be between 0 and 1, got {self.alpha} (set --set alpha=0.05)")
+        if self.min_shared_examples < 1:
+            raise UserError(f"min_shared_examples must be at least 1, got {self.min_shared_examples}")
         if self.monthly_volume < 0:
             raise UserError(f"monthly_volume must be 0 or more, got {self.monthly_volume} (set --set monthly_volume=100000)")
         if self.amortisation_months < 1 or self.hours_per_month <= 0:
             raise UserError("amortisation_months and hours_per_month must be positive")
-        unknown = [c for c in self.simpler_order if c not in ("prompted", "rag", "classical")]
-        if unknown:
-            raise UserError(f"simpler_order may name prompted, rag and classical only, got '{unknown[0]}'")
+        if self.workload not in ("online", "batch"):
+            raise UserError(f"workload must be online or batch, got '{self.workload}' (set --set workload=batch)")
+        if not 0 <= self.cached_input_share <= 1:
+            raise UserError(f"cached_input_share must be between 0 and 1, got {self.cached_input_share}")
+        if self.max_p95_latency_ms is not None and self.max_p95_latency_ms <= 0:
+            raise UserError(f"max_p95_latency_ms must be positive, got {self.max_p95_latency_ms}")
+        if self.hosting_throughput_qps is not None and self.hosting_throughput_qps <= 0:
+            raise UserError(f"hosting_throughput_qps must be positive, got {self.hosting_throughput_qps}")
+        unknown = [c for c in self.preference_order if c not in CATEGORY_NAMES]
+        if unknown or sorted(self.preference_order) != sorted(set(self.preference_order)):
+            raise UserError(f"preference_order must list categories from {', '.join(CATEGORY_NAMES)} once each, got {self.preference_order}")
 
 
 def config_from_assumptions(assumptions: dict[str, Any]) -> VerdictConfig:
     """The `VerdictConfig` a decision report was made with (its ``assumptions``)."""
-    from dispute_classifier.core.config import from_dict
-
     names = {f for f in VerdictConfig.__dataclass_fields__}
     return from_dict(VerdictConfig, {k: v for k, v in assumptions.items() if k in names})
 
@@ -93,8 +119,13 @@ def category(meta: dict[str, Any]) -> str:
 
 
 def backend(meta: dict[str, Any]) -> str | None:
-    """``api`` or ``local`` for language-model runs (their ``extra.backend``), else None."""
-    return (meta.get("extra") or {}).get("backend")
+    """The LLM backend of a language-model run (``extra.llm.backend``), else None."""
+    return ((meta.get("extra") or {}).get("llm") or {}).get("backend")
+
+
+def is_api(meta: dict[str, Any]) -> bool:
+    """A run billed per token by an API provider (not a self-hosted server)."""
+    return meta.get("billing") == "api"
 
 
 # ---------------------------------------------------------------------------- cost model
@@ -109,19 +140,21 @@ class CostLine:
     """Marginal cost of one query (None: unknown, e.g. an API model without a price)."""
     floor_monthly_usd: float = 0.0
     """Paid whatever the volume: one always-on machine for a self-hosted model."""
-    fixed_monthly_usd: float = 0.0
-    """One-off training cost spread over the amortisation period (fine-tuned models)."""
+    fixed_monthly_usd: float | None = 0.0
+    """One-off training cost spread over the amortisation period (None: unknown)."""
     basis: str = ""
     """Where the numbers come from, in words."""
+    missing: str | None = None
+    """What is missing when a cost is unknown, in words."""
 
     def monthly(self, volume: float) -> float | None:
-        if self.per_query_usd is None:
+        if self.per_query_usd is None or self.fixed_monthly_usd is None:
             return None
         return self.fixed_monthly_usd + max(self.floor_monthly_usd, volume * self.per_query_usd)
 
 
-def training_cost(run: RunRecord, cfg: VerdictConfig, prices: PriceTable) -> tuple[float, str]:
-    """One-off training cost of a fine-tuned run and where the number comes from."""
+def training_cost(run: RunRecord, cfg: VerdictConfig, prices: PriceTable) -> tuple[float | None, str]:
+    """One-off training cost of a fine-tuned run and where the number comes from (None: unknown)."""
     extra = run.meta.get("extra") or {}
     if cfg.training_cost_usd is not None:
         return cfg.training_cost_usd, "set in the verdict config"
@@ -130,35 +163,50 @@ def training_cost(run: RunRecord, cfg: VerdictConfig, prices: PriceTable) -> tup
     if extra.get("train_wall_s") and extra.get("hardware") in prices.hardware:
         hours = float(extra["train_wall_s"]) / 3600
         return hours * prices.hourly(extra["hardware"]), f"{hours:.2f} h of training on {extra['hardware']}"
-    return 0.0, "unknown (not recorded), counted as $0"
+    return None, "unknown: not recorded (set training_cost_usd)"
+
+
+def api_model(meta: dict[str, Any]) -> str:
+    """The plain API model id of a run (the price table's key), not its display label."""
+    llm = (meta.get("extra") or {}).get("llm") or {}
+    return str(llm.get("served_model") if llm.get("model") in (None, "server default") and llm.get("served_model") else llm.get("model") or meta.get("model") or meta["approach"])
 
 
 def cost_line(run: RunRecord, cfg: VerdictConfig, prices: PriceTable) -> CostLine:
     """How one run's approach would cost per month, priced with the configured table."""
     meta, m = run.meta, run.metrics
-    if meta.get("billing") == "api":
-        model = meta.get("model") or meta["approach"]
+    if is_api(meta):
+        model = api_model(meta)
         tokens_in, tokens_out = m.get("input_tokens_per_query", 0.0), m.get("output_tokens_per_query", 0.0)
-        price = prices.api_price(model)
-        if price is not None:
-            per_query = prices.token_cost(model, tokens_in, tokens_out)
-            basis = f"{model} list price ${price['input_per_mtok']}/${price['output_per_mtok']} per Mtok × {tokens_in:.0f} in + {tokens_out:.1f} out tokens per query"
-        else:
-            per_query = m.get("cost_per_query_usd")
-            basis = f"{model} has no price in the table; " + ("recorded cost used" if per_query is not None else "cost unknown")
-        return CostLine(run.label, per_query, basis=basis)
+        per_query = prices.token_cost(model, tokens_in, tokens_out, workload=cfg.workload, cached_share=cfg.cached_input_share)
+        if per_query is not None:
+            basis = f"{model} {prices.describe_rate(model, cfg.workload, cfg.cached_input_share)} × {tokens_in:.0f} in + {tokens_out:.1f} out tokens per query"
+            return CostLine(run.label, per_query, basis=basis)
+        return CostLine(run.label, None, basis=f"{model} has no price in {prices.path}", missing=f"a price for '{model}' in the price table (--set prices=FILE)")
     finetuned = category(meta) == "finetuned"
     measured_on = meta.get("hardware") or prices.default_hardware
-    hardware = (cfg.hosting_hardware if finetuned else None) or measured_on
+    hardware = cfg.hosting_hardware or measured_on
     hourly = prices.hourly(hardware)
     qps = m.get("throughput_qps") or 0.0
+    missing = None
+    if hardware != measured_on:
+        if finetuned and cfg.hosting_throughput_qps:
+            qps, where = cfg.hosting_throughput_qps, f"{cfg.hosting_throughput_qps:g} queries/s on {hardware} as stated"
+        else:
+            qps, where = 0.0, f"measured on {measured_on}, not on {hardware}"
+            missing = f"a throughput measured on {hardware} (evaluate there, or set hosting_throughput_qps)"
+    else:
+        where = f"{qps:.1f} queries/s measured on {measured_on}"
     per_query = hourly / (qps * 3600) if qps > 0 else None
-    fixed, basis = 0.0, f"{hardware} ${hourly:.2f}/h, always on, {qps:.1f} queries/s measured on {measured_on}"
+    fixed: float | None = 0.0
+    basis = f"{hardware} ${hourly:.2f}/h, always on, {where}"
     if finetuned:
         cost, source = training_cost(run, cfg, prices)
-        fixed = cost / cfg.amortisation_months
-        basis += f"; training ${cost:.2f} ({source}) over {cfg.amortisation_months} months"
-    return CostLine(run.label, per_query, hourly * cfg.hours_per_month, fixed, basis)
+        fixed = None if cost is None else cost / cfg.amortisation_months
+        basis += f"; training {'unknown' if cost is None else f'${cost:.2f}'} ({source}) over {cfg.amortisation_months} months"
+        if cost is None:
+            missing = (missing + "; " if missing else "") + "the training cost (set training_cost_usd)"
+    return CostLine(run.label, per_query, hourly * cfg.hours_per_month, fixed, basis, missing)
 
 
 def break_even_volume(ft: CostLine, api_per_query: float) -> float | None:
@@ -166,13 +214,16 @@ def break_even_volume(ft: CostLine, api_per_query: float) -> float | None:
 
     Fine-tuned: ``F + max(L, V × c_ft)`` (F amortised training, L one machine's month);
     API: ``V × c``. Below one machine's capacity ``L / c_ft`` the break-even is
-    ``(F + L) / c``; past it, ``F / (c − c_ft)``. None when the API is at least as cheap per
-    query as a busy machine (then self-hosting never catches up) or a cost is unknown.
+    ``(F + L) / c``; past it, ``F / (c − c_ft)``. ``math.inf`` when the API is at least as
+    cheap per query as a busy machine (self-hosting never catches up); None when a cost is
+    unknown (say what is missing instead).
     """
-    c, c_ft = api_per_query, ft.per_query_usd
-    if c is None or c_ft is None or c <= c_ft or c <= 0:
+    c, c_ft, fixed = api_per_query, ft.per_query_usd, ft.fixed_monthly_usd
+    if c is None or c_ft is None or fixed is None:
         return None
-    fixed, floor = ft.fixed_monthly_usd, ft.floor_monthly_usd
+    if c <= c_ft or c <= 0:
+        return math.inf
+    floor = ft.floor_monthly_usd
     one_machine = (fixed + floor) / c
     capacity = floor / c_ft
     return one_machine if one_machine <= capacity else fixed / (c - c_ft)
@@ -184,50 +235,52 @@ def volume_grid(low: float = 1e2, high: float = 1e8, points: int = 25) -> list[f
     return [round(10 ** (math.log10(low) + i * step)) for i in range(points)]
 
 
-# ---------------------------------------------------------------------------- decisions
+# ---------------------------------------------------------------------------- evidence
 
 
-def duel(challenger: RunRecord, incumbent: RunRecord, cfg: VerdictConfig, costs: dict[str, CostLine]) -> dict[str, Any]:
-    """Does ``challenger`` earn its place over ``incumbent``? Paired on the examples both saw.
+def shared_examples_needed(delta: float, discordant: float, margin: float) -> int | None:
+    """Shared examples at which the 95 % interval of a paired difference ``delta`` (a share,
+    not points) would clear ``-margin`` on one side, at the observed discordant rate (normal
+    approximation: half-width = z·sd/√n, sd² = discordant − delta²). None when ``delta``
+    sits on the margin (no sample size settles it)."""
+    gap = abs(delta + margin)
+    if gap < 1e-9:
+        return None
+    var = max(discordant - delta * delta, 1e-4)
+    return int(math.ceil((Z95 * math.sqrt(var) / gap) ** 2))
 
-    It earns it when it wins (at least ``margin_points`` better with p < alpha) or matches
-    (less than the margin worse and not significantly worse) while costing less per month
-    at the configured volume.
-    """
+
+def paired(challenger: RunRecord, incumbent: RunRecord, cfg: VerdictConfig) -> dict[str, Any]:
+    """The paired evidence of ``challenger`` against ``incumbent`` on the examples both saw:
+    accuracy difference in points with its bootstrap 95 % interval, McNemar p, and whether
+    the challenger is *adequate* (interval above ``-margin``), *worse* (below it) or
+    *inconclusive* (too few shared examples, or an interval that straddles the margin)."""
     out: dict[str, Any] = {"challenger": challenger.label, "incumbent": incumbent.label}
     test = paired_test(challenger, incumbent, shared_only=True)
-    cost_c = costs[challenger.label].monthly(cfg.monthly_volume)
-    cost_i = costs[incumbent.label].monthly(cfg.monthly_volume)
-    out.update(monthly_cost_challenger_usd=cost_c, monthly_cost_incumbent_usd=cost_i)
     if "refused" in test:
-        out.update(earns=False, outcome="not comparable", reason=f"no paired test: {test['refused']}")
-        return out
+        return {**out, "status": "not comparable", "reason": test["refused"]}
     a, b = challenger.correct_by_id(), incumbent.correct_by_id()
     ids = sorted(set(a) & set(b))
     diffs = [int(a[i]) - int(b[i]) for i in ids]  # +1 challenger right only, -1 incumbent right only
-    delta = 100 * sum(diffs) / len(ids)
+    n = len(ids)
+    delta = sum(diffs) / n
     lo, hi = bootstrap_ci(diffs)
-    p = test["p_value"]
-    wins = delta >= cfg.margin_points and p < cfg.alpha
-    matches = delta > -cfg.margin_points and not (p < cfg.alpha and delta < 0)
-    cheaper = cost_c is not None and cost_i is not None and cost_c < cost_i
-    out.update(
-        n_shared=len(ids), delta_points=delta, delta_ci95_points=[100 * lo, 100 * hi], p_value=p,
-        challenger_only=test["a_only"], incumbent_only=test["b_only"], wins=wins, matches=matches, cheaper=cheaper,
-        earns=wins or (matches and cheaper),
-    )
-    sig = f"p={p:.3g}"
-    if wins:
-        out.update(outcome="clear win", reason=f"{delta:+.2f} points ({sig}) clears the {cfg.margin_points:g}-point margin")
-    elif matches and cheaper:
-        out.update(outcome="cheaper at volume", reason=f"{delta:+.2f} points ({sig}) is a match, and it costs ${cost_c:,.2f} vs ${cost_i:,.2f} a month at {cfg.monthly_volume:,} queries")
-    elif delta > 0 and p >= cfg.alpha:
-        out.update(outcome="win within noise", reason=f"{delta:+.2f} points but {sig} ≥ {cfg.alpha:g}: not distinguishable from noise, and not cheaper at {cfg.monthly_volume:,} queries/month")
-    elif delta > 0:
-        out.update(outcome="win below margin", reason=f"{delta:+.2f} points ({sig}) is real but under the {cfg.margin_points:g}-point margin, and not cheaper at {cfg.monthly_volume:,} queries/month")
-    else:
-        out.update(outcome="no gain", reason=f"{delta:+.2f} points ({sig})" + ("" if matches else ", significantly or clearly worse"))
-    return out
+    discordant = (test["a_only"] + test["b_only"]) / n
+    margin = cfg.margin_points / 100
+    out.update(n_shared=n, delta_points=100 * delta, delta_ci95_points=[100 * lo, 100 * hi], p_value=test["p_value"],
+               challenger_only=test["a_only"], incumbent_only=test["b_only"])
+    needed = shared_examples_needed(delta, max(discordant, 1 / n), margin)
+    if n < cfg.min_shared_examples:
+        need = max(cfg.min_shared_examples, needed or 0)
+        return {**out, "status": "inconclusive", "n_needed": need,
+                "reason": f"only {n} shared examples (minimum {cfg.min_shared_examples}); about {need:,} would settle it at the observed disagreement rate ({100 * discordant:.1f} %)"}
+    if lo > -margin:
+        return {**out, "status": "adequate", "reason": f"{100 * delta:+.2f} points (95 % CI {100 * lo:+.2f} to {100 * hi:+.2f}) stays above −{cfg.margin_points:g}"}
+    if hi < -margin:
+        return {**out, "status": "worse", "reason": f"{100 * delta:+.2f} points (95 % CI {100 * lo:+.2f} to {100 * hi:+.2f}) is below −{cfg.margin_points:g}"}
+    need_txt = f"about {needed:,}" if needed else "no realistic number of"
+    return {**out, "status": "inconclusive", "n_needed": needed,
+            "reason": f"{100 * delta:+.2f} points (95 % CI {100 * lo:+.2f} to {100 * hi:+.2f}) straddles −{cfg.margin_points:g}; {need_txt} shared examples would settle it"}
 
 
 def best_run(runs: list[RunRecord]) -> RunRecord | None:
@@ -235,12 +288,31 @@ def best_run(runs: list[RunRecord]) -> RunRecord | None:
     return max(runs, key=lambda r: (r.metrics["accuracy"], r.metrics["macro_f1"]), default=None)
 
 
+def _model_key(meta: dict[str, Any]) -> tuple[str, str]:
+    return meta["approach"], str(meta.get("model"))
+
+
+def choose_on_validation(test_runs: list[RunRecord], validation_runs: list[RunRecord]) -> tuple[RunRecord | None, str]:
+    """The run among ``test_runs`` whose model has the best *validation* record (so the test
+    split only reports); the newest when none of them has one, and why, in words."""
+    if not test_runs:
+        return None, ""
+    val = {_model_key(r.meta): r for r in sorted(validation_runs, key=lambda r: r.meta.get("finished_at", ""))}
+    scored = [(val[_model_key(r.meta)], r) for r in test_runs if _model_key(r.meta) in val]
+    if scored:
+        v, chosen = max(scored, key=lambda t: (t[0].metrics["accuracy"], t[0].metrics["macro_f1"]))
+        return chosen, (f"chosen on validation: {v.metrics['accuracy'] * 100:.2f} % on {v.metrics['n']} validation examples"
+                        f" (best of {len(scored)} with a validation record)")
+    newest = max(test_runs, key=lambda r: r.meta.get("finished_at", ""))
+    return newest, "no validation record for any version: the newest is used (not selected on test)"
+
+
 COMPARISON_SET: list[tuple[str, Any, str]] = [
     ("base model, no prompt", lambda m: m["approach"] == "zero-shot", "--approach zero-shot"),
-    ("base model, optimised prompt", lambda m: m["approach"] in ("prompt", "few-shot") and backend(m) != "api", "--approach prompt"),
-    ("stronger API model, optimised prompt", lambda m: m["approach"] in ("prompt", "few-shot") and backend(m) == "api", "--approach prompt  # with an API model: needs an API key"),
+    ("base model, optimised prompt", lambda m: m["approach"] in ("prompt", "few-shot") and not is_api(m), "--approach prompt"),
+    ("stronger API model, optimised prompt", lambda m: m["approach"] in ("prompt", "few-shot") and is_api(m), "--approach prompt --model gpt-4o-mini  # needs an API key"),
     ("RAG", lambda m: category(m) == "rag", "--approach rag"),
-    ("fine-tuned", lambda m: category(m) == "finetuned", "--approach finetuned"),
+    ("fine-tuned", lambda m: category(m) == "finetuned", "--approach finetuned --model NAME"),
     ("classical: TF-IDF", lambda m: m["approach"] == "tfidf", "--approach tfidf"),
     ("classical: embeddings", lambda m: m["approach"] == "embedding", "--approach embedding"),
     ("classical: kNN", lambda m: m["approach"] == "knn", "--approach knn"),
@@ -254,71 +326,176 @@ def leaderboard_row(run: RunRecord, cost: CostLine, volume: int) -> dict[str, An
     return {
         "label": run.label, "run_id": run.run_id, "approach": meta["approach"], "category": category(meta),
         "model": meta.get("model"), "backend": backend(meta), "billing": meta.get("billing"),
-        "n": m["n"], "limit": meta["data"].get("limit"),
+        "n": m["n"], "limit": meta["data"].get("limit"), "overlap": bool(meta["data"].get("overlap")),
         "accuracy": m["accuracy"], "accuracy_ci95": m["accuracy_ci95"], "macro_f1": m["macro_f1"],
         "invalid_rate": m["invalid_rate"], "latency_p50_s": m["latency_p50_s"], "latency_p95_s": m["latency_p95_s"],
         "throughput_qps": m["throughput_qps"], "cost_per_1k_usd": m["cost_per_1k_usd"],
-        "monthly_cost_usd": cost.monthly(volume), "cost_basis": cost.basis,
+        "monthly_cost_usd": cost.monthly(volume), "cost_basis": cost.basis, "cost_missing": cost.missing,
     }
 
 
-def build_report(runs: list[RunRecord], task: str, split: str, cfg: VerdictConfig | None = None, skipped: list[str] | None = None) -> dict[str, Any]:
-    """The decision report (plain data) from run records of ``task`` on ``split``."""
+def _within_budget(run: RunRecord, cfg: VerdictConfig) -> bool:
+    return cfg.max_p95_latency_ms is None or run.metrics["latency_p95_s"] * 1000 <= cfg.max_p95_latency_ms
+
+
+def recommend(options: list[RunRecord], cfg: VerdictConfig, costs: dict[str, CostLine]) -> dict[str, Any]:
+    """The rule: the cheapest adequate option at the stated volume within the latency budget,
+    ties broken by the preference order. Returns the choice, the reference (most accurate with
+    enough examples), every option's standing, and whether the choice is decided."""
+    if not options:
+        return {"choice": None, "reference": None, "standing": [], "decided": False, "undecided_by": []}
+    full = [r for r in options if r.metrics["n"] >= cfg.min_shared_examples]
+    reference = best_run(full or options)
+    assert reference is not None
+    standing = []
+    for run in options:
+        if run is reference:
+            ev: dict[str, Any] = {"challenger": run.label, "incumbent": run.label, "status": "reference",
+                                  "reason": "most accurate run" + ("" if full else f" (no run has {cfg.min_shared_examples}+ examples)")}
+            if not full:
+                ev.update(status="inconclusive", n_needed=cfg.min_shared_examples,
+                          reason=f"most accurate run, but on only {run.metrics['n']} examples (minimum {cfg.min_shared_examples})")
+        else:
+            ev = paired(run, reference, cfg)
+        ev["monthly_cost_usd"] = costs[run.label].monthly(cfg.monthly_volume)
+        ev["within_latency_budget"] = _within_budget(run, cfg)
+        ev["category"] = category(run.meta)
+        standing.append((run, ev))
+    order = {c: i for i, c in enumerate(cfg.preference_order)}
+
+    def price_key(item: tuple[RunRecord, dict[str, Any]]) -> tuple[float, int, float]:
+        run, ev = item
+        cost = ev["monthly_cost_usd"]
+        return (math.inf if cost is None else round(cost, 6), order.get(ev["category"], len(order)), -run.metrics["accuracy"])
+
+    adequate = [(r, e) for r, e in standing if e["status"] in ("adequate", "reference") and e["within_latency_budget"]]
+    chosen = min(adequate, key=price_key) if adequate else None
+    choice = chosen[0] if chosen else None
+    choice_key = price_key(chosen) if chosen else (math.inf, 99, 0.0)
+    # Undecided when an option we cannot yet judge could undercut the choice.
+    undecided_by = [e for r, e in standing if e["status"] in ("inconclusive", "not comparable") and e["within_latency_budget"]
+                    and price_key((r, e)) < choice_key]
+    return {"choice": choice, "reference": reference, "standing": [e for _, e in standing],
+            "decided": choice is not None and not undecided_by, "undecided_by": undecided_by}
+
+
+def finetune_question(ft: RunRecord | None, base: RunRecord | None, cfg: VerdictConfig, costs: dict[str, CostLine], why_ft: str) -> dict[str, Any]:
+    """Yes / no / not yet decidable: does the fine-tuned model earn its place over ``base``,
+    the option the rule picks without fine-tuning?"""
+    if ft is None:
+        return {"answer": "not yet decidable", "reason": "no fine-tuned run on this split: run the fine-tuned stage (`dispute-classifier experiment`)"}
+    if base is None:
+        return {"answer": "not yet decidable", "finetuned": ft.label, "selection": why_ft,
+                "reason": "no option without fine-tuning is decided yet to compare it with"}
+    ev = paired(ft, base, cfg)
+    out = {"finetuned": ft.label, "selection": why_ft, "against": base.label, **{k: v for k, v in ev.items() if k not in ("challenger", "incumbent")}}
+    cost_ft, cost_b = costs[ft.label].monthly(cfg.monthly_volume), costs[base.label].monthly(cfg.monthly_volume)
+    out.update(monthly_cost_finetuned_usd=cost_ft, monthly_cost_against_usd=cost_b)
+    if ev["status"] == "not comparable":
+        return {**out, "answer": "not yet decidable", "reason": f"not comparable: {ev['reason']}"}
+    if not _within_budget(ft, cfg):
+        return {**out, "answer": "no", "reason": f"its p95 latency {ft.metrics['latency_p95_s'] * 1000:.0f} ms is over the {cfg.max_p95_latency_ms:g} ms budget"}
+    lo, hi = ev["delta_ci95_points"]
+    delta, p = ev["delta_points"], ev["p_value"]
+    enough = ev["n_shared"] >= cfg.min_shared_examples
+    cheaper = None if cost_ft is None or cost_b is None else cost_ft < cost_b
+    costs_txt = f"${cost_ft:,.2f} vs ${cost_b:,.2f} a month at {cfg.monthly_volume:,} queries" if cheaper is not None else "monthly cost unknown: " + "; ".join(
+        m for m in (costs[ft.label].missing, costs[base.label].missing) if m)
+    if enough and delta >= cfg.margin_points and p < cfg.alpha:
+        return {**out, "answer": "yes", "outcome": "clear win", "reason": f"{delta:+.2f} points (p={p:.3g}) beats {base.label} by the {cfg.margin_points:g}-point margin"}
+    if enough and ev["status"] == "adequate" and cheaper:
+        return {**out, "answer": "yes", "outcome": "equivalent and cheaper", "reason": f"{ev['reason']} and it is cheaper: {costs_txt}"}
+    could_win = hi >= cfg.margin_points
+    could_be_adequate_and_cheaper = ev["status"] == "inconclusive" and cheaper is not False
+    cost_unknown_matters = ev["status"] == "adequate" and cheaper is None
+    if not enough or could_be_adequate_and_cheaper or cost_unknown_matters or (could_win and delta < cfg.margin_points and p >= cfg.alpha and ev["status"] != "worse"):
+        why = ev["reason"] if ev["status"] == "inconclusive" else (costs_txt if cost_unknown_matters else f"{delta:+.2f} points (95 % CI {lo:+.2f} to {hi:+.2f}, p={p:.3g}): a {cfg.margin_points:g}-point win is not excluded")
+        if could_win and ev["status"] != "inconclusive" and not cost_unknown_matters:
+            discordant = (ev["challenger_only"] + ev["incumbent_only"]) / ev["n_shared"]
+            need = shared_examples_needed(delta / 100, max(discordant, 1 / ev["n_shared"]), -cfg.margin_points / 100)
+            why += f"; about {need:,} shared examples would settle it" if need else ""
+        return {**out, "answer": "not yet decidable", "reason": why}
+    if ev["status"] == "worse":
+        return {**out, "answer": "no", "outcome": "worse", "reason": ev["reason"]}
+    return {**out, "answer": "no", "outcome": "not worth it", "reason": f"{delta:+.2f} points (p={p:.3g}) is no {cfg.margin_points:g}-point win, and it is not cheaper: {costs_txt}"}
+
+
+def build_report(
+    runs: list[RunRecord], task: str, split: str, cfg: VerdictConfig | None = None, skipped: list[str] | None = None,
+    *, data_hash: str | None = None, stages: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The decision report (plain data) from run records of ``task`` on ``split``.
+
+    ``data_hash`` (the task's current data) excludes runs made on other data; ``stages`` (what
+    an experiment did) are reported, and the runs of a failed stage are never used in its place.
+    """
     cfg = cfg or VerdictConfig()
     prices = PriceTable.load(Path(cfg.prices) if cfg.prices else None)
-    runs = latest_per_label([r for r in runs if r.meta["task"] == task and r.meta["split"] == split])
-    runs.sort(key=lambda r: (-r.metrics["accuracy"], -r.metrics["macro_f1"]))
-    costs = {r.label: cost_line(r, cfg, prices) for r in runs}
-    by_cat = {c: [r for r in runs if category(r.meta) == c] for c in CATEGORY_NAMES}
+    task_runs = [r for r in runs if r.meta["task"] == task]
+    excluded: list[str] = []
+    if data_hash is not None:
+        other = [r for r in task_runs if r.meta["data"].get("data_hash") != data_hash]
+        if other:
+            excluded.append(f"{len(other)} run(s) made on other data (task files or splits changed since) are left out")
+        task_runs = [r for r in task_runs if r.meta["data"].get("data_hash") == data_hash]
+    failed = {(s.get("approach"), s.get("limit")) for s in stages or [] if s.get("status") == "failed"}
+    produced = {str(s.get("run")) for s in stages or [] if s.get("run")}
+    stale = [r for r in task_runs if (r.meta["approach"], r.meta["data"].get("limit")) in failed and str(r.path) not in produced]
+    if stale:
+        excluded.append(f"{len(stale)} older run(s) of failed stages are not used in their place: " + ", ".join(sorted({r.label for r in stale})))
+        task_runs = [r for r in task_runs if r not in stale]
+    runs_split = latest_per_label([r for r in task_runs if r.meta["split"] == split])
+    validation = latest_per_label([r for r in task_runs if r.meta["split"] == "validation"])
+    runs_split.sort(key=lambda r: (-r.metrics["accuracy"], -r.metrics["macro_f1"]))
+    costs = {r.label: cost_line(r, cfg, prices) for r in runs_split}
+    overlapping = [r for r in runs_split if r.meta["data"].get("overlap")]
 
     comparison = []
     for row, matches, how in COMPARISON_SET:
-        best = best_run([r for r in runs if matches(r.meta)])
+        best = best_run([r for r in runs_split if matches(r.meta)])
         comparison.append({"row": row, "status": "run" if best else "not run", "label": best.label if best else None,
                            "accuracy": best.metrics["accuracy"] if best else None,
                            "how": None if best else f"dispute-classifier evaluate --task {task} {how}"})
 
-    # The simpler approaches: climb the preference ladder only where the next option earns it.
-    ladder: list[dict[str, Any]] = []
-    choice: RunRecord | None = None
-    for cat in cfg.simpler_order:
-        cand = best_run(by_cat[cat])
-        if cand is None:
-            continue
-        if choice is None:
-            choice = cand
-            continue
-        step = duel(cand, choice, cfg, costs)
-        ladder.append(step)
-        if step["earns"]:
-            choice = cand
-    best_simpler = best_run([r for c in cfg.simpler_order for r in by_cat[c]])
-    best_ft = best_run(by_cat["finetuned"])
-    mcnemar = duel(best_ft, best_simpler, cfg, costs) if best_ft and best_simpler else None
+    # Fine-tuned versions compete as one option: the one chosen on validation.
+    finetuned = [r for r in runs_split if category(r.meta) == "finetuned"]
+    best_ft, why_ft = choose_on_validation(finetuned, [r for r in validation if category(r.meta) == "finetuned"])
+    options = [r for r in runs_split if category(r.meta) != "finetuned"] + ([best_ft] if best_ft else [])
+    rule = recommend(options, cfg, costs)
+    without_ft = recommend([r for r in options if category(r.meta) != "finetuned"], cfg, costs)
+    base = without_ft["choice"] if without_ft["decided"] else None
+    question = finetune_question(best_ft, base if base else without_ft["choice"], cfg, costs, why_ft)
+    if best_ft is not None and without_ft["choice"] is not None and not without_ft["decided"] and question["answer"] != "not yet decidable":
+        question = {**question, "answer": "not yet decidable",
+                    "reason": f"the option without fine-tuning is not settled yet ({without_ft['undecided_by'][0]['challenger']}: {without_ft['undecided_by'][0]['reason']})"}
 
+    choice = rule["choice"]
     reasons: list[str] = []
-    if best_ft is None and choice is None:
-        recommended, headline = None, f"No runs yet for {task}/{split}: run `dispute-classifier experiment --task {task}` first."
-    elif best_ft is None:
-        recommended = choice
-        headline = f"Use {choice.label} ({CATEGORY_NAMES[category(choice.meta)]}) — no fine-tuned run yet, so fine-tuning is not judged."
-        reasons.append("Run the fine-tuned stage (`dispute-classifier experiment`) to decide whether fine-tuning earns its cost.")
-    elif best_simpler is None:
-        recommended = best_ft
-        headline = f"Use {best_ft.label}: it is the only approach run; run the simpler ones before trusting this."
-    elif mcnemar and mcnemar["earns"]:
-        recommended = best_ft
-        headline = f"Fine-tune: {best_ft.label} — {mcnemar['outcome']} over {best_simpler.label}."
-        reasons.append(mcnemar["reason"])
+    if not runs_split:
+        headline = f"No runs yet for {task}/{split}: run `dispute-classifier experiment --task {task}` first."
+    elif choice is None:
+        headline = ("Not yet decidable: no approach is shown adequate"
+                    + (f" within the {cfg.max_p95_latency_ms:g} ms latency budget" if cfg.max_p95_latency_ms else "") + ".")
+    elif not rule["decided"]:
+        first = rule["undecided_by"][0]
+        headline = (f"Not yet decidable: {choice.label} is the cheapest approach shown adequate, but {first['challenger']} might be"
+                    f" adequate and cheaper — {first['reason']}.")
     else:
-        recommended = choice
-        headline = f"Do not fine-tune: use {choice.label} ({CATEGORY_NAMES[category(choice.meta)]})."
-        reasons.append(f"{best_ft.label} vs {best_simpler.label}: {mcnemar['outcome'] if mcnemar else 'not compared'} — {mcnemar['reason'] if mcnemar else ''}")
-    for step in ladder:
-        reasons.append(f"{step['challenger']} vs {step['incumbent']}: {step['outcome']} — {step['reason']}" + (" (chosen)" if step["earns"] else ""))
+        headline = f"Use {choice.label} ({CATEGORY_NAMES[category(choice.meta)]}): the cheapest adequate approach at {cfg.monthly_volume:,} queries/month."
+    headline += f" Fine-tune? {question['answer']}."
+    if rule["reference"] is not None:
+        reasons.append(f"reference: {rule['reference'].label}, {rule['reference'].metrics['accuracy'] * 100:.2f} % on {rule['reference'].metrics['n']} examples")
+    for ev in rule["standing"]:
+        cost = ev["monthly_cost_usd"]
+        budget = "" if ev["within_latency_budget"] else "; over the latency budget"
+        reasons.append(f"{ev['challenger']}: {ev['status']} — {ev['reason']}; {'cost unknown' if cost is None else f'${cost:,.2f}/month'}{budget}")
+    reasons.append(f"fine-tune: {question['answer']} — {question['reason']}")
+    if overlapping:
+        reasons.append("warning: evaluated on rows the model was fitted on (forced): " + ", ".join(r.label for r in overlapping))
+    reasons += excluded
 
-    # Break-even of the best fine-tuned model against the best prompted API approach.
-    api_runs = [r for r in by_cat["prompted"] + by_cat["rag"] if r.meta.get("billing") == "api" and costs[r.label].per_query_usd is not None]
+    # Break-even of the chosen fine-tuned model against the best prompted API approach.
+    api_runs = [r for r in runs_split if category(r.meta) in ("prompted", "rag") and is_api(r.meta) and costs[r.label].per_query_usd is not None]
     best_api = best_run(api_runs)
     volumes = volume_grid()
     break_even: dict[str, Any] = {
@@ -334,31 +511,42 @@ def build_report(runs: list[RunRecord], task: str, split: str, cfg: VerdictConfi
         ft, api = costs[best_ft.label], costs[best_api.label]
         volume = break_even_volume(ft, api.per_query_usd)  # type: ignore[arg-type]
         break_even.update(
-            finetuned=best_ft.label, api=best_api.label, volume=volume,
-            terms={"T_usd": ft.fixed_monthly_usd * cfg.amortisation_months, "m_months": cfg.amortisation_months,
+            finetuned=best_ft.label, api=best_api.label, volume=None if volume in (None, math.inf) else volume,
+            never=volume == math.inf,
+            terms={"T_usd": None if ft.fixed_monthly_usd is None else ft.fixed_monthly_usd * cfg.amortisation_months, "m_months": cfg.amortisation_months,
                    "H_usd_per_hour": ft.floor_monthly_usd / cfg.hours_per_month, "h_hours": cfg.hours_per_month,
                    "c_ft_usd": ft.per_query_usd, "c_api_usd": api.per_query_usd},
-            note=(f"fine-tuning is cheaper above {volume:,.0f} queries/month" if volume is not None
-                  else f"{best_api.label} costs no more per query than a busy machine for the fine-tuned model: fine-tuning never pays for itself on cost"),
+            note=(f"unknown: needs {ft.missing}" if volume is None
+                  else f"{best_api.label} costs no more per query than a busy machine for the fine-tuned model: fine-tuning never pays for itself on cost" if volume == math.inf
+                  else f"fine-tuning is cheaper above {volume:,.0f} queries/month"),
         )
         reasons.append(break_even["note"] + f" (against {best_api.label})")
 
+    tc = None if best_ft is None else dict(zip(("usd", "source"), training_cost(best_ft, cfg, prices)))
     return {
-        "schema": SCHEMA, "task": task, "split": split, "created_at": now_iso(),
+        "schema": SCHEMA, "task": task, "split": split, "created_at": now_iso(), "data_hash": data_hash,
+        "rule": ("Candidates: every approach with a run. Adequate: the paired 95 % interval of its accuracy difference to the most"
+                 f" accurate approach stays above −{cfg.margin_points:g} points on at least {cfg.min_shared_examples} shared examples."
+                 f" Recommended: the cheapest adequate approach at {cfg.monthly_volume:,} queries/month"
+                 + (f" within a p95 latency of {cfg.max_p95_latency_ms:g} ms" if cfg.max_p95_latency_ms else "")
+                 + f", ties broken by {' → '.join(cfg.preference_order)}. Fine-tune when the fine-tuned model (chosen on validation)"
+                 f" beats that choice by {cfg.margin_points:g} points with p < {cfg.alpha:g}, or is adequate against it and cheaper."),
         "assumptions": {
-            **to_dict(cfg), "prices": str(prices.path),
-            "training_cost": None if best_ft is None else dict(zip(("usd", "source"), training_cost(best_ft, cfg, prices))),
-            "hosting_hardware": None if best_ft is None else (cfg.hosting_hardware or best_ft.meta.get("hardware") or prices.default_hardware),
+            **to_dict(cfg), "prices": str(prices.path), "training_cost": tc,
+            "hosting_hardware": cfg.hosting_hardware or "as measured",
         },
-        "leaderboard": [leaderboard_row(r, costs[r.label], cfg.monthly_volume) for r in runs],
+        "leaderboard": [leaderboard_row(r, costs[r.label], cfg.monthly_volume) for r in runs_split],
         "comparison_set": comparison,
-        "mcnemar": mcnemar,
-        "ladder": ladder,
+        "standing": rule["standing"],
+        "finetune": question,
         "break_even": break_even,
+        "stages": stages or [],
+        "excluded": excluded,
         "verdict": {
-            "recommendation": recommended.label if recommended else None,
-            "category": category(recommended.meta) if recommended else None,
-            "finetune": bool(best_ft is not None and recommended is best_ft),
+            "recommendation": choice.label if choice else None,
+            "category": category(choice.meta) if choice else None,
+            "decided": rule["decided"],
+            "finetune": question["answer"],
             "headline": headline,
             "reasons": reasons,
         },
@@ -379,34 +567,43 @@ def _usd(x: float | None) -> str:
 
 def to_markdown(report: dict[str, Any]) -> str:
     """A readable decision report."""
-    v, a = report["verdict"], report["assumptions"]
+    v, a, fq = report["verdict"], report["assumptions"], report["finetune"]
     lines = [f"# Decision: task `{report['task']}`, split `{report['split']}`", "", f"**{v['headline']}**", ""]
     lines += [f"- {r}" for r in v["reasons"]]
+    lines += ["", "## The rule", "", report["rule"]]
     lines += ["", "## Assumptions (change with `dispute-classifier report --set KEY=VALUE`)", ""]
-    lines += [f"- margin: {a['margin_points']:g} accuracy points, significance: p < {a['alpha']:g} (paired exact McNemar)",
-              f"- monthly volume: {a['monthly_volume']:,} queries",
-              f"- fine-tuned hosting: {a['hosting_hardware'] or 'n/a'}, {a['hours_per_month']:g} h/month; training cost amortised over {a['amortisation_months']} months"
-              + (f" (training ${a['training_cost']['usd']:.2f}, {a['training_cost']['source']})" if a["training_cost"] else ""),
+    lines += [f"- margin: {a['margin_points']:g} accuracy points; minimum shared examples: {a['min_shared_examples']}; significance: p < {a['alpha']:g} (paired exact McNemar)",
+              f"- monthly volume: {a['monthly_volume']:,} queries; workload: {a['workload']}"
+              + (f", cached input share {a['cached_input_share']:g}" if a.get("cached_input_share") else "")
+              + (f"; latency budget p95 ≤ {a['max_p95_latency_ms']:g} ms" if a.get("max_p95_latency_ms") else "; no latency budget"),
+              f"- self-hosted on: {a['hosting_hardware']}, {a['hours_per_month']:g} h/month; training cost amortised over {a['amortisation_months']} months"
+              + (f" (training {_usd(a['training_cost']['usd'])}, {a['training_cost']['source']})" if a["training_cost"] else ""),
+              f"- simplicity order for ties: {' → '.join(a['preference_order'])}",
               f"- price table: {a['prices']}"]
+    if report["stages"]:
+        lines += ["", "## Stages", "", "| stage | status | detail |", "| --- | --- | --- |"]
+        lines += [f"| {s['stage']} | {s['status']} | {s['detail']} |" for s in report["stages"]]
     lines += ["", "## Leaderboard", "", "| approach | kind | n | accuracy (95 % CI) | macro-F1 | invalid | p50 / p95 ms | $ per 1k | $ per month |",
               "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in report["leaderboard"]:
         lo, hi = r["accuracy_ci95"]
-        lines.append(f"| {r['label']} | {r['category']} | {r['n']} | {_pct(r['accuracy'])} ({lo*100:.1f}–{hi*100:.1f}) | {_pct(r['macro_f1'])} | "
+        lines.append(f"| {r['label']}{' ⚠ overlap' if r.get('overlap') else ''} | {r['category']} | {r['n']} | {_pct(r['accuracy'])} ({lo*100:.1f}–{hi*100:.1f}) | {_pct(r['macro_f1'])} | "
                      f"{_pct(r['invalid_rate'])} | {r['latency_p50_s']*1000:.1f} / {r['latency_p95_s']*1000:.1f} | {_usd(r['cost_per_1k_usd'])} | {_usd(r['monthly_cost_usd'])} |")
+    lines += ["", "## Each approach against the most accurate one (paired, shared examples)", "",
+              "| approach | standing | shared n | Δ points (95 % CI) | $ per month | why |", "| --- | --- | ---: | --- | ---: | --- |"]
+    for e in report["standing"]:
+        ci = f"{e['delta_points']:+.2f} ({e['delta_ci95_points'][0]:+.2f} to {e['delta_ci95_points'][1]:+.2f})" if "delta_points" in e else "—"
+        lines.append(f"| {e['challenger']} | {e['status']} | {e.get('n_shared', '—')} | {ci} | {_usd(e['monthly_cost_usd'])} | {e['reason']} |")
     lines += ["", "## The comparison set", "", "| row | status | run | accuracy |", "| --- | --- | --- | ---: |"]
     for c in report["comparison_set"]:
         lines.append(f"| {c['row']} | {c['status']} | {c['label'] or '`' + c['how'] + '`'} | {_pct(c['accuracy'])} |")
-    lines += ["", "## Fine-tuned vs best other approach (paired exact McNemar)", ""]
-    mc = report["mcnemar"]
-    if mc is None:
-        lines.append("Not run: needs a fine-tuned run and at least one other run.")
-    elif "p_value" in mc:
-        lo, hi = mc["delta_ci95_points"]
-        lines.append(f"{mc['challenger']} vs {mc['incumbent']} on {mc['n_shared']} shared examples: {mc['delta_points']:+.2f} points "
-                     f"(95 % CI {lo:+.2f} to {hi:+.2f}), right only {mc['challenger_only']} / {mc['incumbent_only']}, p = {mc['p_value']:.4g}: {mc['outcome']}.")
-    else:
-        lines.append(mc["reason"])
+    lines += ["", "## Fine-tune?", "", f"**{fq['answer']}** — {fq['reason']}"]
+    if fq.get("selection"):
+        lines += ["", f"Fine-tuned model: {fq['finetuned']} ({fq['selection']}); compared with {fq.get('against') or 'nothing yet'}."]
+    if "p_value" in fq:
+        lo, hi = fq["delta_ci95_points"]
+        lines.append(f"On {fq['n_shared']} shared examples: {fq['delta_points']:+.2f} points (95 % CI {lo:+.2f} to {hi:+.2f}),"
+                     f" right only {fq['challenger_only']} / {fq['incumbent_only']}, p = {fq['p_value']:.4g}.")
     be = report["break_even"]
     lines += ["", "## Break-even volume", "", f"`{be['formula']}`", "", be["note"] + "."]
     if be.get("terms"):
@@ -419,6 +616,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         cost = {(p["label"], p["volume"]): p["monthly_usd"] for p in be["curve"]}
         lines += ["", "$ per month by monthly volume:", "", "| approach | " + " | ".join(f"{v:,}" for v in shown) + " |", "| --- |" + " ---: |" * len(shown)]
         lines += [f"| {label} | " + " | ".join(_usd(cost.get((label, v))) for v in shown) + " |" for label in labels]
+    if report["excluded"]:
+        lines += ["", "## Left out", ""] + [f"- {e}" for e in report["excluded"]]
     if report["skipped"]:
         lines += ["", f"Skipped {len(report['skipped'])} unreadable run folder(s):"] + [f"- {s}" for s in report["skipped"]]
     return "\n".join(lines) + "\n"

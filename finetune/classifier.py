@@ -106,6 +106,12 @@ class FinetunedClassifier(ClassifierBase):
         self.task_ = load_task(self.card.get("task_file") or self.card["task"])
         return self
 
+    def fitted_rows(self) -> dict[str, Any] | None:
+        """The task, data and splits this model was trained on (the evaluator refuses to score
+        it on rows it learnt from)."""
+        fit = self.card["data"]["fit_split"]
+        return {"task": self.card["task"], "data_hash": self.card["data"].get("data_hash"), "splits": fit.split("+")}
+
     def run_info(self) -> dict[str, Any]:
         """What the run record's ``extra`` says about this model (for the verdict and dashboard)."""
         t = self.card["training"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dispute_classifier.core.errors import UserError
+from evaluation.runs import code_version, package_versions
 
 CARD = "model_card.json"
 
@@ -90,9 +91,22 @@ def list_models(root: Path | None = None) -> list[tuple[str, int, Path]]:
     return out
 
 
+TRAINING_PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets")
+"""Libraries whose version changes what training produces (part of `training_key`)."""
+
+
+def training_key() -> dict[str, Any]:
+    """The code and library versions a saved model was trained with; a model trained by other
+    code is not reused for an experiment (a fix must not hide behind an old model)."""
+    return {"code": code_version(), "versions": package_versions(TRAINING_PACKAGES)}
+
+
 def find_trained(recipe: dict[str, Any], root: Path | None = None) -> Path | None:
-    """The newest finished version trained with exactly these recipe settings, if any."""
+    """The newest finished version trained with exactly these recipe settings by this code and
+    these library versions, if any."""
+    key = training_key()
     for name, _, path in reversed(list_models(root)):
-        if name == recipe["name"] and read_card(path).get("recipe") == recipe:
+        card = read_card(path)
+        if name == recipe["name"] and card.get("recipe") == recipe and card.get("training_key") == key:
             return path
     return None

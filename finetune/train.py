@@ -258,7 +258,7 @@ def train(
         "labels": spec.label_list, "recipe": to_dict(recipe), "base_model": model_fingerprint(recipe.model),
         "data": {"sha256": data.sha256, "data_hash": data.data_hash, "fit_split": recipe.fit_split,
                  "n_train_rows": len(fit.split), "dropped_test_overlap": fit.dropped_test_overlap},
-        "seed": recipe.train.seed, "git": git_state(),
+        "seed": recipe.train.seed, "git": git_state(), "training_key": registry.training_key(),
         "training": {
             "wall_s": wall, "steps": steps, "epochs": trainer.state.epoch, "final_loss": result.training_loss,
             "tokens_per_s": tokens_seen / wall if wall else None, "peak_memory_mb": _peak_memory_mb(),

@@ -11,6 +11,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests never write into the repository's runs/ or models/: a command that a test runs
+    without --runs-dir lands in a temporary folder (subprocesses inherit these)."""
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="dispute-classifier-tests-"))
+    os.environ.setdefault("DISPUTE_CLASSIFIER_RUNS", str(scratch / "runs"))
+    os.environ.setdefault("DISPUTE_CLASSIFIER_MODELS", str(scratch / "models"))
+
+
 def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)

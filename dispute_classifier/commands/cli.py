@@ -237,7 +237,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from dispute_classifier.core.task import load_task
+    from dispute_classifier.core.task import load_data, load_task
     from evaluation.runs import runs_dir, scan_runs
     from evaluation.verdict import build_report, write_report
 
@@ -246,8 +246,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     runs, skipped = scan_runs(root)
     for line in skipped:
         print(f"skipped: {line}", file=sys.stderr)
-    task = load_task(args.task).name
-    report = build_report(runs, task, args.split, cfg, skipped)
+    spec = load_task(args.task)
+    data = load_data(spec, Path(args.data_dir) if getattr(args, "data_dir", None) else None)
+    task = spec.name
+    report = build_report(runs, task, args.split, cfg, skipped, data_hash=data.data_hash)
     if not report["leaderboard"]:
         raise UserError(f"no runs for task {task}, split {args.split} under {root}; run `dispute-classifier experiment --task {args.task}` first")
     js, md = write_report(report, Path(args.out))
@@ -389,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="split (default: test)")
     p.add_argument("--runs-dir", help="folder of run records (default: runs)")
     p.add_argument("--out", default="reports", help="folder for decision-<task>-<split>.json/.md (default: reports)")
+    p.add_argument("--data-dir", help="folder with the task's source files (runs on other data are left out)")
     p.add_argument("--config", help="YAML file of verdict assumptions (keys below)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one assumption, e.g. --set margin_points=1 (repeatable)")
     p.set_defaults(func=cmd_report)

@@ -92,6 +92,15 @@ class StageResult:
     detail: str
     run_path: Path | None = None
     seconds: float = 0.0
+    approach: str = ""
+    """The stage's approach (a failed stage's older runs are not used in its place)."""
+    limit: int | None = None
+    """The stage's subsample size."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """What the decision report records of the stage."""
+        return {"stage": self.stage, "status": self.status, "detail": self.detail, "approach": self.approach, "limit": self.limit,
+                "run": str(self.run_path) if self.run_path else None, "seconds": round(self.seconds, 1)}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -125,6 +134,12 @@ def train_for_stage(stage: Stage, base: dict[str, Any]) -> str:
 
 def run_stage(stage: Stage, data: Any, base: dict[str, Any], prices: Any, progress: bool) -> StageResult:
     """Evaluate one stage, or reuse its finished run; never raises (except Ctrl-C)."""
+    result = _run_stage(stage, data, base, prices, progress)
+    result.approach, result.limit = stage.approach, stage.limit
+    return result
+
+
+def _run_stage(stage: Stage, data: Any, base: dict[str, Any], prices: Any, progress: bool) -> StageResult:
     t0 = time.perf_counter()
     if stage.approach not in load_approaches():
         return StageResult(stage.label, "not available", f"approach '{stage.approach}' is not available in this build")
@@ -195,7 +210,7 @@ def run_experiment(
         say(f"[{i}/{len(profile.stages)}] {stage.label}: {result.status} ({result.seconds:.0f} s) — {result.detail}")
 
     runs, skipped = scan_runs(root)
-    report = build_report(runs, data.spec.name, split, verdict, skipped)
+    report = build_report(runs, data.spec.name, split, verdict, skipped, data_hash=data.data_hash, stages=[r.as_dict() for r in results])
     paths = write_report(report, Path(reports_dir))
     counts = {s: sum(r.status == s for r in results) for s in ("ran", "reused", "not available", "skipped", "failed")}
     say("")
@@ -205,5 +220,8 @@ def run_experiment(
     say(f"verdict: {report['verdict']['headline']}")
     for reason in report["verdict"]["reasons"]:
         say(f"  - {reason}")
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        say(f"  ! {len(failed)} stage(s) failed and are not in the verdict: " + "; ".join(f"{r.stage}: {r.detail}" for r in failed))
     say(f"decision report: {paths[0]} and {paths[1]}")
     return results, report, paths

@@ -36,11 +36,37 @@ class PriceTable:
         """Price per million tokens for an API model, or None when the table has no entry."""
         return self.api.get(model)
 
-    def token_cost(self, model: str, input_tokens: int, output_tokens: int) -> float | None:
+    def rates(self, model: str, workload: str = "online") -> tuple[float, float, float | None] | None:
+        """(input, output, cached input) $ per million tokens for ``workload`` (online or
+        batch: the batch rates where the table gives them, else list price); None when the
+        model has no entry. Cached input is None when the table gives no cached rate."""
         price = self.api_price(model)
         if price is None:
             return None
-        return (input_tokens * price["input_per_mtok"] + output_tokens * price["output_per_mtok"]) / 1e6
+        if workload == "batch" and "batch_input_per_mtok" in price:
+            return price["batch_input_per_mtok"], price["batch_output_per_mtok"], price.get("batch_cached_input_per_mtok", price.get("cached_input_per_mtok"))
+        return price["input_per_mtok"], price["output_per_mtok"], price.get("cached_input_per_mtok")
+
+    def token_cost(self, model: str, input_tokens: float, output_tokens: float, workload: str = "online", cached_share: float = 0.0) -> float | None:
+        """$ for one query's tokens; ``cached_share`` of the input at the cached rate (where
+        the table has one). None when the model has no price."""
+        rates = self.rates(model, workload)
+        if rates is None:
+            return None
+        rate_in, rate_out, rate_cached = rates
+        share = cached_share if rate_cached is not None else 0.0
+        billed_in = input_tokens * ((1 - share) * rate_in + share * (rate_cached or 0.0))
+        return (billed_in + output_tokens * rate_out) / 1e6
+
+    def describe_rate(self, model: str, workload: str = "online", cached_share: float = 0.0) -> str:
+        """The rates applied, in words, for reports."""
+        rates = self.rates(model, workload)
+        if rates is None:
+            return "no price"
+        rate_in, rate_out, rate_cached = rates
+        kind = "batch rate" if workload == "batch" and "batch_input_per_mtok" in (self.api_price(model) or {}) else "list price"
+        cached = f", {cached_share:.0%} of input cached at ${rate_cached}" if cached_share and rate_cached is not None else ""
+        return f"{kind} ${rate_in}/${rate_out} per Mtok{cached}"
 
     def hourly(self, hardware: str | None) -> float:
         name = hardware or self.default_hardware

@@ -49,7 +49,8 @@ def test_toy_task_end_to_end(toy_task, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "accuracy" in res.stdout and "95% CI" in res.stdout
     res = cli("compare", "--task", "toy", "--runs-dir", str(runs))
-    assert res.returncode == 0, res.stderr and "tfidf" in res.stdout
+    assert res.returncode == 0, res.stderr
+    assert "tfidf" in res.stdout
     (runs / "broken").mkdir()
     res = cli("compare", "--task", "toy", "--runs-dir", str(runs))
     assert res.returncode == 0 and "skipped 1 unreadable run folder" in res.stderr

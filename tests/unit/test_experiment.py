@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dispute_classifier.core.registry import Approach
+from evaluation.verdict import VerdictConfig
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.commands.experiment import Profile, Stage, available_profiles, load_profile, run_experiment
 from evaluation.runs import scan_runs
@@ -38,7 +39,8 @@ def test_stages_fail_alone_and_reruns_reuse(toy_task, tmp_path, monkeypatch, reg
     ], cuts=["a test cut"], name="test")
     lines: list[str] = []
     runs, reports = tmp_path / "runs", tmp_path / "reports"
-    results, report, (js, md) = run_experiment(str(toy_task), profile, runs_root=str(runs), reports_dir=str(reports), progress=False, say=lines.append)
+    results, report, (js, md) = run_experiment(str(toy_task), profile, runs_root=str(runs), reports_dir=str(reports), progress=False,
+                                               say=lines.append, verdict=VerdictConfig(min_shared_examples=3))
     status = {r.stage: r.status for r in results}
     assert status == {"tfidf": "ran", "crystal-ball": "not available", "tfidf-bad": "failed", "boom": "failed", "tfidf-api": "skipped", "tfidf-small": "ran"}
     detail = {r.stage: r.detail for r in results}
@@ -50,10 +52,13 @@ def test_stages_fail_alone_and_reruns_reuse(toy_task, tmp_path, monkeypatch, reg
     assert "cut: a test cut" in text and "[1/6] tfidf: ran" in text and "verdict: " in text
     assert js.is_file() and md.is_file() and (reports / "data-check-toy.json").is_file()
     assert report["verdict"]["recommendation"] == "tfidf"
+    assert {s["stage"]: s["status"] for s in report["stages"]}["boom"] == "failed"  # the report shows what failed
+    assert "boom" in md.read_text() and "failed" in md.read_text()
     assert len(scan_runs(runs)[0]) == 2
 
     lines.clear()
-    again, _, _ = run_experiment(str(toy_task), profile, runs_root=str(runs), reports_dir=str(reports), progress=False, say=lines.append)
+    again, report, _ = run_experiment(str(toy_task), profile, runs_root=str(runs), reports_dir=str(reports), progress=False, say=lines.append)
+    assert report["verdict"]["headline"].startswith("Not yet decidable")  # 6 examples are too few by default
     assert {r.stage: r.status for r in again}["tfidf"] == "reused"
     assert {r.stage: r.status for r in again}["tfidf-small"] == "reused"
     assert len(scan_runs(runs)[0]) == 2  # nothing ran twice

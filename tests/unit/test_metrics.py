@@ -84,9 +84,48 @@ def test_ece_and_coverage():
     assert M.expected_calibration_error([None], [True]) is None
     curve = M.coverage_curve([0.9, 0.8, 0.3, 0.2], [True, True, False, True], levels=(1.0, 0.5))
     assert curve[0]["accuracy"] == 0.75
-    assert curve[1] == {"coverage": 0.5, "accuracy": 1.0, "threshold": 0.8}
+    assert curve[1] == {"coverage": 0.5, "kept": 0.5, "accuracy": 1.0, "threshold": 0.8}
 
 
 def test_percentile():
     assert M.percentile([1, 2, 3, 4], 50) == pytest.approx(float(np.percentile([1, 2, 3, 4], 50)))
     assert M.percentile([], 95) == 0.0
+
+
+def test_macro_f1_counts_a_wrongly_predicted_label_as_scikit_learn_does():
+    gold, pred = ["a", "a", "b"], ["a", "c", "b"]
+    # labels seen in gold or predictions: a (F1 2/3), b (1), c (0) -> 0.556, as scikit-learn
+    assert M.macro_f1(gold, pred, LABELS) == pytest.approx(skm.f1_score(gold, pred, average="macro", zero_division=0))
+    assert M.macro_f1(gold, pred, LABELS) == pytest.approx((2 / 3 + 1 + 0) / 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_macro_f1_on_subsets_matches_scikit_learn(seed):
+    rng = random.Random(seed)
+    gold = [rng.choice(["a", "b"]) for _ in range(30)]  # label c never in gold
+    pred = [g if rng.random() < 0.6 else rng.choice(LABELS + [INVALID]) for g in gold]
+    expected = skm.f1_score(gold, pred, labels=[x for x in LABELS if x in set(gold) | set(pred)], average="macro", zero_division=0)
+    assert M.macro_f1(gold, pred, LABELS) == pytest.approx(expected)
+
+
+def test_ece_counts_invalid_answers_at_zero_confidence():
+    # two confident right answers and one invalid answer without a confidence
+    ece = M.expected_calibration_error([1.0, 1.0, None], [True, True, False])
+    # bins: [0, .1] holds the invalid answer (conf 0, acc 0): gap 0; (.9, 1] conf 1 acc 1: gap 0
+    assert ece == pytest.approx(0.0)
+    ece = M.expected_calibration_error([0.9, 0.9, None], [True, False, False])
+    # independent computation: bin (.8,.9]: 2/3 weight, |0.9 - 0.5| ; bin [0,.1]: 1/3 weight, |0 - 0|
+    assert ece == pytest.approx(2 / 3 * 0.4)
+    assert M.expected_calibration_error([None, None], [True, False]) is None
+
+
+def test_coverage_never_splits_tied_confidences():
+    conf = [0.9, 0.7, 0.7, 0.7, 0.2]
+    ok = [True, True, False, True, False]
+    curve = {c["coverage"]: c for c in M.coverage_curve(conf, ok, levels=(1.0, 0.6, 0.4))}
+    # 60 % would cut the three tied 0.7s: a threshold keeps all of them (80 %) or none (20 %)
+    assert curve[0.6]["kept"] == pytest.approx(0.2) and curve[0.6]["threshold"] == 0.9
+    assert curve[0.4]["kept"] == pytest.approx(0.2)
+    assert curve[1.0]["kept"] == 1.0 and curve[1.0]["accuracy"] == pytest.approx(0.6)
+    for c in curve.values():  # what a threshold really keeps is never more than stated
+        assert sum(x >= c["threshold"] for x in conf) / len(conf) == pytest.approx(c["kept"]) and c["kept"] <= c["coverage"]

@@ -24,7 +24,9 @@ class RecordingBackend:
     """Answers the first label and keeps every prompt it was given."""
 
     billing = "self-hosted"
-    model_label = "recorder"
+    model_label = "recorder (test)"
+    model_id = "recorder"
+    where = "test"
 
     def __init__(self) -> None:
         self.prompts: list[list[dict[str, str]]] = []

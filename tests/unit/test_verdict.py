@@ -1,130 +1,260 @@
-"""The verdict on constructed run records: clear win, win within noise, cheaper at volume,
-no fine-tuned run yet, and the break-even formula checked by hand."""
+"""The verdict on run records written by the real evaluator: tfidf, the prompted approach
+through the real API backend against a local OpenAI-compatible server answering under an API
+model's name (gpt-4o-mini / gpt-4o, priced from the real table), and a registered stand-in
+for a fine-tuned model whose errors the test chooses. Plus the formulas, checked by hand."""
 
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
-from evaluation.runs import RunRecord
-from evaluation.verdict import CostLine, VerdictConfig, break_even_volume, build_report, read_report, to_markdown, write_report
+from dispute_classifier.core.registry import Approach
+from dispute_classifier.core.runconfig import run_config
+from dispute_classifier.core.task import load_data, load_task
+from dispute_classifier.core.types import ClassifierBase, Prediction
+from evaluation.evaluate import evaluate_config
+from evaluation.runs import scan_runs
+from evaluation.verdict import CostLine, VerdictConfig, break_even_volume, build_report, read_report, shared_examples_needed, to_markdown, write_report
+from tests.conftest import write_task
+from tests.unit.test_api_backend import FakeApi
+
+KEYWORDS = {"refund": "please refund my order", "fee": "why this fee on", "fraud": "fraud: a payment I never made, number"}
 
 
-def make_run(approach: str, correct: list[bool], *, billing: str = "self-hosted", hardware: str | None = "cpu-2core",
-             qps: float = 10.0, tokens: tuple[float, float] = (0, 0), model: str | None = None, extra: dict | None = None) -> RunRecord:
-    """A run record as the evaluator writes it, with only what the verdict reads."""
-    n = len(correct)
-    preds = [{"id": f"test:{i}", "gold": "a", "predicted": "a" if ok else "b"} for i, ok in enumerate(correct)]
-    acc = sum(correct) / n
-    meta = {
-        "run_id": f"run-{approach}", "task": "toy", "split": "test", "approach": approach, "model": model or approach,
-        "billing": billing, "hardware": None if billing == "api" else hardware, "finished_at": "2025-01-01T00:00:00",
-        "data": {"data_hash": "h", "n_examples": n, "limit": None}, "extra": extra or {},
-        "metrics": {
-            "n": n, "accuracy": acc, "accuracy_ci95": [acc - 0.05, acc + 0.05], "macro_f1": acc, "invalid_rate": 0.0,
-            "latency_p50_s": 0.01, "latency_p95_s": 0.02, "throughput_qps": qps,
-            "input_tokens_per_query": tokens[0], "output_tokens_per_query": tokens[1],
-            "cost_per_query_usd": None, "cost_per_1k_usd": None,
-        },
-    }
-    return RunRecord(Path("/nowhere"), meta, preds)
+def gold_of(text: str) -> str:
+    return next(label for label, words in KEYWORDS.items() if text.startswith(words))
 
 
-def test_clear_win_recommends_finetuning():
-    simpler = make_run("tfidf", [True] * 160 + [False] * 40)  # 80 %
-    ft = make_run("finetuned", [True] * 180 + [False] * 20, extra={"training_cost_usd": 1.0})  # 90 %, right wherever tfidf is
-    report = build_report([simpler, ft], "toy", "test")
-    mc = report["mcnemar"]
-    assert mc["challenger_only"] == 20 and mc["incumbent_only"] == 0
-    assert mc["delta_points"] == pytest.approx(10.0) and mc["p_value"] < 1e-5
-    assert mc["outcome"] == "clear win" and report["verdict"]["finetune"]
-    assert report["verdict"]["recommendation"] == "finetuned"
-    lo, hi = mc["delta_ci95_points"]
-    assert 0 < lo < 10 < hi
+def number_of(text: str) -> int:
+    return int(re.findall(r"\d+", text)[-1])
 
 
-def test_win_within_noise_keeps_the_simpler_approach():
-    # Fine-tuned is 3 points ahead (5 vs 2 discordant pairs, p = 0.45) and costs a GPU a month.
-    base = [True] * 80 + [False] * 20
-    simpler = make_run("tfidf", base)
-    ft_correct = list(base)
-    for i in range(80, 85):
-        ft_correct[i] = True
-    for i in range(0, 2):
-        ft_correct[i] = False
-    ft = make_run("finetuned", ft_correct, hardware="gpu-h100")
-    report = build_report([simpler, ft], "toy", "test")
-    mc = report["mcnemar"]
-    assert mc["delta_points"] == pytest.approx(3.0)
-    assert mc["p_value"] == pytest.approx(2 * (1 + 7 + 21) / 128)
-    assert mc["outcome"] == "win within noise" and not mc["earns"]
-    assert not report["verdict"]["finetune"] and report["verdict"]["recommendation"] == "tfidf"
-    assert report["verdict"]["headline"].startswith("Do not fine-tune")
+def wrong_every(k: int | None):
+    """An answer function: right, except on every k-th numbered text (then the next label)."""
+    labels = list(KEYWORDS)
+
+    def answer(text: str) -> str:
+        gold = gold_of(text)
+        if k and number_of(text) % k == 0:
+            return labels[(labels.index(gold) + 1) % 3]
+        return gold
+
+    return answer
 
 
-def test_match_that_is_cheaper_at_volume_recommends_finetuning_and_break_even_by_hand():
-    # gpt-4o: 1,000 input + 5 output tokens a query -> 1000*2.5/1e6 + 5*10/1e6 = $0.00255 a query.
-    api = make_run("prompt", [True] * 90 + [False] * 10, billing="api", model="gpt-4o", tokens=(1000, 5), extra={"backend": "api"})
-    # Fine-tuned: 1 point behind (p = 1.0); cpu-2core at $0.10/h, 10 q/s, $12 training over 12 months.
-    ft = make_run("finetuned", [True] * 89 + [False] * 11, qps=10.0, extra={"training_cost_usd": 12.0})
-    cfg = VerdictConfig(monthly_volume=1_000_000)
-    report = build_report([api, ft], "toy", "test", cfg)
-    mc = report["mcnemar"]
-    assert mc["outcome"] == "cheaper at volume" and mc["matches"] and mc["cheaper"]
-    assert report["verdict"]["finetune"]
-    # At 1M queries: API 1e6 * 0.00255 = $2,550; fine-tuned 12/12 + max(0.10*730, 1e6*0.10/36000) = 1 + 73.
-    assert mc["monthly_cost_incumbent_usd"] == pytest.approx(2550.0)
-    assert mc["monthly_cost_challenger_usd"] == pytest.approx(74.0)
-    # Break-even: one machine serves 36,000 q/h * 730 h = 26.3M a month, so V* = (T/m + H*h) / c_api.
-    be = report["break_even"]
-    assert be["volume"] == pytest.approx((1.0 + 73.0) / 0.00255)  # = 29,019.6 queries a month
-    assert be["terms"]["c_api_usd"] == pytest.approx(0.00255) and be["terms"]["T_usd"] == pytest.approx(12.0)
-    # Below the break-even volume the API is cheaper and the match no longer earns fine-tuning.
-    cheap = build_report([api, ft], "toy", "test", VerdictConfig(monthly_volume=20_000))
-    assert not cheap["verdict"]["finetune"] and cheap["verdict"]["recommendation"] == "prompt [gpt-4o]"
+@dataclass
+class SimConfig:
+    """Settings of the stand-in fine-tuned model."""
+
+    model: str = "sim:v1"
+    """Saved-model name."""
+    wrong_every: int = 0
+    """Wrong on every k-th numbered text (0: never)."""
+    qps: float = 50.0
+    """Throughput it reports through its batch latency."""
 
 
-def test_break_even_past_one_machine_and_never():
+class SimFinetuned(ClassifierBase):
+    """A stand-in for a saved fine-tuned model: self-hosted, with a recorded training cost."""
+
+    hardware = "cpu-2core"
+
+    def __init__(self, cfg: SimConfig) -> None:
+        self.cfg, self.name = cfg, f"finetuned:{cfg.model}"
+
+    @property
+    def model_name(self) -> str:
+        return self.cfg.model
+
+    def predict(self, texts):
+        import time
+
+        time.sleep(len(texts) / self.cfg.qps)
+        answer = wrong_every(self.cfg.wrong_every)
+        return [Prediction(answer(t), 0.9) for t in texts]
+
+    def run_info(self):
+        return {"training_cost_usd": 5.0, "train_wall_s": 600, "hardware": "cpu-2core", "head": "classification"}
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch, register_approach):
+    """A 3-label task with 300 test and 60 train rows, a fake API server, and the runs folder."""
+    monkeypatch.delenv("DISPUTE_CLASSIFIER_DATA", raising=False)
+    monkeypatch.setenv("DISPUTE_CLASSIFIER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    folder = tmp_path / "task"
+    folder.mkdir()
+    train = [(f"{words} {i}", label) for label, words in KEYWORDS.items() for i in range(1000, 1020)]
+    test = [(f"{words} {i}", label) for label, words in KEYWORDS.items() for i in range(100)]
+    task = write_task(folder, train=train, test=test, labels={k: f"The customer {k}." for k in KEYWORDS})
+    register_approach(Approach("sim-finetuned", "stand-in fine-tuned model", "finetuned", lambda cfg: SimFinetuned(cfg.section("sim")), {"sim": SimConfig}))
+    servers: dict[int | None, FakeApi] = {}
+
+    def api(k: int | None) -> str:
+        if k not in servers:
+            servers[k] = FakeApi(answer=wrong_every(k))
+        return servers[k].url
+
+    def run(approach: str, split: str = "test", **settings):
+        data = dict(task=str(task), approach=approach, split=split, runs_dir=str(tmp_path / "runs"), **settings)
+        cfg = run_config(data)
+        return evaluate_config(cfg, load_data(load_task(str(task))), progress=False)[0]
+
+    def api_run(model: str, k: int | None, **settings):
+        llm = {"backend": "api", "api": {"base_url": api(k), "model": model, "cache": False, "max_retries": 1}}
+        return run("prompt", llm=llm, **settings)
+
+    def report(**cfg):
+        runs, _ = scan_runs(tmp_path / "runs")
+        return build_report(runs, "toy", "test", VerdictConfig(**cfg), data_hash=load_data(load_task(str(task))).data_hash)
+
+    yield type("World", (), {"run": staticmethod(run), "api_run": staticmethod(api_run), "report": staticmethod(report), "root": tmp_path})
+    for s in servers.values():
+        s.httpd.shutdown()
+
+
+def test_records_name_the_api_model_plainly_and_fill_the_api_row(world):
+    api = world.api_run("gpt-4o-mini", None)
+    assert api.meta["model"] == "gpt-4o-mini" and api.meta["billing"] == "api" and api.meta["category"] == "prompted"
+    assert api.meta["extra"]["llm"]["backend"] == "api"
+    assert api.label.startswith("prompt [gpt-4o-mini @ 127.0.0.1:")
+    report = world.report(min_shared_examples=100)
+    rows = {c["row"]: c for c in report["comparison_set"]}
+    assert rows["stronger API model, optimised prompt"]["status"] == "run"
+    assert rows["base model, optimised prompt"]["status"] == "not run"
+    board = report["leaderboard"][0]
+    assert board["backend"] == "api" and "list price $0.15/$0.6" in board["cost_basis"]
+    batch = world.report(min_shared_examples=100, workload="batch")
+    assert batch["leaderboard"][0]["monthly_cost_usd"] == pytest.approx(board["monthly_cost_usd"] / 2)  # OpenAI's batch rate
+
+
+def test_finetuning_faces_the_option_the_rule_chose_not_the_most_accurate(world):
+    world.api_run("gpt-4o", None)  # perfect, but dear at ten million queries a month
+    world.run("tfidf")  # keyword data: as good, and one small machine
+    world.run("sim-finetuned", sim={"model": "sim:v1", "wrong_every": 0})
+    report = world.report(monthly_volume=10_000_000)
+    assert report["verdict"]["recommendation"] == "tfidf" and report["verdict"]["decided"]
+    fq = report["finetune"]
+    assert fq["against"] == "tfidf"  # not the API model, whatever its accuracy
+    assert fq["answer"] == "no" and "not cheaper" in fq["reason"]
+    assert "Fine-tune? no." in report["verdict"]["headline"]
+
+
+def test_equivalent_and_cheaper_fine_tuning_is_a_yes(world):
+    world.api_run("gpt-4o", 20)  # 95 %
+    world.run("sim-finetuned", sim={"model": "sim:v1", "wrong_every": 20})  # the same 95 %
+    report = world.report(monthly_volume=10_000_000)
+    fq = report["finetune"]
+    assert fq["answer"] == "yes" and fq["outcome"] == "equivalent and cheaper", (fq["reason"], fq.get("status"), fq.get("delta_ci95_points"))
+    assert fq["monthly_cost_finetuned_usd"] < fq["monthly_cost_against_usd"]
+    assert report["verdict"]["recommendation"].startswith("sim-finetuned")
+    # at a hundred queries a month the always-on machine is the dearer option
+    small = world.report(monthly_volume=100)
+    assert small["finetune"]["answer"] == "no" and small["verdict"]["recommendation"].startswith("prompt")
+
+
+def test_too_few_shared_examples_is_not_yet_decidable_with_the_number_needed(world):
+    world.run("tfidf")
+    world.run("sim-finetuned", limit=30, sim={"model": "sim:v1", "wrong_every": 10})
+    report = world.report()
+    fq = report["finetune"]
+    assert fq["answer"] == "not yet decidable" and fq["n_shared"] == 30
+    assert fq["n_needed"] >= 200 and f"{fq['n_needed']:,}" in fq["reason"]
+    assert report["verdict"]["recommendation"] == "tfidf"  # the 30-example run cannot undercut a one-machine tfidf
+    assert "Fine-tune? not yet decidable." in report["verdict"]["headline"]
+
+
+def test_fine_tuned_version_is_chosen_on_validation_not_test(world):
+    # v1 is better on validation, v2 better on test: the report must take v1
+    world.run("sim-finetuned", split="validation", sim={"model": "sim:v1", "wrong_every": 0})
+    world.run("sim-finetuned", split="validation", sim={"model": "sim:v2", "wrong_every": 2})
+    world.run("sim-finetuned", sim={"model": "sim:v1", "wrong_every": 10})
+    world.run("sim-finetuned", sim={"model": "sim:v2", "wrong_every": 0})
+    world.run("tfidf")
+    fq = world.report()["finetune"]
+    assert fq["finetuned"] == "sim-finetuned [sim:v1]" and "chosen on validation" in fq["selection"]
+
+
+def test_price_override_moves_the_break_even(world, tmp_path):
+    world.api_run("gpt-4o-mini", None)
+    world.run("sim-finetuned", sim={"model": "sim:v1"})
+    base = world.report(min_shared_examples=100)["break_even"]
+    table = PriceTable.load()
+    pricier = tmp_path / "prices.yaml"
+    pricier.write_text(
+        "api:\n  gpt-4o-mini: {input_per_mtok: 1.5, output_per_mtok: 6.0}\n"
+        "hardware:\n" + "".join(f"  {k}: {v}\n" for k, v in table.hardware.items()) + f"default_hardware: {table.default_hardware}\n")
+    dear = world.report(min_shared_examples=100, prices=str(pricier))["break_even"]
+    assert base["volume"] and dear["volume"] and dear["volume"] == pytest.approx(base["volume"] / 10, rel=0.01)
+
+
+def test_unknown_training_cost_is_unknown_not_zero_and_other_hardware_needs_its_throughput(world):
+    world.api_run("gpt-4o-mini", None)
+    world.run("sim-finetuned", sim={"model": "sim:v1"})
+    report = world.report(min_shared_examples=100, hosting_hardware="gpu-l4")
+    ft_row = next(r for r in report["leaderboard"] if r["category"] == "finetuned")
+    assert ft_row["monthly_cost_usd"] is None and "throughput measured on gpu-l4" in ft_row["cost_missing"]
+    assert report["break_even"]["volume"] is None and "unknown" in report["break_even"]["note"]
+    stated = world.report(min_shared_examples=100, hosting_hardware="gpu-l4", hosting_throughput_qps=400)
+    assert next(r for r in stated["leaderboard"] if r["category"] == "finetuned")["monthly_cost_usd"] is not None
+
+
+def test_failed_stage_is_visible_and_its_older_run_is_not_used(world):
+    old = world.run("tfidf")
+    world.run("sim-finetuned", sim={"model": "sim:v1"})
+    runs, _ = scan_runs(world.root / "runs")
+    stages = [{"stage": "tfidf", "status": "failed", "detail": "ValueError: boom", "approach": "tfidf", "limit": None, "run": None}]
+    report = build_report(runs, "toy", "test", VerdictConfig(), stages=stages)
+    assert all(r["label"] != old.label for r in report["leaderboard"])
+    assert report["stages"][0]["status"] == "failed" and any("failed stages" in e for e in report["excluded"])
+    md = to_markdown(report)
+    assert "## Stages" in md and "ValueError: boom" in md
+
+
+def test_runs_on_other_data_are_left_out(world):
+    world.run("tfidf")
+    runs, _ = scan_runs(world.root / "runs")
+    report = build_report(runs, "toy", "test", VerdictConfig(), data_hash="other")
+    assert report["leaderboard"] == [] and "other data" in report["excluded"][0]
+
+
+def test_report_round_trip_and_bad_config(world, tmp_path):
+    world.run("tfidf")
+    report = world.report()
+    js, md = write_report(report, tmp_path / "reports")
+    assert read_report(js)["verdict"] == report["verdict"]
+    text = md.read_text()
+    assert "## The rule" in text and "margin: 2 accuracy points" in text and "monthly volume: 100,000" in text
+    with pytest.raises(UserError, match="alpha"):
+        VerdictConfig(alpha=2)
+    with pytest.raises(UserError, match="workload"):
+        VerdictConfig(workload="weekly")
+    bad = tmp_path / "decision-toy-test.json"
+    bad.write_text("{not json")
+    with pytest.raises(UserError, match="corrupt decision report"):
+        read_report(bad)
+
+
+def test_break_even_past_one_machine_never_and_unknown():
     # F = $100/month amortised training, L = $10/month machine, c_ft = $0.001, c_api = $0.002.
     ft = CostLine("ft", per_query_usd=0.001, floor_monthly_usd=10.0, fixed_monthly_usd=100.0)
     # One machine serves 10/0.001 = 10,000 queries; (100+10)/0.002 = 55,000 is past that, so
     # V* = 100 / (0.002 - 0.001) = 100,000, where both cost $200.
     assert break_even_volume(ft, 0.002) == pytest.approx(100_000)
     assert ft.monthly(100_000) == pytest.approx(200.0)
-    assert break_even_volume(ft, 0.0005) is None  # the API is cheaper per query than a busy machine
-    assert break_even_volume(CostLine("ft", None), 0.002) is None
+    assert break_even_volume(ft, 0.0005) == float("inf")  # the API is cheaper per query than a busy machine
+    assert break_even_volume(CostLine("ft", None), 0.002) is None  # unknown, not "never"
+    assert break_even_volume(CostLine("ft", 0.001, 10.0, None), 0.002) is None  # training cost unknown
 
 
-def test_no_finetuned_run_yet_marks_rows_not_run(tmp_path):
-    runs = [make_run("tfidf", [True] * 90 + [False] * 10), make_run("knn", [True] * 85 + [False] * 15)]
-    report = build_report(runs, "toy", "test")
-    v = report["verdict"]
-    assert v["recommendation"] == "tfidf" and not v["finetune"] and "no fine-tuned run yet" in v["headline"]
-    assert report["mcnemar"] is None and report["break_even"]["volume"] is None
-    rows = {c["row"]: c for c in report["comparison_set"]}
-    assert rows["fine-tuned"]["status"] == "not run" and "--approach finetuned" in rows["fine-tuned"]["how"]
-    assert rows["RAG"]["status"] == "not run" and rows["classical: TF-IDF"]["status"] == "run"
-    js, md = write_report(report, tmp_path)
-    assert read_report(js)["verdict"] == v
-    text = md.read_text()
-    assert "not run" in text and "margin: 2 accuracy points" in text and "monthly volume: 100,000" in text
-
-
-def test_preference_ladder_keeps_the_prompt_unless_rag_earns_it():
-    prompt = make_run("prompt", [True] * 90 + [False] * 10, billing="api", model="gpt-4o-mini", tokens=(500, 5), extra={"backend": "api"})
-    rag_close = make_run("rag", [True] * 91 + [False] * 9, billing="api", model="gpt-4o", tokens=(900, 5), extra={"backend": "api"})
-    report = build_report([prompt, rag_close], "toy", "test")
-    assert report["verdict"]["recommendation"] == "prompt [gpt-4o-mini]"  # RAG: +1 point, dearer
-    assert report["ladder"][0]["outcome"] == "win within noise"
-
-
-def test_empty_runs_bad_config_and_corrupt_report(tmp_path):
-    report = build_report([], "toy", "test")
-    assert report["verdict"]["recommendation"] is None and "No runs yet" in report["verdict"]["headline"]
-    assert "No runs yet" in to_markdown(report)
-    with pytest.raises(UserError, match="alpha"):
-        VerdictConfig(alpha=2)
-    bad = tmp_path / "decision-toy-test.json"
-    bad.write_text("{not json")
-    with pytest.raises(UserError, match="corrupt decision report"):
-        read_report(bad)
+def test_shared_examples_needed_by_hand():
+    # delta -1 point, 10 % discordant, margin 2 points: sd = sqrt(0.1 - 0.0001), gap 0.01
+    n = shared_examples_needed(-0.01, 0.10, 0.02)
+    assert n == pytest.approx((1.959963984540054 * (0.1 - 0.0001) ** 0.5 / 0.01) ** 2, abs=1)
+    assert shared_examples_needed(-0.02, 0.10, 0.02) is None  # on the margin: no n settles it

@@ -307,17 +307,27 @@ class ApiBackend:
         return "self-hosted" if managed else "api"
 
     @property
-    def model_label(self) -> str:
-        """How run records name the model: model and where it ran."""
+    def model_id(self) -> str:
+        """The plain model id the endpoint is asked for (the price table's key)."""
+        ep = self.endpoint or resolve_endpoint(self.config, self._environ)
+        return ep.model or (self.config.server.alias if ep.managed else "server default")
+
+    @property
+    def where(self) -> str:
+        """Where the model runs, in a word or two: llama.cpp, OpenAI, or the endpoint's host."""
         ep = self.endpoint or resolve_endpoint(self.config, self._environ)
         if ep.managed:
-            where = "llama.cpp server"
+            where = "llama.cpp"
         elif (ep.base_url or "").rstrip("/") == OPENAI_URL:
             where = "OpenAI"
         else:
             where = urllib.parse.urlsplit(ep.base_url or "").netloc.rsplit("@", 1)[-1]
-        free = ", free" if self.config.structured == "none" else ""
-        return f"{ep.model or 'server default'} ({where}{free})"
+        return where + (", free" if self.config.structured == "none" else "")
+
+    @property
+    def model_label(self) -> str:
+        """Model and where it runs, for display."""
+        return f"{self.model_id} ({self.where})"
 
     @staticmethod
     def _describe_server(server: LlamaServer) -> dict[str, Any]:
@@ -350,8 +360,9 @@ class ApiBackend:
         ep = self.endpoint
         info: dict[str, Any] = {
             "backend": "api",
+            "where": self.where,
             "endpoint": redact_url(ep.base_url) if ep and ep.base_url else None,
-            "model": ep.model if ep else self.config.model,
+            "model": self.model_id,
             "served_model": self.served_model,
             "project_started_server": bool(ep and ep.managed),
             "structured_output": None if self._features is None else self._features["structured"],

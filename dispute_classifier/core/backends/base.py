@@ -27,6 +27,16 @@ class Backend(Protocol):
     """``api`` (per token at the provider's price) or ``self-hosted``."""
 
     @property
+    def model_id(self) -> str:
+        """The plain model id (the price table's key for an API model)."""
+        ...
+
+    @property
+    def where(self) -> str:
+        """Where the model runs, in a word or two (llama.cpp, OpenAI, transformers, a host)."""
+        ...
+
+    @property
     def model_label(self) -> str:
         """Model and where it runs, for display."""
         ...

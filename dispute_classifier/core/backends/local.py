@@ -126,13 +126,23 @@ class LocalBackend:
         """Nothing to stop: the model lives as long as the backend."""
 
     @property
+    def model_id(self) -> str:
+        """The model name or path the backend loads."""
+        return self.config.model
+
+    @property
+    def where(self) -> str:
+        """Where the model runs."""
+        return "transformers" + (", free" if self.config.mode == "free" else "")
+
+    @property
     def model_label(self) -> str:
-        """How run records name the model: model and where it ran."""
-        return f"{self.config.model} (transformers{', free' if self.config.mode == 'free' else ''})"
+        """Model and where it runs, for display."""
+        return f"{self.config.model} ({self.where})"
 
     def describe(self) -> dict[str, Any]:
         """Provenance for the run record."""
-        return {"backend": "local", "model": self.config.model, "mode": self.config.mode, "dtype": self.config.dtype}
+        return {"backend": "local", "where": self.where, "model": self.config.model, "mode": self.config.mode, "dtype": self.config.dtype}
 
     # ------------------------------------------------------------------ inference
     def classify(self, prompts: Sequence[list[dict[str, str]]], labels: Sequence[str]) -> list[Prediction]:
