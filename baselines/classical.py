@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from baselines.embeddings import Embedder
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.registry import Approach, register_approach
 from dispute_classifier.core.types import ClassifierBase, Prediction
@@ -99,7 +100,6 @@ class EmbeddingClassifier(ClassifierBase):
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "EmbeddingClassifier":
         from sklearn.linear_model import LogisticRegression
 
-        from baselines.embeddings import Embedder
 
         self.embedder_ = Embedder(self.config.model)
         self.model_ = LogisticRegression(C=self.config.C, max_iter=self.config.max_iter)
@@ -120,8 +120,6 @@ class KnnClassifier(ClassifierBase):
         self.config = config or KnnConfig()
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "KnnClassifier":
-        from baselines.embeddings import Embedder
-
         self.embedder_ = Embedder(self.config.model)
         self.train_vectors_ = self.embedder_.encode(texts)
         self.classes_ = sorted(set(labels))

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
+from baselines.embeddings import Embedder
 from dispute_classifier.core.backends.base import Backend, LlmConfig, make_backend
 from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
@@ -76,8 +77,6 @@ class Retriever:
     `baselines.embeddings.Embedder`, so the index of an unchanged split is built once)."""
 
     def __init__(self, model: str, texts: Sequence[str]) -> None:
-        from baselines.embeddings import Embedder
-
         self.embedder = Embedder(model)
         self.vectors = self.embedder.encode(texts)
 

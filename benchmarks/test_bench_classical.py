@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from dispute_classifier.core.task import Split
 from dispute_classifier.core.types import Prediction
 from evaluation.evaluate import compute_metrics
 

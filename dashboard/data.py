@@ -8,19 +8,22 @@ nothing to show, instead of a traceback.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluation.runs import RECORD, RunRecord
+from dispute_classifier.core.errors import UserError
+from evaluation.compare import latest_per_label
+from evaluation.runs import RECORD, RunRecord, runs_dir, scan_runs
+from evaluation.verdict import VerdictConfig, build_report, config_from_assumptions, read_report, report_paths
 
 REPORTS_ENV = "DISPUTE_CLASSIFIER_REPORTS"
 
 
 def folders() -> tuple[Path, Path]:
     """(runs folder, reports folder) the dashboard reads."""
-    from evaluation.runs import runs_dir
 
     return runs_dir(), Path(os.environ.get(REPORTS_ENV, "reports"))
 
@@ -43,8 +46,6 @@ def load_runs(root: Path) -> tuple[list[RunRecord], list[str]]:
 
     @st.cache_data(show_spinner="reading run records …")
     def _load(root_str: str, signature: tuple) -> tuple[list[RunRecord], list[str]]:
-        from evaluation.runs import scan_runs
-
         return scan_runs(Path(root_str))
 
     return _load(str(root), _signature(root))
@@ -86,9 +87,6 @@ def context(require_runs: bool = True) -> Context:
     context; stops the page with a helpful message when there is nothing to show."""
     import streamlit as st
 
-    from evaluation.compare import latest_per_label
-    from evaluation.verdict import VerdictConfig, build_report, config_from_assumptions, read_report, report_paths
-    from dispute_classifier.core.errors import UserError
 
     runs_root, reports_root = folders()
     all_runs, skipped = load_runs(runs_root)
@@ -175,7 +173,6 @@ def side_by_side(a: RunRecord, b: RunRecord):
 def training_log(run: RunRecord) -> tuple[list[dict[str, Any]], str | None, dict[str, Any] | None, str]:
     """(trainer log rows, model card Markdown, model card JSON, problem) of a fine-tuned run,
     read from the ``model_dir`` its record names; ``problem`` says what is missing."""
-    import json
 
     model_dir = (run.meta.get("extra") or {}).get("model_dir")
     if not model_dir:

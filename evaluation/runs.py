@@ -12,12 +12,14 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import platform
 import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from dispute_classifier import __version__
 from dispute_classifier.core.errors import UserError
 
 SCHEMA = "dispute-classifier/run/1"
@@ -71,8 +73,6 @@ def code_version() -> str:
     """The project's code version for reuse keys: the package version plus the git commit,
     with ``+dirty`` when tracked files differ from it (so a fix is never hidden behind an old
     run). Outside git only the package version is known."""
-    from dispute_classifier import __version__
-
     state = git_state()
     if not state.get("commit"):
         return __version__
@@ -88,7 +88,6 @@ def reuse_key(cfg_hash: str, hardware: str | None) -> str:
     (``cfg_hash``), the project's code version, the versions of the libraries that change
     predictions, and the hardware it was measured on (throughput is part of the result).
     Prices are not part of it: costs are recomputed at report time from tokens and throughput."""
-    import platform
 
     versions = package_versions(PREDICTION_PACKAGES)
     machine = {"hardware": hardware, "arch": platform.machine(), "cpus": os.cpu_count()}

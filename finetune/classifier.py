@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from dispute_classifier.core.backends.local import LocalBackend, LocalConfig, prompt_ids
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.models import load_causal_lm
 from dispute_classifier.core.prompts import PromptConfig, build_messages
-from dispute_classifier.core.task import TaskSpec, load_task
 from dispute_classifier.core.registry import Approach, register_approach
+from dispute_classifier.core.task import TaskSpec, load_task
 from dispute_classifier.core.types import ClassifierBase, Prediction, Usage
 from finetune import registry
 
@@ -35,7 +37,6 @@ def load_peft_model(card: dict[str, Any], folder, for_training: bool = False):
     """Base model (as in the recipe) + the saved adapter, in eval mode."""
     from peft import PeftModel
 
-    from dispute_classifier.core.models import load_causal_lm
 
     recipe = card["recipe"]
     if recipe["head"] == "classification":
@@ -49,7 +50,6 @@ def load_peft_model(card: dict[str, Any], folder, for_training: bool = False):
 
 def load_sequence_classifier(name: str, n_labels: int, quantization: str, dtype: str, pad_token_id: int | None = None):
     """The causal LM's backbone with a linear classification head on its last token."""
-    from dispute_classifier.core.models import load_causal_lm
 
     model = load_causal_lm(name, quantization, dtype, auto_class="AutoModelForSequenceClassification", num_labels=n_labels)
     if pad_token_id is not None:
@@ -132,7 +132,6 @@ class FinetunedClassifier(ClassifierBase):
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         if self.card["recipe"]["head"] == "classification":
             return self._predict_head(texts)
-        from dispute_classifier.core.backends.local import LocalBackend, LocalConfig
 
         backend = LocalBackend(LocalConfig(model=self.ref, batch_size=self.batch_size), model=self.model, tokenizer=self.tokenizer)
         return backend.classify(self.messages(texts), self.labels)
@@ -140,7 +139,6 @@ class FinetunedClassifier(ClassifierBase):
     def _predict_head(self, texts: Sequence[str]) -> list[Prediction]:
         import torch
 
-        from dispute_classifier.core.backends.local import prompt_ids
 
         out: list[Prediction] = []
         msgs = self.messages(texts)

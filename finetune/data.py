@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dispute_classifier.core.backends.local import prompt_ids
 from dispute_classifier.core.datacheck import normalise
 from dispute_classifier.core.prompts import PromptConfig, answer_message, build_messages
 from dispute_classifier.core.task import Split, TaskData, stratified_sample
@@ -52,7 +53,6 @@ def generative_rows(data: TaskData, split: Split, prompt: PromptConfig) -> list[
 def classification_rows(data: TaskData, split: Split, prompt: PromptConfig, tokenizer) -> list[dict[str, Any]]:
     """``{"input_ids": prompt ids, "labels": label index}`` per row; prompt ids come from the
     same function the inference path uses."""
-    from dispute_classifier.core.backends.local import prompt_ids
 
     index = {label: i for i, label in enumerate(data.spec.label_list)}
     return [

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from dispute_classifier.core.backends.local import prompt_ids
 from dispute_classifier.core.datacheck import normalise
 from dispute_classifier.core.errors import UserError
 
@@ -30,7 +31,6 @@ class Check:
 
 def check_prompt_matches_inference(tokenizer, rows: Sequence[dict[str, Any]], prepared: Sequence[dict[str, Any]]) -> Check:
     """The tokens before the completion in each training row equal the inference prompt ids."""
-    from dispute_classifier.core.backends.local import prompt_ids
 
     problems = []
     for i, (row, prep) in enumerate(zip(rows, prepared)):
@@ -50,7 +50,6 @@ def check_prompt_matches_inference(tokenizer, rows: Sequence[dict[str, Any]], pr
 def check_prompt_masked(rows: Sequence[dict[str, Any]], prepared: Sequence[dict[str, Any]], tokenizer) -> Check:
     """Loss only on the completion: every prompt position is -100 and the completion is the
     label followed by the end-of-turn token."""
-    from dispute_classifier.core.backends.local import prompt_ids
 
     problems = []
     for i, (row, prep) in enumerate(zip(rows, prepared)):

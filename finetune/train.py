@@ -20,16 +20,22 @@ import json
 import resource
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from dispute_classifier.core.config import to_dict
+from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.models import load_causal_lm, load_tokenizer, model_fingerprint
 from dispute_classifier.core.runconfig import RunConfig
+from dispute_classifier.core.task import load_data, load_task
 from evaluation.evaluate import evaluate_config
-from finetune import doctor
-from finetune.classifier import FinetunedConfig
+from evaluation.runs import git_state
+from finetune import doctor, registry
+from finetune.classifier import FinetunedConfig, load_sequence_classifier
+from finetune.data import classification_rows, fit_rows, generative_rows
 from finetune.recipe import Recipe, load_recipe
 
 
@@ -90,8 +96,6 @@ def build_model(recipe: Recipe, tokenizer, n_labels: int):
     """Base model (quantized or not) with LoRA adapters on the recipe's target modules."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    from dispute_classifier.core.models import load_causal_lm
-    from finetune.classifier import load_sequence_classifier
 
     if recipe.head == "classification":
         model = load_sequence_classifier(recipe.model, n_labels, recipe.quantization, recipe.dtype, tokenizer.pad_token_id)
@@ -174,11 +178,6 @@ def train(
     import torch
     from transformers import set_seed
 
-    from dispute_classifier.core.models import load_tokenizer, model_fingerprint
-    from dispute_classifier.core.task import load_data, load_task
-    from finetune import registry
-    from evaluation.runs import git_state
-    from finetune.data import classification_rows, fit_rows, generative_rows
 
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
@@ -208,7 +207,6 @@ def train(
     # 6. trainer, into a new registry version (or the interrupted one when resuming)
     name = name or recipe.name
     if doctor_only:
-        import tempfile
 
         out = Path(tempfile.mkdtemp(prefix="doctor-"))
     elif resume:
@@ -249,7 +247,6 @@ def train(
         len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=False)) for r in rows
     ]
     tokens_seen = rows_seen * (sum(lengths) / len(lengths))
-    from dispute_classifier.core.costs import PriceTable
 
     prices = PriceTable.load()
     hourly = prices.hourly(recipe.hardware)
@@ -298,7 +295,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f" task `{card['task']}` ({len(card['labels'])} labels).", "",
         "## Provenance", "",
         f"- base model: `{card['base_model'].get('path')}` sha256 `{card['base_model'].get('sha256', 'n/a')}`",
-        f"- data sha256: " + ", ".join(f"{k} `{v}`" for k, v in card["data"]["sha256"].items()),
+        "- data sha256: " + ", ".join(f"{k} `{v}`" for k, v in card["data"]["sha256"].items()),
         f"- fit split: {card['data']['fit_split']} ({card['data']['n_train_rows']} rows; {len(card['data']['dropped_test_overlap'])} left out for overlapping test)",
         f"- seed {card['seed']}, git commit `{card['git'].get('commit')}`{' (dirty)' if card['git'].get('dirty') else ''}",
         "", "## Training", "",

@@ -42,9 +42,15 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from dispute_classifier.commands.approaches import load_approaches
+from dispute_classifier.commands.classifiers import resolve_classifier
 from dispute_classifier.core import batchio
 from dispute_classifier.core.batchio import Column, RawRow
+from dispute_classifier.core.config import merge, parse_overrides, read_yaml
+from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.runconfig import RunConfig, run_config
+from dispute_classifier.core.task import load_task, sha256_file
 from dispute_classifier.core.types import INVALID
 
 STATE_SCHEMA = "dispute-classifier/classify-state/1"
@@ -150,8 +156,6 @@ def sibling(path: Path, tag: str) -> Path:
 
 
 def sha256_and_size(path: Path) -> dict[str, Any]:
-    from dispute_classifier.core.task import sha256_file
-
     return {"sha256": sha256_file(path), "size": path.stat().st_size}
 
 
@@ -212,7 +216,7 @@ class _Lock:
         self.path = path
         self.f = open(path, "a")
         try:
-            import fcntl
+            import fcntl  # POSIX only
         except ImportError:  # not POSIX: run unlocked
             return
         try:
@@ -318,9 +322,6 @@ def _estimate(clf: Any, texts: list[str]) -> float | None:
 def approach_settings(task: str, config: str | None = None, overrides: list[str] | None = None) -> Any:
     """Approach settings (`RunConfig`) from an optional YAML file and ``--set KEY=VALUE`` overrides,
     as ``evaluate`` reads them, so a model fitted here matches the one evaluated."""
-    from dispute_classifier.commands.approaches import load_approaches
-    from dispute_classifier.core.config import merge, parse_overrides, read_yaml
-    from dispute_classifier.core.runconfig import run_config
 
     load_approaches()
 
@@ -335,7 +336,6 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
     ``run_cfg`` carries approach settings (`RunConfig`, from --config/--set); ``model`` is a
     ready `ResolvedClassifier` that skips model resolution (tests, or a caller that holds one).
     """
-    from dispute_classifier.core.task import load_task
 
     out = out or sys.stdout
     job = _Job(cfg)
@@ -357,8 +357,6 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
             if existing and not cfg.overwrite:
                 raise UserError(f"{', '.join(existing)} already exist(s) from a finished run; pass --overwrite to replace, or choose another --output")
         if model is None:
-            from dispute_classifier.commands.classifiers import resolve_classifier
-            from dispute_classifier.core.runconfig import RunConfig
 
             model = resolve_classifier(cfg.model, spec, run_cfg or RunConfig(task=cfg.task), Path(cfg.data_dir) if cfg.data_dir else None, cfg.refit)
         clf = model.classifier
@@ -402,7 +400,6 @@ def _hourly_price(cfg: ClassifyConfig, clf: Any, billing: str) -> float | None:
     own (a fine-tuned model records it), else the price table's default, as the evaluator does."""
     if billing == "api":
         return None
-    from dispute_classifier.core.costs import PriceTable
 
     return PriceTable.load(Path(cfg.prices) if cfg.prices else None).hourly(cfg.hardware or clf.hardware)
 

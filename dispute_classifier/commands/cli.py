@@ -7,16 +7,37 @@ baselines start without loading torch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
+import os
+import subprocess
 import sys
+import time
+import typing
 from pathlib import Path
 from typing import Any, Callable
 
+from dispute_classifier import __version__
+from dispute_classifier.commands.approaches import load_approaches
+from dispute_classifier.commands.classify import ClassifyConfig, approach_settings, classify_file, format_summary
+from dispute_classifier.commands.experiment import load_profile, run_experiment
+from dispute_classifier.core import datacheck, registry
+from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig
+from dispute_classifier.core.config import describe, field_docs, from_dict, load_config, merge, parse_overrides, read_yaml
+from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.runconfig import RunConfig, model_override, run_config
+from dispute_classifier.core.task import available_tasks, load_data, load_task
+from evaluation.compare import compare, format_leaderboard, latest_per_label
+from evaluation.evaluate import evaluate_config
+from evaluation.runs import read_run, runs_dir, scan_runs
+from evaluation.verdict import VerdictConfig, build_report, write_report
+from finetune.recipe import Recipe, available_recipes, load_recipe
+from finetune.registry import list_models, models_dir, read_card
+from finetune.train import train
 
 
 def _config_epilog(cls: type) -> str:
-    from dispute_classifier.core.config import describe
-
     rows = describe(cls)
     width = max(len(k) for k, _, _ in rows)
     return "settings (--config FILE with these keys, or --set KEY=VALUE):\n" + "\n".join(
@@ -28,8 +49,6 @@ def _config_epilog(cls: type) -> str:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from dispute_classifier.core.task import available_tasks, load_task
-
     for name in available_tasks():
         spec = load_task(name)
         print(f"{name:<12} {len(spec.labels):>3} labels  {spec.description.split('.')[0]}")
@@ -37,9 +56,6 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from dispute_classifier.core import datacheck
-    from dispute_classifier.core.task import load_data, load_task
-
     spec = load_task(args.task)
     data = load_data(spec, Path(args.data_dir) if args.data_dir else None, strict=False)
     report = datacheck.check(data, sample_size=args.sample, seed=args.seed)
@@ -58,10 +74,7 @@ def _config_arguments(
     Defaults stay in the dataclass: every flag defaults to None (or False) so that only what
     the user typed overrides them.
     """
-    import dataclasses
-    import typing
 
-    from dispute_classifier.core.config import field_docs
 
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
@@ -85,11 +98,6 @@ def _config_arguments(
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from dispute_classifier.commands.classify import ClassifyConfig, approach_settings, classify_file, format_summary
-    from dispute_classifier.core.config import from_dict
-
     names = {f.name for f in dataclasses.fields(ClassifyConfig)}
     cfg = from_dict(ClassifyConfig, {k: v for k, v in vars(args).items() if k in names and v is not None})
     summary = classify_file(cfg, approach_settings(cfg.task, args.config, args.set))
@@ -98,9 +106,6 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def _run_config(args: argparse.Namespace):
-    from dispute_classifier.core.config import merge, parse_overrides, read_yaml
-    from dispute_classifier.core.runconfig import RunConfig, model_override, run_config
-
     data: dict[str, Any] = read_yaml(Path(args.config)) if args.config else {}
     flags = {k: getattr(args, k, None) for k in _field_names(RunConfig)}
     data = merge(data, {k: v for k, v in flags.items() if v not in (None, False)})
@@ -116,16 +121,10 @@ def _run_config(args: argparse.Namespace):
 
 
 def _field_names(cls: type) -> list[str]:
-    import dataclasses
-
     return [f.name for f in dataclasses.fields(cls) if f.name != "sections"]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from dispute_classifier.core.costs import PriceTable
-    from dispute_classifier.core.task import load_data, load_task
-    from evaluation.evaluate import evaluate_config
-
     cfg = _run_config(args)
     prices = PriceTable.load(Path(cfg.prices) if cfg.prices else None)
     data = load_data(load_task(cfg.task), Path(cfg.data_dir) if cfg.data_dir else None)
@@ -143,10 +142,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_llama_server(args: argparse.Namespace) -> int:
-    import time
-
-    from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig
-
     config = ServerConfig(model_path=args.model, n_ctx=args.n_ctx, threads=args.threads, **({"alias": args.alias} if args.alias else {}))
     with LlamaServer(config, port=args.port) as server:
         print(f"llama.cpp server for {server.model_path.name} (model '{config.alias}') on {server.base_url}")
@@ -161,9 +156,6 @@ def cmd_llama_server(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from evaluation.compare import compare, format_leaderboard, latest_per_label
-    from evaluation.runs import read_run, runs_dir, scan_runs
-
     if args.runs:
         runs = [read_run(p) for p in args.runs]
     else:
@@ -183,15 +175,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _recipe_epilog() -> str:
-    from finetune.recipe import Recipe, available_recipes
-
     return f"recipes: {', '.join(available_recipes())}\n\n" + _config_epilog(Recipe).replace("--config FILE with these keys, or --set KEY=VALUE", "KEY=VALUE after the options")
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from finetune.recipe import load_recipe
-    from finetune.train import train
-
     recipe = load_recipe(args.recipe, args.overrides)
     if args.finetune_command == "doctor":
         train(recipe, doctor_only=True, data_dir=args.data_dir)
@@ -202,8 +189,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune_list(args: argparse.Namespace) -> int:
-    from finetune.registry import list_models, models_dir, read_card
-
     models = list_models()
     if not models:
         print(f"no saved models under {models_dir()}; train one with `dispute-classifier finetune train --recipe smollm2-135m-lora-cpu`")
@@ -215,15 +200,10 @@ def cmd_finetune_list(args: argparse.Namespace) -> int:
 
 
 def _verdict_config(args: argparse.Namespace):
-    from dispute_classifier.core.config import load_config
-    from evaluation.verdict import VerdictConfig
-
     return load_config(VerdictConfig, Path(args.config) if args.config else None, args.set)
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from dispute_classifier.commands.experiment import load_profile, run_experiment
-
     verdict = _verdict_config(args)
     verdict.prices = verdict.prices or args.prices  # one price table for the runs and the verdict
     results, _, _ = run_experiment(
@@ -237,10 +217,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from dispute_classifier.core.task import load_data, load_task
-    from evaluation.runs import runs_dir, scan_runs
-    from evaluation.verdict import build_report, write_report
-
     cfg = _verdict_config(args)
     root = runs_dir(args.runs_dir)
     runs, skipped = scan_runs(root)
@@ -261,13 +237,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    import importlib.util
-    import os
-    import subprocess
-
     if importlib.util.find_spec("streamlit") is None:
         raise UserError("the dashboard needs streamlit: pip install -e '.[dashboard]' (make setup installs it)")
-    from evaluation.runs import runs_dir
 
     app = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
     env = {**os.environ, "DISPUTE_CLASSIFIER_RUNS": str(runs_dir(args.runs_dir).resolve()), "DISPUTE_CLASSIFIER_REPORTS": str(Path(args.reports_dir).resolve())}
@@ -281,13 +252,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dispute_classifier import __version__
-    from dispute_classifier.commands.approaches import load_approaches
-    from dispute_classifier.core.runconfig import RunConfig
-
     approaches = load_approaches()
-    from dispute_classifier.core import registry
-    from dispute_classifier.core.backends import base as _backends  # noqa: F401  (registers api, local)
 
     parser = argparse.ArgumentParser(
         prog="dispute-classifier",
@@ -309,7 +274,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the reading sample (default: 0)")
     p.set_defaults(func=cmd_data_check)
 
-    from dispute_classifier.commands.classify import ClassifyConfig
 
     p = sub.add_parser(
         "classify", help="classify a CSV/JSONL/Parquet file: resumable, with errors and needs-review files",
@@ -363,7 +327,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every run, not only the latest per approach")
     p.set_defaults(func=cmd_compare)
 
-    from evaluation.verdict import VerdictConfig
 
     p = sub.add_parser(
         "experiment", help="run every approach of a profile, then the verdict (the main job)",

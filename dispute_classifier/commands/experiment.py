@@ -18,11 +18,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dispute_classifier.commands.approaches import load_approaches
-from dispute_classifier.core.config import from_dict, merge, parse_overrides, read_yaml
+from dispute_classifier.core import datacheck
+from dispute_classifier.core.config import from_dict, merge, parse_overrides, read_yaml, to_dict
+from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import run_config
+from dispute_classifier.core.task import load_data, load_task
 from evaluation.compare import _fmt_cost
 from evaluation.evaluate import evaluate_config
+from evaluation.runs import runs_dir, scan_runs
+from evaluation.verdict import build_report, write_report
+from finetune.recipe import load_recipe
+from finetune.registry import find_trained
+from finetune.train import train
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
@@ -118,10 +126,6 @@ def _summary(run: Any) -> str:
 def train_for_stage(stage: Stage, base: dict[str, Any]) -> str:
     """The saved model (NAME:VERSION) that a finetuned stage evaluates: one trained earlier with
     exactly the stage's recipe settings, or a new one trained now."""
-    from dispute_classifier.core.config import to_dict
-    from finetune.recipe import load_recipe
-    from finetune.registry import find_trained
-    from finetune.train import train
 
     task_override = [f"task={base['task']}"] if "task" in base else []
     # the experiment evaluates the model on its own split below; training evaluates nothing
@@ -180,11 +184,6 @@ def run_experiment(
 ) -> tuple[list[StageResult], dict[str, Any], tuple[Path, Path]]:
     """Run every stage of ``profile`` on ``task``, then write the data check and the decision
     report. Returns the stage results, the report and its (JSON, Markdown) paths."""
-    from dispute_classifier.core import datacheck
-    from dispute_classifier.core.task import load_data, load_task
-    from dispute_classifier.core.costs import PriceTable
-    from evaluation.runs import runs_dir, scan_runs
-    from evaluation.verdict import build_report, write_report
 
     started = time.perf_counter()
     root = runs_dir(runs_root)

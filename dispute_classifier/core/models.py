@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dispute_classifier.core.errors import UserError
-from dispute_classifier.core.task import cache_dir
+from dispute_classifier.core.task import cache_dir, sha256_file
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -72,7 +72,6 @@ def resolve_model(name: str, tokenizer_only: bool = False) -> str:
 def model_fingerprint(name: str) -> dict[str, Any]:
     """What identifies a base model in provenance records: name, resolved path, and the
     sha256 of its weights file when it is a local folder (hub ids are recorded by name)."""
-    from dispute_classifier.core.task import sha256_file
 
     path = Path(resolve_model(name)) if name in ALIASES else Path(name)
     info: dict[str, Any] = {"name": name, "path": str(path)}

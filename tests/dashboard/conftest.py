@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dispute_classifier.core.types import ClassifierBase
-
-from dispute_classifier.core.types import Prediction, Usage
+from dispute_classifier.core.types import ClassifierBase, Prediction, Usage
 from tests.conftest import write_task
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"

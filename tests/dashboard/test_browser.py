@@ -5,7 +5,6 @@ test asserts on the visible text and saves a screenshot to reports/screenshots/.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys

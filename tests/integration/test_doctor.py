@@ -3,9 +3,7 @@
 import copy
 
 import pytest
-import torch
 
-from dispute_classifier.core.backends.local import prompt_ids
 from dispute_classifier.core.prompts import PromptConfig, answer_message, build_messages
 from dispute_classifier.core.task import load_task
 from finetune import doctor
@@ -18,9 +16,8 @@ LABELS = ["transaction_charged_twice", "compromised_card", "Refund_not_showing_u
 @pytest.fixture(scope="module")
 def setup(tiny_llama):
     """Rows, TRL's prepared rows and a collated batch, exactly as the training script builds them."""
-    from finetune.train import build_model, build_trainer
-
     from dispute_classifier.core.models import load_tokenizer
+    from finetune.train import build_model, build_trainer
 
     task = load_task("disputes")
     recipe = load_recipe("smollm2-135m-lora-cpu", [f"model={tiny_llama}", "train.max_steps=1"])

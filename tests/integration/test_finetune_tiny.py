@@ -35,12 +35,12 @@ def _snapshot(model):
 
 @pytest.mark.parametrize("mode", ["lora", "qlora"])
 def test_few_steps_change_lora_only_and_reload_identically(env, mode):
-    from finetune import registry
-    from finetune.classifier import FinetunedClassifier
-    from finetune.train import build_model, build_trainer
     from dispute_classifier.core.models import load_tokenizer
     from dispute_classifier.core.task import load_data, load_task
+    from finetune import registry
+    from finetune.classifier import FinetunedClassifier
     from finetune.data import fit_rows, generative_rows
+    from finetune.train import build_model, build_trainer
 
     tmp, task, model_dir = env
     extra = ["quantization=4bit", "train.optimizer=paged_adamw_32bit", "train.gradient_checkpointing=true"] if mode == "qlora" else []

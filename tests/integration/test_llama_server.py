@@ -8,10 +8,10 @@ import pytest
 
 from dispute_classifier.core.backends.api import ApiBackend, ApiConfig
 from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig, llama_cpp_available
+from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.prompts import PromptConfig, build_messages
 from dispute_classifier.core.task import load_task
-from dispute_classifier.core.costs import PriceTable
 
 pytestmark = pytest.mark.skipif(
     not llama_cpp_available(), reason="llama-cpp-python is not installed (`make setup` builds it)"

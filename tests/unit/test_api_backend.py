@@ -18,9 +18,9 @@ import pytest
 
 from dispute_classifier.core.backends.api import ApiBackend, ApiConfig, cache_key, redact_url, resolve_endpoint
 from dispute_classifier.core.backends.llama_server import free_port
+from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.types import INVALID
-from dispute_classifier.core.costs import PriceTable
 
 LABELS = ["refund", "fee", "fraud"]
 SECRET = "sk-test-SECRET-0123456789"

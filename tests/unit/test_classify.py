@@ -10,8 +10,8 @@ import pickle
 import pytest
 
 from dispute_classifier.commands import classify as C
-from dispute_classifier.core.errors import UserError
 from dispute_classifier.commands.classifiers import ResolvedClassifier, fitted_path, resolve_classifier
+from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.task import load_task
 from dispute_classifier.core.types import INVALID, ClassifierBase, Prediction, Usage
 

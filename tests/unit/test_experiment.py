@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from dispute_classifier.core.registry import Approach
-from evaluation.verdict import VerdictConfig
-from dispute_classifier.core.errors import UserError
 from dispute_classifier.commands.experiment import Profile, Stage, available_profiles, load_profile, run_experiment
+from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.registry import Approach
 from evaluation.runs import scan_runs
+from evaluation.verdict import VerdictConfig
 
 
 def test_shipped_profiles_load_and_quick_says_what_it_cuts():

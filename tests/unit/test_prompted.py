@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 
 from baselines.prompted import FewShotConfig, PromptedClassifier, RagConfig, few_shot_pool
+from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.prompts import PromptConfig
 from dispute_classifier.core.task import load_data, load_task
 from dispute_classifier.core.types import Prediction
-from dispute_classifier.core.costs import PriceTable
 from evaluation.evaluate import evaluate
 from tests.conftest import TOY_TRAIN, write_task
 

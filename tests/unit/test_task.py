@@ -1,6 +1,5 @@
 """Task loading, splits and every bad-input case, on small CSVs made here."""
 
-from pathlib import Path
 
 import pytest
 

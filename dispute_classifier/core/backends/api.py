@@ -29,6 +29,7 @@ or run records.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import math
 import os
@@ -44,9 +45,10 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig
+from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.prompts import parse_answer
-from dispute_classifier.core.task import cache_dir
+from dispute_classifier.core.task import cache_dir, sha256_file
 from dispute_classifier.core.types import INVALID, Prediction, Usage
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -294,7 +296,6 @@ class ApiBackend:
     @property
     def prices(self):
         if self._prices is None:
-            from dispute_classifier.core.costs import PriceTable
 
             self._prices = PriceTable.load()
         return self._prices
@@ -333,9 +334,7 @@ class ApiBackend:
     def _describe_server(server: LlamaServer) -> dict[str, Any]:
         """Provenance of the project-started server, and a stable cache identity for it: the
         port changes every run, the engine version and the GGUF's bytes do not."""
-        import importlib.metadata
 
-        from dispute_classifier.core.task import sha256_file
 
         c = server.config
         engine = f"llama-cpp-python {importlib.metadata.version('llama-cpp-python')}"

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.models import smollm2_gguf
 
 HOST = "127.0.0.1"
 LOG_TAIL_LINES = 15
@@ -111,7 +112,6 @@ class LlamaServer:
             if not path.is_file():
                 raise UserError(f"GGUF model {path} not found (setting llm.api.server.model_path)")
             return path
-        from dispute_classifier.core.models import smollm2_gguf
 
         return smollm2_gguf()
 

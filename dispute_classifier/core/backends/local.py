@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
+from dispute_classifier.core.models import load_causal_lm, load_tokenizer
 from dispute_classifier.core.prompts import parse_answer
 from dispute_classifier.core.types import Prediction, Usage
 
@@ -93,7 +94,6 @@ class LocalBackend:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from dispute_classifier.core.models import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.config.model)
         self._tokenizer.padding_side = "left"
@@ -102,7 +102,6 @@ class LocalBackend:
     @property
     def model(self):
         if self._model is None:
-            from dispute_classifier.core.models import load_causal_lm
 
             self._model = load_causal_lm(self.config.model, dtype=self.config.dtype)
         # get_peft_model and Trainer leave models in train mode: dropout would make answers random
