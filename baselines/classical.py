@@ -87,6 +87,11 @@ class TfidfClassifier(ClassifierBase):
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return _proba_predictions(self.model_.predict_proba(list(texts)), self.model_.classes_)
 
+    def predict_proba(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """(classes, probabilities with one column per class): for analyses that need every
+        class's probability, such as the label-issue finder."""
+        return [str(c) for c in self.model_.classes_], self.model_.predict_proba(list(texts))
+
 
 class EmbeddingClassifier(ClassifierBase):
     """all-MiniLM-L6-v2 sentence embeddings, multinomial logistic regression."""
@@ -108,6 +113,11 @@ class EmbeddingClassifier(ClassifierBase):
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return _proba_predictions(self.model_.predict_proba(self.embedder_.encode(texts, use_cache=False)), self.model_.classes_)
+
+    def predict_proba(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """(classes, probabilities with one column per class), from cached embeddings: for
+        analyses such as the label-issue finder, where latency is not measured."""
+        return [str(c) for c in self.model_.classes_], self.model_.predict_proba(self.embedder_.encode(texts))
 
 
 class KnnClassifier(ClassifierBase):

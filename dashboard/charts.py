@@ -111,3 +111,48 @@ def class_counts(frame: Any) -> Any:
         y=alt.Y("label:N", title=None), x=alt.X("count:Q", title="examples"), color="split:N",
         yOffset="split:N", tooltip=["label", "split", "count"],
     ).properties(height=max(200, 40 * frame["label"].nunique()))
+
+
+def learning_curve(frame: Any) -> Any:
+    """Mean validation accuracy against training rows (log axis), one line per approach and
+    noise level, with the interval over seeds as a band. ``frame`` has columns approach, noise,
+    n_train, accuracy_mean, lo, hi."""
+    import altair as alt
+
+    x = alt.X("n_train:Q", scale=alt.Scale(type="log"), title="training rows (log scale)")
+    y = alt.Y("accuracy_mean:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format="%"), title="accuracy (mean over seeds)")
+    base = alt.Chart(frame).encode(x=x, color=alt.Color("approach:N", title="approach"), strokeDash=alt.StrokeDash("noise:N", title="label noise"))
+    band = base.mark_area(opacity=0.15).encode(y="lo:Q", y2="hi:Q")
+    line = base.mark_line(point=True).encode(
+        y=y, tooltip=["approach", "noise", "n_train", alt.Tooltip("accuracy_mean:Q", format=".2%"), alt.Tooltip("lo:Q", format=".2%"), alt.Tooltip("hi:Q", format=".2%")],
+    )
+    return (band + line).properties(height=360, title="learning curve (band: 95% interval over seeds)")
+
+
+def noise_curve(frame: Any) -> Any:
+    """Mean accuracy against the share of flipped training labels, one line per approach and
+    training size. ``frame`` has columns approach, size, noise, accuracy_mean, lo, hi."""
+    import altair as alt
+
+    base = alt.Chart(frame).encode(
+        x=alt.X("noise:Q", axis=alt.Axis(format="%"), title="training labels flipped"),
+        color=alt.Color("size:N", title="training rows"), strokeDash=alt.StrokeDash("approach:N", title="approach"),
+    )
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("accuracy_mean:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format="%"), title="accuracy (mean over seeds)"),
+        tooltip=["approach", "size", "noise", alt.Tooltip("accuracy_mean:Q", format=".2%"), alt.Tooltip("lo:Q", format=".2%"), alt.Tooltip("hi:Q", format=".2%")],
+    )
+    return line.properties(height=360, title="accuracy under label noise")
+
+
+def finder_recall(frame: Any) -> Any:
+    """The label-issue finder's recall at k (k = rows flipped) against the noise level, one
+    line per training size. ``frame`` has columns size, noise, recall_at_k."""
+    import altair as alt
+
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("noise:Q", axis=alt.Axis(format="%"), title="training labels flipped"),
+        y=alt.Y("recall_at_k:Q", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1]), title="flipped rows in the finder's top k"),
+        color=alt.Color("size:N", title="training rows"),
+        tooltip=["size", "noise", "n_flipped", alt.Tooltip("recall_at_k:Q", format=".1%")],
+    ).properties(height=300, title="label-issue finder: recall at k = number flipped")

@@ -217,13 +217,17 @@ def evaluate(
     return RunRecord(folder, {"schema": "", **meta}, rows)
 
 
-def evaluate_config(cfg: RunConfig, data: TaskData, prices: PriceTable | None = None, progress: bool = True, reuse: bool = False) -> tuple[RunRecord, bool]:
+def evaluate_config(
+    cfg: RunConfig, data: TaskData, prices: PriceTable | None = None, progress: bool = True, reuse: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> tuple[RunRecord, bool]:
     """Build the approach of ``cfg`` from the registry and run the shared evaluator on it: the
     one path that ``evaluate``, ``experiment`` and the fine-tuning script share, so all of them
     record the same model, category and config hash for the same settings.
 
     With ``reuse``, a finished run with the same settings on the same data is returned
-    instead of running again. Returns ``(run record, reused)``.
+    instead of running again. ``extra`` goes into the record's ``extra`` (e.g. a sweep's trial
+    number). Returns ``(run record, reused)``.
     """
     approach = registry.get_approach(cfg.approach)
     clf = approach.build(cfg)  # cheap: models load on first predict
@@ -239,7 +243,7 @@ def evaluate_config(cfg: RunConfig, data: TaskData, prices: PriceTable | None = 
         run = evaluate(
             clf, data, cfg.split, approach=cfg.approach, config=config, runs_root=cfg.runs_dir, limit=cfg.limit,
             seed=cfg.seed, prices=prices, hardware=cfg.hardware, progress=progress, model=model, category=approach.category,
-            allow_overlap=cfg.allow_overlap,
+            allow_overlap=cfg.allow_overlap, extra=extra,
         )
     finally:  # LLM approaches stop the llama.cpp server they started
         clf.close()

@@ -17,6 +17,7 @@ from dispute_classifier.core.models import load_causal_lm
 from dispute_classifier.core.prompts import PromptConfig, build_messages
 from dispute_classifier.core.registry import Approach, register_approach
 from dispute_classifier.core.task import TaskSpec, load_task
+from dispute_classifier.core.threads import set_torch_threads
 from dispute_classifier.core.types import ClassifierBase, Prediction, Usage
 from finetune import registry
 
@@ -31,6 +32,9 @@ class FinetunedConfig:
     """Queries per forward pass."""
     models_dir: str | None = None
     """Folder of saved models (default: $DISPUTE_CLASSIFIER_MODELS, then ./models)."""
+    threads: int | None = None
+    """torch CPU threads for inference (default: the cores really free, i.e. this process's
+    cores less the 1-minute load average)."""
 
 
 def load_peft_model(card: dict[str, Any], folder, for_training: bool = False):
@@ -62,10 +66,18 @@ class FinetunedClassifier(ClassifierBase):
 
     billing = "self-hosted"
 
-    def __init__(self, ref: str, batch_size: int = 8, model: Any = None, tokenizer: Any = None, folder=None, models_dir: str | None = None) -> None:
+    def __init__(
+        self, ref: str, batch_size: int = 8, model: Any = None, tokenizer: Any = None, folder=None, models_dir: str | None = None,
+        threads: int | None = None, card: dict[str, Any] | None = None,
+    ) -> None:
         self.ref = ref
-        self.folder = folder or registry.resolve(ref, Path(models_dir) if models_dir else None)
-        self.card = registry.read_card(self.folder)
+        if card is None:  # a saved model; a model still in training passes its own card (finetune.sweep)
+            self.folder = folder or registry.resolve(ref, Path(models_dir) if models_dir else None)
+            card = registry.read_card(self.folder)
+        else:
+            self.folder = folder
+        self.card = card
+        self.threads = threads
         self.name = f"finetuned:{self.card['name']}:v{self.card['version']}"
         self.hardware = self.card["recipe"].get("hardware")
         self.batch_size = batch_size
@@ -78,7 +90,7 @@ class FinetunedClassifier(ClassifierBase):
     @classmethod
     def from_config(cls, config: FinetunedConfig) -> "FinetunedClassifier":
         """The saved model that ``config`` names."""
-        return cls(config.model, batch_size=config.batch_size, models_dir=config.models_dir)
+        return cls(config.model, batch_size=config.batch_size, models_dir=config.models_dir, threads=config.threads)
 
     @property
     def tokenizer(self):
@@ -92,6 +104,7 @@ class FinetunedClassifier(ClassifierBase):
     @property
     def model(self):
         if self._model is None:
+            set_torch_threads(self.threads)
             self._model = load_peft_model(self.card, self.folder)
         self._model.eval()
         return self._model

@@ -27,12 +27,13 @@ class FitRows:
     """Ids of training rows removed because their normalised text is also a test text."""
 
 
-def fit_rows(data: TaskData, fit_split: str, limit: int | None = None, seed: int = 0) -> FitRows:
-    """Training rows for ``fit_split`` (``train`` or ``train+validation``), never test rows.
+def fit_rows(data: TaskData, fit_split: str, limit: int | None = None, seed: int = 0, override: Split | None = None) -> FitRows:
+    """Training rows for ``fit_split`` (``train`` or ``train+validation``), never test rows;
+    ``override`` trains on those rows instead (the learning-curve and noise experiments).
 
     BANKING77 has a few test texts that also occur in train; training on them would inflate
     the test score, so such rows are removed here and reported."""
-    rows = data.fit_split("test") if fit_split == "train+validation" else data.split("train")
+    rows = override if override is not None else data.fit_split("test") if fit_split == "train+validation" else data.split("train")
     test_texts = {normalise(t) for t in data.split("test").texts}
     keep = [i for i, t in enumerate(rows.texts) if normalise(t) not in test_texts]
     dropped = [rows.ids[i] for i in range(len(rows)) if i not in set(keep)]

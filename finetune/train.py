@@ -31,6 +31,7 @@ from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.models import load_causal_lm, load_tokenizer, model_fingerprint
 from dispute_classifier.core.runconfig import RunConfig
 from dispute_classifier.core.task import load_data, load_task
+from dispute_classifier.core.threads import set_torch_threads
 from evaluation.evaluate import evaluate_config
 from evaluation.runs import git_state
 from finetune import doctor, registry
@@ -167,8 +168,15 @@ def train(
     data_dir: str | None = None,
     runs_dir: str | None = None,
     models_root: Path | None = None,
+    fit_override: Any = None,
+    callbacks: list[Any] | None = None,
+    run_extra: dict[str, Any] | None = None,
 ) -> Path | None:
-    """Train (or only check) a recipe; returns the saved model folder."""
+    """Train (or only check) a recipe; returns the saved model folder.
+
+    ``fit_override`` (a `Split`) trains on those rows instead of the recipe's fit split (the
+    learning-curve and noise experiments); ``callbacks`` are transformers TrainerCallbacks (a
+    sweep's pruning); ``run_extra`` goes into the evaluation run records' ``extra``."""
     # 0. hardware, before loading anything
     if recipe.requires_gpu and not _cuda_available():
         raise UserError(
@@ -179,8 +187,8 @@ def train(
     from transformers import set_seed
 
 
-    if recipe.train.threads:
-        torch.set_num_threads(recipe.train.threads)
+
+    print(f"torch threads: {set_torch_threads(recipe.train.threads)} (train.threads sets it)")
 
     # 1. seed
     set_seed(recipe.train.seed)
@@ -188,7 +196,7 @@ def train(
     # 2. task data: train (or train+validation) rows, never test rows
     spec = load_task(recipe.task)
     data = load_data(spec, Path(data_dir) if data_dir else None)
-    fit = fit_rows(data, recipe.fit_split, recipe.train_limit, recipe.train.seed)
+    fit = fit_rows(data, recipe.fit_split, recipe.train_limit, recipe.train.seed, override=fit_override)
     if fit.dropped_test_overlap:
         print(f"left out {len(fit.dropped_test_overlap)} training row(s) whose text is also in test: {', '.join(fit.dropped_test_overlap)}")
 
@@ -207,7 +215,6 @@ def train(
     # 6. trainer, into a new registry version (or the interrupted one when resuming)
     name = name or recipe.name
     if doctor_only:
-
         out = Path(tempfile.mkdtemp(prefix="doctor-"))
     elif resume:
         out = registry.unfinished_version(name, models_root)
@@ -216,6 +223,8 @@ def train(
     else:
         out = registry.new_version(name, models_root)
     trainer = build_trainer(recipe, model, tokenizer, rows, out / "checkpoints")
+    for callback in callbacks or []:
+        trainer.add_callback(callback)
 
     # 7. pre-flight checks
     checks = preflight(recipe, trainer, tokenizer, rows, fit.split.texts, data.split("test").texts, n_blocks)
@@ -275,7 +284,7 @@ def train(
             task=str(spec.path), approach="finetuned", split=split, limit=recipe.eval_limit, seed=recipe.train.seed,
             runs_dir=str(runs_dir or "runs"), data_dir=data_dir, hardware=recipe.hardware, sections={"finetuned": finetuned},
         )
-        run, _ = evaluate_config(cfg, data, prices)
+        run, _ = evaluate_config(cfg, data, prices, extra=run_extra)
         m = run.metrics
         card["evaluations"][split] = {"run_id": run.run_id, "accuracy": m["accuracy"], "accuracy_ci95": m["accuracy_ci95"],
                                       "macro_f1": m["macro_f1"], "n": m["n"], "throughput_qps": m["throughput_qps"]}

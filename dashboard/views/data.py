@@ -49,3 +49,20 @@ st.dataframe(pd.DataFrame(report["sample"]), hide_index=True, width="stretch")
 if report["bad_rows"]:
     st.subheader(f"Bad rows ({len(report['bad_rows'])})")
     st.dataframe(pd.DataFrame(report["bad_rows"]), hide_index=True, width="stretch")
+
+st.subheader("Suspected label errors")
+issues = report.get("label_issues")
+if not issues:
+    st.caption(f"Not computed: run `dispute-classifier data check --task {task} --label-issues --out {ctx.reports_root}` to flag training rows"
+               " whose label cross-validated baselines find implausible.")
+else:
+    st.caption(f"{issues['n_issues']} of {issues['n_rows']:,} {issues['split']} rows flagged ({issues['method']}; "
+               f"{', '.join(issues['approaches'])}, {issues['folds']} folds; out-of-fold accuracy "
+               + ", ".join(f"{k} {v*100:.1f}%" for k, v in issues["oof_accuracy"].items())
+               + "). Read each row: the suggestion is a model's guess, not a correction.")
+    flagged = pd.DataFrame(issues["rows"], columns=["rank", "id", "given", "suggested", "given_probability", "suggested_probability", "text"])
+    given = st.selectbox("given label", ["all", *sorted(set(flagged["given"]))], key="issue_label")
+    shown = flagged if given == "all" else flagged[flagged["given"] == given]
+    st.dataframe(shown, hide_index=True, width="stretch")
+    st.download_button("review sheet (CSV, with an empty verdict column)", shown.assign(verdict="").to_csv(index=False),
+                       file_name=f"label-issues-{task}.csv", mime="text/csv")

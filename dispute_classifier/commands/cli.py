@@ -29,11 +29,14 @@ from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import RunConfig, model_override, run_config
 from dispute_classifier.core.task import available_tasks, load_data, load_task
 from evaluation.compare import compare, format_leaderboard, latest_per_label
+from evaluation.curves import CurvesConfig, run_curves, write_curves
 from evaluation.evaluate import evaluate_config
+from evaluation.label_issues import LabelIssueConfig, approach_maker, label_issues
 from evaluation.runs import read_run, runs_dir, scan_runs
 from evaluation.verdict import VerdictConfig, build_report, write_report
 from finetune.recipe import Recipe, available_recipes, load_recipe
 from finetune.registry import list_models, models_dir, read_card
+from finetune.sweep import RecipeClassifier, SweepConfig, final_refit, run_sweep, summary
 from finetune.train import train
 
 
@@ -59,8 +62,12 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     spec = load_task(args.task)
     data = load_data(spec, Path(args.data_dir) if args.data_dir else None, strict=False)
     report = datacheck.check(data, sample_size=args.sample, seed=args.seed)
+    if args.label_issues:
+        report["label_issues"] = label_issues(data, _config_from_args(LabelIssueConfig, args), seed=args.seed)
     js, md = datacheck.write_report(report, Path(args.out))
     print(datacheck.summary(report))
+    if args.label_issues:
+        print(f"suspected label errors in train: {report['label_issues']['n_issues']} of {report['label_issues']['n_rows']:,} rows")
     print(f"wrote {js} and {md}")
     return 0
 
@@ -82,7 +89,8 @@ def _config_arguments(
         if f.name == "sections":  # registry-backed settings: --set SECTION.KEY=VALUE
             continue
         tp = hints[f.name]
-        tp = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
+        # Optional[X] -> X; a list is typed as comma-separated text (split by `_config_from_args`)
+        tp = str if typing.get_origin(tp) is list else next((a for a in typing.get_args(tp) if a is not type(None)), tp)
         default = "" if f.default in (dataclasses.MISSING, None, False) else f" [default {f.default}]"
         help_text = (docs.get(f.name, "") + default).replace("%", "%%")
         if f.name in positional:
@@ -92,7 +100,7 @@ def _config_arguments(
         else:
             parser.add_argument(
                 f"--{f.name.replace('_', '-')}", dest=f.name, type=tp if tp in (int, float) else str,
-                required=f.default is dataclasses.MISSING and not optional, help=help_text,
+                required=f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and not optional, help=help_text,
                 choices=(choices or {}).get(f.name),
             )
 
@@ -248,6 +256,88 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env)
 
 
+# ------------------------------------------------------- data quality, curves, sweep (issue 14)
+
+
+def _config_from_args(cls: type, args: argparse.Namespace):
+    """The config dataclass ``cls`` from the flags `_config_arguments` made: only what the user
+    typed overrides the dataclass defaults; list fields take comma-separated values."""
+    import dataclasses
+    import typing
+
+    import yaml
+
+
+    hints = typing.get_type_hints(cls)
+    data: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(args, f.name, None)
+        if value in (None, False):
+            continue
+        if typing.get_origin(hints[f.name]) is list and isinstance(value, str):
+            value = [yaml.safe_load(v) for v in value.split(",") if v.strip()]
+        data[f.name] = value
+    return from_dict(cls, data)
+
+
+def cmd_curves(args: argparse.Namespace) -> int:
+    cfg = _config_from_args(CurvesConfig, args)
+    if cfg.split == "test":
+        print("scoring the TEST split: for reporting only; choose sizes and settings on validation", file=sys.stderr)
+    spec = load_task(cfg.task)
+    data = load_data(spec, Path(cfg.data_dir) if cfg.data_dir else None)
+    task_ref = str(spec.path)
+    makers = {}
+    for name in cfg.approaches:
+        if name == "finetuned":
+            recipe = load_recipe(cfg.recipe, [f"task={task_ref}", *cfg.recipe_overrides])
+            makers[name] = lambda recipe=recipe: RecipeClassifier(recipe, cfg.data_dir)
+        else:
+            entry = registry.get_approach(name)
+            makers[name] = lambda entry=entry, name=name: entry.build(RunConfig(task=task_ref, approach=name))
+    finder = None if cfg.skip_finder else {name: approach_maker(name, task_ref) for name in cfg.finder_approaches}
+    result = run_curves(cfg, data, makers, finder)
+    path = write_curves(result, Path(cfg.out))
+    for row in result["summary"]:
+        lo, hi = row["accuracy_ci95"]
+        print(f"{row['approach']:<10} size {row['size']:>5} noise {row['noise']:.2f}: {row['accuracy_mean']*100:.2f}% ({lo*100:.2f}–{hi*100:.2f}) over {row['accuracy_n_seeds']} seed(s)")
+    for row in result["finder_summary"]:
+        print(f"finder     size {row['size']:>5} noise {row['noise']:.2f}: precision=recall at k={row['n_flipped']}: {row['precision_at_k']*100:.1f}%; flags {row['n_flagged']} rows, recall {row['flagged_recall']*100:.1f}%")
+    print(f"wrote {path} (the dashboard's Curves page)")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    cfg = _config_from_args(SweepConfig, args)
+    if cfg.final:
+        out = final_refit(cfg)
+        print(f"final model {out}")
+        return 0
+    study = run_sweep(cfg)
+    print(summary(study))
+    return 0
+
+
+def _add_quality_commands(sub: Any) -> None:
+    """The ``curves`` and ``sweep`` subcommands, flags built from their config dataclasses."""
+
+    p = sub.add_parser(
+        "curves", help="learning curve and label-noise experiment on the validation split -> reports/curves-<task>-<split>.json",
+        description="Train each approach on seeded, stratified subsets of the train split with a share of labels flipped;"
+        " score on validation (--split test only to report). Also scores the label-issue finder on the flipped rows.",
+    )
+    _config_arguments(p, CurvesConfig, optional=True, choices={"split": ["validation", "test"]})
+    p.set_defaults(func=cmd_curves)
+
+    p = sub.add_parser(
+        "sweep", help="validation-only hyperparameter search over a recipe (Optuna TPE, median pruning, resumable SQLite study)",
+        description="Each trial trains on train and is scored on validation through the shared evaluator; --final refits the"
+        " best trial on train+validation and evaluates it on test once.",
+    )
+    _config_arguments(p, SweepConfig, choices={"budget": ["quick", "real"]})
+    p.set_defaults(func=cmd_sweep)
+
+
 # ---------------------------------------------------------------------------- parser
 
 
@@ -271,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder with the task's source files (default: $DISPUTE_CLASSIFIER_DATA, then download)")
     p.add_argument("--out", default="reports", help="folder for data-check-<task>.json/.md (default: reports)")
     p.add_argument("--sample", type=int, default=50, help="training rows in the reading sample (default: 50)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the reading sample (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the reading sample and the label-issue folds (default: 0)")
+    p.add_argument("--label-issues", action="store_true", help="also find suspected label errors in the train split (cross-validated baselines + cleanlab)")
+
+    _config_arguments(p, LabelIssueConfig, optional=True)
     p.set_defaults(func=cmd_data_check)
 
 
@@ -365,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.set_defaults(func=cmd_dashboard)
+
+    _add_quality_commands(sub)
     return parser
 
 

@@ -134,6 +134,14 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines.append("None.")
     lines += ["", f"## Reading sample ({len(report['sample'])} training rows, seed {report['sample_seed']})", ""]
     lines += [f"- [{s['label']}] {s['text']}" for s in report["sample"]]
+    issues = report.get("label_issues")  # written by `data check --label-issues` (evaluation.label_issues)
+    if issues:
+        lines += ["", f"## Suspected label errors ({issues['n_issues']} of {issues['n_rows']:,} {issues['split']} rows)", ""]
+        lines.append(f"{issues['method']}; approaches {', '.join(issues['approaches'])}, {issues['folds']} folds, seed {issues['seed']}."
+                     " Out-of-fold accuracy: " + ", ".join(f"{k} {v*100:.1f}%" for k, v in issues["oof_accuracy"].items()) + ".")
+        lines += ["", "| rank | id | given | suggested | p(given) | p(suggested) | text |", "| ---: | --- | --- | --- | ---: | ---: | --- |"]
+        for r in issues["rows"]:
+            lines.append(f"| {r['rank']} | {r['id']} | {r['given']} | {r['suggested']} | {r['given_probability']:.3f} | {r['suggested_probability']:.3f} | {r['text'].replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 
