@@ -27,6 +27,27 @@ class TfidfConfig:
     max_iter: int = 2000
     """Solver iterations."""
 
+    def __post_init__(self) -> None:
+        _check_positive("tfidf", C=self.C, max_iter=self.max_iter)
+        for key, (lo, hi) in (("word_ngrams", self.word_ngrams), ("char_ngrams", self.char_ngrams)):
+            if not 1 <= lo <= hi:
+                raise UserError(f"tfidf.{key} must be [min, max] with 1 ≤ min ≤ max, got [{lo}, {hi}] (e.g. --set 'tfidf.{key}=[1,2]')")
+
+
+def _check_positive(section: str, **values: float) -> None:
+    """One-line errors for settings that must be above zero."""
+    for key, value in values.items():
+        if not value > 0:
+            raise UserError(f"{section}.{key} must be greater than 0, got {value} (set --set {section}.{key}=...)")
+
+
+def _fit(section: str, estimator, features, labels) -> None:
+    """Fit a scikit-learn estimator; its own validation errors become one-line errors."""
+    try:
+        estimator.fit(features, labels)
+    except ValueError as exc:  # scikit-learn's InvalidParameterError is a ValueError
+        raise UserError(f"{section}: scikit-learn refused the settings: {str(exc).splitlines()[0]}") from None
+
 
 @dataclass
 class EmbeddingConfig:
@@ -38,6 +59,9 @@ class EmbeddingConfig:
     """Inverse regularisation strength of the logistic regression."""
     max_iter: int = 2000
     """Solver iterations."""
+
+    def __post_init__(self) -> None:
+        _check_positive("embedding", C=self.C, max_iter=self.max_iter)
 
 
 @dataclass
@@ -81,7 +105,7 @@ class TfidfClassifier(ClassifierBase):
             TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(c.char_ngrams), sublinear_tf=True, lowercase=True),
         )
         self.model_ = make_pipeline(features, LogisticRegression(C=c.C, max_iter=c.max_iter))
-        self.model_.fit(list(texts), list(labels))
+        _fit("tfidf", self.model_, list(texts), list(labels))
         return self
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
@@ -108,7 +132,7 @@ class EmbeddingClassifier(ClassifierBase):
 
         self.embedder_ = Embedder(self.config.model)
         self.model_ = LogisticRegression(C=self.config.C, max_iter=self.config.max_iter)
-        self.model_.fit(self.embedder_.encode(texts), list(labels))
+        _fit("embedding", self.model_, self.embedder_.encode(texts), list(labels))
         return self
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 from dispute_classifier.core import registry
@@ -133,6 +134,8 @@ def evaluate(
     started = now_iso()
     requested_hardware = hardware
     target: Split = data.split(split)
+    if limit and limit >= len(target):
+        limit = None  # the whole split: the same run as no limit
     if limit:
         target = stratified_sample(target, limit, seed)
     fit_rows = data.fit_split(split)
@@ -230,11 +233,14 @@ def evaluate_config(
     number). Returns ``(run record, reused)``.
     """
     approach = registry.get_approach(cfg.approach)
+    if cfg.hardware:  # a bad --hardware fails now, not after fitting
+        (prices or PriceTable.load(Path(cfg.prices) if cfg.prices else None)).hourly(cfg.hardware)
     clf = approach.build(cfg)  # cheap: models load on first predict
     config = cfg.approach_settings()
     model = clf.model_name or clf.name
     if reuse:
-        cfg_hash = run_config_hash(cfg.approach, config, model=model, limit=cfg.limit, seed=cfg.seed, split=cfg.split)
+        limit = cfg.limit if cfg.limit and cfg.limit < len(data.split(cfg.split)) else None
+        cfg_hash = run_config_hash(cfg.approach, config, model=model, limit=limit, seed=cfg.seed, split=cfg.split)
         found = find_finished_run(runs_dir(cfg.runs_dir), reuse_key(cfg_hash, cfg.hardware), data.data_hash)
         if found is not None:
             clf.close()

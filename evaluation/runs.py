@@ -153,6 +153,17 @@ def write_run(root: Path, meta: dict[str, Any], predictions: list[dict[str, Any]
     return folder
 
 
+def resolve_run(ref: str | Path, root: Path) -> Path:
+    """A run folder from a path or a run id (a folder name under ``root``); an error names
+    both places it looked."""
+    path = Path(ref)
+    if path.exists():
+        return path
+    if (Path(root) / str(ref)).is_dir():
+        return Path(root) / str(ref)
+    raise UserError(f"no run '{ref}': not a path, and no run folder of that id under {root}; list them with `dispute-classifier compare --all`")
+
+
 def read_run(path: str | Path, with_predictions: bool = True) -> RunRecord:
     """Read a run folder (or its record.json); errors name the file and what is wrong."""
     path = Path(path)

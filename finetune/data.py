@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dispute_classifier.core.backends.local import prompt_ids
+from dispute_classifier.core.backends.local import prompt_ids, safe_messages
 from dispute_classifier.core.datacheck import normalise
 from dispute_classifier.core.prompts import PromptConfig, answer_message, build_messages
 from dispute_classifier.core.task import Split, TaskData, stratified_sample
@@ -43,18 +43,19 @@ def fit_rows(data: TaskData, fit_split: str, limit: int | None = None, seed: int
     return FitRows(clean, dropped)
 
 
-def generative_rows(data: TaskData, split: Split, prompt: PromptConfig) -> list[dict[str, Any]]:
-    """``{"prompt": [...messages], "completion": [assistant label]}`` per row."""
-    return [
-        {"prompt": build_messages(data.spec, text, prompt).messages, "completion": [answer_message(label)]}
-        for text, label in zip(split.texts, split.labels)
-    ]
+def generative_rows(data: TaskData, split: Split, prompt: PromptConfig, tokenizer: Any = None) -> list[dict[str, Any]]:
+    """``{"prompt": [...messages], "completion": [assistant label]}`` per row; with
+    ``tokenizer``, its control tokens in the texts are broken as the inference path does."""
+    def messages(text: str) -> list[dict[str, str]]:
+        built = build_messages(data.spec, text, prompt).messages
+        return safe_messages(tokenizer, built) if tokenizer is not None else built
+
+    return [{"prompt": messages(text), "completion": [answer_message(label)]} for text, label in zip(split.texts, split.labels)]
 
 
 def classification_rows(data: TaskData, split: Split, prompt: PromptConfig, tokenizer) -> list[dict[str, Any]]:
     """``{"input_ids": prompt ids, "labels": label index}`` per row; prompt ids come from the
     same function the inference path uses."""
-
     index = {label: i for i, label in enumerate(data.spec.label_list)}
     return [
         {"input_ids": prompt_ids(tokenizer, build_messages(data.spec, text, prompt).messages), "labels": index[label]}

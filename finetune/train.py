@@ -126,11 +126,15 @@ def build_trainer(recipe: Recipe, model, tokenizer, rows: list[dict[str, Any]], 
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
 
 
-def preflight(recipe: Recipe, trainer, tokenizer, rows: list[dict[str, Any]], train_texts: list[str], test_texts: list[str], n_blocks: int) -> list[doctor.Check]:
+def preflight(
+    recipe: Recipe, trainer, tokenizer, rows: list[dict[str, Any]], train_texts: list[str], test_texts: list[str], n_blocks: int, task: Any = None,
+) -> list[doctor.Check]:
     """Run every pre-flight check against what the trainer will really use."""
     import torch
 
     checks = [doctor.check_learning_rate(recipe.train.learning_rate), doctor.check_no_test_overlap(train_texts, test_texts)]
+    if task is not None:
+        checks.append(doctor.check_control_tokens_stay_text(tokenizer, task, recipe.prompt))
     model = trainer.model
     checks.append(doctor.check_lora_layers(model, recipe.lora.target_modules, n_blocks))
     probe = list(range(min(8, len(rows))))
@@ -205,7 +209,7 @@ def train(
     rows = (
         classification_rows(data, fit.split, recipe.prompt, tokenizer)
         if recipe.head == "classification"
-        else generative_rows(data, fit.split, recipe.prompt)
+        else generative_rows(data, fit.split, recipe.prompt, tokenizer)
     )
 
     # 4–5. model and LoRA
@@ -227,7 +231,7 @@ def train(
         trainer.add_callback(callback)
 
     # 7. pre-flight checks
-    checks = preflight(recipe, trainer, tokenizer, rows, fit.split.texts, data.split("test").texts, n_blocks)
+    checks = preflight(recipe, trainer, tokenizer, rows, fit.split.texts, data.split("test").texts, n_blocks, spec)
     print("pre-flight checks:\n" + doctor.report(checks))
     if doctor_only:
         shutil.rmtree(out, ignore_errors=True)

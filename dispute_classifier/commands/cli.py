@@ -32,7 +32,7 @@ from evaluation.compare import compare, format_leaderboard, latest_per_label
 from evaluation.curves import CurvesConfig, run_curves, write_curves
 from evaluation.evaluate import evaluate_config
 from evaluation.label_issues import LabelIssueConfig, approach_maker, label_issues
-from evaluation.runs import read_run, runs_dir, scan_runs
+from evaluation.runs import read_run, resolve_run, runs_dir, scan_runs
 from evaluation.verdict import VerdictConfig, build_report, write_report
 from finetune.recipe import Recipe, available_recipes, load_recipe
 from finetune.registry import list_models, models_dir, read_card
@@ -164,20 +164,21 @@ def cmd_llama_server(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    root = runs_dir(args.runs_dir)
     if args.runs:
-        runs = [read_run(p) for p in args.runs]
+        runs = [read_run(resolve_run(ref, root)) for ref in args.runs]
     else:
-        root = runs_dir(args.runs_dir)
+        task = load_task(args.task).name  # a task name or the path to its YAML
         runs, skipped = scan_runs(root)
         for line in skipped:
             print(f"skipped: {line}", file=sys.stderr)
         if skipped:
             print(f"skipped {len(skipped)} unreadable run folder(s) under {root}", file=sys.stderr)
-        runs = [r for r in runs if r.meta["task"] == args.task and r.meta["split"] == args.split]
+        runs = [r for r in runs if r.meta["task"] == task and r.meta["split"] == args.split]
         if not args.all:
             runs = latest_per_label(runs)
         if not runs:
-            raise UserError(f"no runs for task {args.task}, split {args.split} under {root}; run `dispute-classifier evaluate --task {args.task}` first")
+            raise UserError(f"no runs for task '{task}', split {args.split} under {root}; run `dispute-classifier evaluate --task {args.task}` first")
     print(format_leaderboard(compare(runs)))
     return 0
 
@@ -467,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    quiet = getattr(args, "quiet", False) and "DISPUTE_CLASSIFIER_QUIET" not in os.environ
+    if quiet:
+        os.environ["DISPUTE_CLASSIFIER_QUIET"] = "1"  # library notes stay quiet too (models.py)
     try:
         return func(args)
     except UserError as exc:
@@ -475,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if quiet:
+            os.environ.pop("DISPUTE_CLASSIFIER_QUIET", None)
 
 
 if __name__ == "__main__":

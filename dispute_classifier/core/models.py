@@ -9,10 +9,14 @@ which transformers loads or downloads as usual.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -140,9 +144,50 @@ def load_causal_lm(name: str, quantization: str = "none", dtype: str = "float32"
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
-        return getattr(transformers, auto_class).from_pretrained(resolve_model(name), **kwargs)
+        with quiet_libraries():
+            model = getattr(transformers, auto_class).from_pretrained(resolve_model(name), **kwargs)
     except OSError as exc:
         raise _not_found(name, exc) from None
+    if auto_class == "AutoModelForSequenceClassification":
+        _say_once(f"a new classification head for {extra.get('num_labels', '?')} labels sits on {name}; fine-tuning trains it (expected)")
+    return model
+
+
+_SAID: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    """One plain line on stderr per message and process, instead of a library's load report."""
+    if message not in _SAID and not os.environ.get("DISPUTE_CLASSIFIER_QUIET"):
+        _SAID.add(message)
+        print(f"note: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def quiet_libraries():
+    """Hold back the library chatter users cannot act on while a model loads: transformers'
+    load report (the "MISSING" rows of a new head, with ANSI colours), bitsandbytes' kernel
+    notices on CPU, deprecation warnings from inside the libraries."""
+    import transformers
+
+    previous = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars for a 0.3 s load
+    bnb = logging.getLogger("bitsandbytes")
+    bnb_level = bnb.level
+    bnb.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=".*(gemm_4bit|bitsandbytes|MISSING|newly initialized).*")
+            yield
+    finally:
+        transformers.logging.set_verbosity(previous)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+        bnb.setLevel(bnb_level)
 
 
 def build_tiny_llama(out_dir: Path, tokenizer_name: str = SMOLLM2, seed: int = 0, layers: int = 2, hidden: int = 64, init_std: float = 0.2) -> Path:

@@ -11,13 +11,24 @@ Styles:
 - ``short``: one line of instructions and no label list (what fine-tuning trains on, which
   is what makes a fine-tuned query cheap).
 The answer a model should give is the label string itself, verbatim.
+
+The instructions belong to the task: its YAML may set ``prompt.instructions``,
+``prompt.short_instructions`` and ``prompt.domain``; otherwise they are written from the task's
+``description``, never from the dispute domain. A ``PromptConfig`` setting overrides both.
+
+Customer text is untrusted: a text that contains a chat template's control tokens
+(``<|im_end|>``, ``<|start_header_id|>``, ``[INST]``...) must not be able to close its turn
+and write an assistant turn. `neutralise` breaks every such marker with a zero-width space
+before the text enters any prompt; the local backends also break the tokenizer's own
+special tokens (`dispute_classifier.core.backends.local.prompt_ids`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Literal, Sequence
+import re
+from dataclasses import dataclass
+from typing import Iterable, Literal, Sequence
 
 from dispute_classifier.core.task import TaskSpec
 from dispute_classifier.core.types import INVALID
@@ -43,15 +54,48 @@ class PromptConfig:
     """Character budget for one customer text; longer texts are cut and counted."""
     examples_as_turns: bool = True
     """Give examples as earlier user/assistant turns (True) or as a list in the system message."""
-    instructions: str = (
-        "You route customer messages about payment disputes to the right category. "
-        "Answer with exactly one category name from the list, and nothing else."
-    )
-    """Instructions of the labels style."""
-    short_instructions: str = "Classify the customer's payment dispute. Answer with the category name only."
-    """The one-line instructions of the short style."""
-    extra: dict[str, str] = field(default_factory=dict)
-    """Reserved for task-specific wording; unused by the default prompts."""
+    instructions: str | None = None
+    """Instructions of the labels style (default: the task's prompt.instructions, else written from its description)."""
+    short_instructions: str | None = None
+    """The one-line instructions of the short style (default: the task's prompt.short_instructions, else written from its domain)."""
+
+
+ZWSP = "\u200b"
+CONTROL_MARKERS: tuple[str, ...] = (
+    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
+    "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>",
+    "<s>", "</s>", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<start_of_turn>", "<end_of_turn>",
+)
+"""Control tokens of common chat templates (ChatML, LLaMA-3, LLaMA-2/Mistral, Phi, Gemma)."""
+_GENERIC = re.compile(r"<\|[^|<>\s]{1,40}\|>")  # any <|word|> marker, whatever the model
+
+
+def neutralise(text: str, specials: Iterable[str] = ()) -> str:
+    """``text`` with every chat control token broken by a zero-width space after its first
+    character, so no tokenizer reads it as a control token and no template sees a role marker.
+    ``specials`` adds a tokenizer's own special tokens to the common ones."""
+    markers = sorted({*CONTROL_MARKERS, *(s for s in specials if len(s) > 1)}, key=len, reverse=True)
+    for marker in markers:
+        if marker in text:
+            text = text.replace(marker, marker[0] + ZWSP + marker[1:])
+    return _GENERIC.sub(lambda m: m.group(0)[0] + ZWSP + m.group(0)[1:], text)
+
+
+def task_instructions(task: TaskSpec) -> str:
+    """The labels-style instructions of ``task``: its own, else written from its description."""
+    if task.prompt.instructions:
+        return task.prompt.instructions.strip()
+    about = f" about {task.prompt.domain}" if task.prompt.domain else ""
+    return (f"You sort messages{about} into categories. "
+            "Answer with exactly one category name from the list, and nothing else.")
+
+
+def task_short_instructions(task: TaskSpec) -> str:
+    """The short-style instructions of ``task``: its own, else written from its domain/description."""
+    if task.prompt.short_instructions:
+        return task.prompt.short_instructions.strip()
+    what = task.prompt.domain or (task.description.strip().split(".")[0][:120] if task.description else "the message")
+    return f"Classify this message ({what}). Answer with the category name only."
 
 
 def _clip(text: str, budget: int) -> tuple[str, bool]:
@@ -78,13 +122,14 @@ def build_messages(
     from it (RAG); they are shown in the given order.
     """
     cfg = config or PromptConfig()
-    query, truncated = _clip(text, cfg.max_text_chars)
+    query, truncated = _clip(neutralise(text), cfg.max_text_chars)
+    examples = [(neutralise(t), label) for t, label in examples]
     if cfg.style == "bare":
         return Prompt([{"role": "user", "content": query}], truncated)
     if cfg.style == "short":
-        system = cfg.short_instructions
+        system = cfg.short_instructions or task_short_instructions(task)
     else:
-        system = f"{cfg.instructions}\n\n"
+        system = f"{cfg.instructions or task_instructions(task)}\n\n"
         if task.description:
             system += f"Task: {task.description.strip()}\n\n"
         system += f"Categories:\n{label_block(task)}"

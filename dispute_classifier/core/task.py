@@ -9,6 +9,7 @@ file, or a cut when the task has none), which is touched only to report.
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import os
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -87,6 +88,18 @@ class SplitSpec:
 
 
 @dataclass
+class TaskPrompt:
+    """The task's own words for prompts (every key optional: defaults come from ``description``)."""
+
+    domain: str = ""
+    """What the messages are about, in a few words (e.g. "payment disputes"); used by the default instructions."""
+    instructions: str = ""
+    """Instructions of the labels style (prompt, few-shot, RAG); default: written from the task's description."""
+    short_instructions: str = ""
+    """One-line instructions of the short style (fine-tuning); default: written from the domain."""
+
+
+@dataclass
 class TaskSpec:
     """A classification task: data source, columns, label set with descriptions, splits."""
 
@@ -106,6 +119,8 @@ class TaskSpec:
     """``test`` and ``validation`` rules; ``train`` is what the training file keeps."""
     max_text_chars: int = 2000
     """Longest text accepted; longer rows are errors in the data check."""
+    prompt: TaskPrompt = field(default_factory=TaskPrompt)
+    """The task's own words for the LLM prompts."""
     path: Path | None = None
     """The YAML file this task was read from (filled in by `load_task`)."""
 
@@ -324,17 +339,21 @@ def load_data(spec: TaskSpec, data_dir: Path | None = None, strict: bool = True)
     ``strict`` rejects bad rows (empty text, unknown label) with an error naming file and
     row; the data check passes ``strict=False`` to count and report them instead.
     """
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UserError(f"--data-dir {data_dir}: no such folder; point it at the folder with the task's files")
     files = {key: resolve_file(spec, key, data_dir) for key in spec.source.files}
     sha = {key: sha256_file(p) for key, p in files.items()}
     labels = set(spec.labels)
     per_file: dict[str, Split] = {}
     dropped = 0
+    dropped_labels: Counter[str] = Counter()
     for key, path in files.items():
         ids, texts, golds = [], [], []
         for rid, text, label, row in read_rows(path, spec):
             if label not in labels:
                 if spec.other_labels == "drop":
                     dropped += 1
+                    dropped_labels[label] += 1
                     continue
                 if strict:
                     raise UserError(
@@ -347,6 +366,7 @@ def load_data(spec: TaskSpec, data_dir: Path | None = None, strict: bool = True)
             texts.append(text)
             golds.append(label)
         per_file[key] = Split(key, ids, texts, golds)
+    _check_label_coverage(spec, per_file, dropped_labels)
 
     splits: dict[str, Split] = {}
     remaining = dict(per_file)
@@ -375,9 +395,40 @@ def load_data(spec: TaskSpec, data_dir: Path | None = None, strict: bool = True)
     return TaskData(spec, splits, sha, files, dropped)
 
 
+def _check_label_coverage(spec: TaskSpec, per_file: dict[str, "Split"], dropped_labels: Counter[str]) -> None:
+    """A listed label with no rows is a mistake or a warning: with ``other_labels: drop`` a
+    near-spelling among the dropped labels means a typo that silently drops a real class."""
+    counts = Counter(label for split in per_file.values() for label in split.labels)
+    for label in spec.label_list:
+        if counts[label]:
+            continue
+        near = difflib.get_close_matches(label, list(dropped_labels), n=1, cutoff=0.8)
+        if near:
+            raise UserError(
+                f"task '{spec.name}': label '{label}' has no rows, but the data has '{near[0]}' ({dropped_labels[near[0]]:,} rows),"
+                " which other_labels: drop is dropping; fix the spelling under 'labels'")
+        print(f"warning: task '{spec.name}': label '{label}' has 0 rows in {', '.join(per_file)}; no model can learn it", file=sys.stderr)
+
+
 def stratified_sample(split: Split, n: int, seed: int) -> Split:
-    """A seeded, stratified subsample of ``n`` rows (for ``--limit``), order preserved."""
+    """Exactly ``n`` rows (for ``--limit``), seeded and stratified by label, order preserved:
+    each label gets its share rounded down, and the rows left over go to the labels with the
+    largest remainders (ties broken by the seed). ``n`` at or above the split size is the split."""
     if n >= len(split):
         return split
-    _, cut = stratified_cut(split.labels, n / len(split), seed)
-    return split.subset(cut)
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, label in enumerate(split.labels):
+        by_label[label].append(i)
+    rng = random.Random(seed)  # the same draws as `stratified_cut`, so equal quotas pick the same rows
+    ties = random.Random(seed + 1)
+    exact = {label: len(idx) * n / len(split) for label, idx in by_label.items()}
+    quota = {label: int(share) for label, share in exact.items()}
+    order = sorted(by_label, key=lambda label: (-(exact[label] - quota[label]), ties.random()))
+    for label in order[: n - sum(quota.values())]:
+        quota[label] += 1
+    chosen: list[int] = []
+    for label in sorted(by_label):
+        idx = list(by_label[label])
+        rng.shuffle(idx)
+        chosen.extend(idx[: quota[label]])
+    return split.subset(sorted(chosen))

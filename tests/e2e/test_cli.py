@@ -30,7 +30,7 @@ def test_help_is_fast_and_does_not_import_torch():
         (["evaluate", "--approach", "magic"], "unknown approach 'magic'"),
         (["evaluate", "--set", "tfidf.CC=1"], "unknown config key 'tfidf.CC'"),
         (["evaluate", "--limit", "0"], "limit must be a positive number"),
-        (["compare", "/nonexistent/run"], "not a run folder"),
+        (["compare", "/nonexistent/run"], "no run '/nonexistent/run'"),
     ],
 )
 def test_bad_input_gives_one_line_error(args, message, tmp_path):

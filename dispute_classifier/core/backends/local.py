@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 from dispute_classifier.core.models import load_causal_lm, load_tokenizer
-from dispute_classifier.core.prompts import parse_answer
+from dispute_classifier.core.prompts import neutralise, parse_answer
 from dispute_classifier.core.types import Prediction, Usage
 
 Mode = Literal["constrained", "free"]
@@ -54,10 +54,24 @@ def end_of_turn_ids(tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
+def special_token_strings(tokenizer) -> list[str]:
+    """Every special or added token string of ``tokenizer`` (its control tokens)."""
+    added = [t.content if hasattr(t, "content") else str(t) for t in getattr(tokenizer, "added_tokens_decoder", {}).values()]
+    return sorted({*tokenizer.all_special_tokens, *added})
+
+
+def safe_messages(tokenizer, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """``messages`` with the tokenizer's own control tokens broken in every content, so the
+    special tokens of the token sequence come from the chat template only."""
+    specials = special_token_strings(tokenizer)
+    return [{**m, "content": neutralise(m["content"], specials)} for m in messages]
+
+
 def prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     """Token ids of the prompt with the generation prompt, from the model's own chat template
-    (never a hand-written template; special tokens come from the template only)."""
-    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
+    (never a hand-written template; special tokens come from the template only: any in the
+    message contents are broken first)."""
+    return list(tokenizer.apply_chat_template(safe_messages(tokenizer, messages), add_generation_prompt=True, tokenize=True, return_dict=False))
 
 
 def completion_ids(tokenizer, messages: list[dict[str, str]], answer: str) -> list[int]:
@@ -66,7 +80,7 @@ def completion_ids(tokenizer, messages: list[dict[str, str]], answer: str) -> li
     completion the same way), so training and inference agree token for token."""
     prompt = prompt_ids(tokenizer, messages)
     full = list(tokenizer.apply_chat_template(
-        messages + [{"role": "assistant", "content": answer}], tokenize=True, return_dict=False
+        safe_messages(tokenizer, messages) + [{"role": "assistant", "content": answer}], tokenize=True, return_dict=False
     ))
     if full[: len(prompt)] != prompt:
         raise ValueError("chat template renders the prompt differently with an answer appended; cannot score labels")
