@@ -172,6 +172,7 @@ class PromptedClassifier(ClassifierBase):
         and how many texts were cut to the character budget."""
         info: dict[str, Any] = {
             "variant": self.variant,
+            "prompt_sample": build_messages(self.task, "<customer text>", self.prompt).messages,
             "prompt_style": self.prompt.style,
             "max_text_chars": self.prompt.max_text_chars,
             "truncated_texts": self.truncated_,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from evaluation.runs import scan_runs
 from tests.e2e.test_cli import cli
 
 TASK_YAML = """\
@@ -35,6 +36,9 @@ labels:
 splits:
   test: {file: test}
   validation: {from: train, fraction: 0.2, seed: 7}
+prompt:
+  domain: bank support tickets
+  instructions: You are the triage desk of a small bank. Send each support ticket to the queue that can solve it.
 """
 
 TEMPLATES = {
@@ -104,6 +108,10 @@ def test_a_new_task_runs_through_every_step_without_code_change(project: Path, t
     out = run_ok("evaluate", "--task", task, "--approach", "prompt", "--backend", "local", "--model", str(tiny_llama),
                  "--runs-dir", runs, "--quiet")
     assert "/test prompt" in out and "invalid 0.0%" in out
+    (prompt_run,) = [r for r in scan_runs(Path(runs))[0] if r.meta["approach"] == "prompt"]
+    system = prompt_run.meta["extra"]["prompt_sample"][0]["content"]
+    assert system.startswith("You are the triage desk of a small bank.") and "dispute" not in system.lower()
+    assert "card_lost: The customer lost their card" in system
 
     # a few fine-tuning steps of a tiny LLaMA (built from a config) on the new task
     out = run_ok("finetune", "train", "--recipe", "smollm2-135m-lora-cpu", "--name", "tickets-lora", "--runs-dir", runs,
@@ -112,8 +120,16 @@ def test_a_new_task_runs_through_every_step_without_code_change(project: Path, t
     out = run_ok("evaluate", "--task", task, "--approach", "finetuned", "--model", "tickets-lora:v1", "--runs-dir", runs, "--quiet")
     assert "/test finetuned" in out
 
-    out = run_ok("compare", "--task", "tickets", "--runs-dir", runs)
+    out = run_ok("compare", "--task", task, "--runs-dir", runs)
     assert all(a in out for a in BASELINES + ["prompt", "finetuned"]) and "McNemar" in out
+
+    # the experiment (a profile of the user's own) and the decision report, on the task's path
+    profile = tmp_path / "mine.yaml"
+    profile.write_text("description: my quick look\nstages:\n  - {approach: tfidf}\n  - {approach: knn}\n")
+    out = run_ok("experiment", "--task", task, "--profile", str(profile), "--runs-dir", runs, "--out", str(tmp_path / "reports"), "--quiet")
+    assert "[1/2] tfidf: reused" in out and "verdict: " in out
+    out = run_ok("report", "--task", task, "--runs-dir", runs, "--out", str(tmp_path / "reports"))
+    assert "verdict: " in out and (tmp_path / "reports" / "decision-tickets-test.md").is_file()
 
     # the saved fine-tuned model classifies a file too; every row lands in exactly one file
     run_ok("classify", str(project / "inbox.csv"), "--task", task, "--model", "tickets-lora:v1",
