@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
+from dispute_classifier.core.costs import money
 from dispute_classifier.core.errors import UserError
 from evaluation.metrics import mcnemar_exact
 from evaluation.runs import RunRecord
@@ -59,12 +60,6 @@ def compare(runs: list[RunRecord]) -> Comparison:
     return Comparison(ordered, pairs)
 
 
-def _fmt_cost(value: float | None) -> str:
-    if value is None:
-        return "unknown"
-    return f"${value:.4f}" if value >= 0.0001 else f"${value:.2e}"
-
-
 def format_leaderboard(comp: Comparison) -> str:
     """A plain-text leaderboard and the pairwise tests."""
     first = comp.runs[0].meta
@@ -77,7 +72,7 @@ def format_leaderboard(comp: Comparison) -> str:
         lines.append(
             f"{i:>2}  {run.label[:34]:<34} {m['accuracy']*100:6.2f}  [{lo*100:5.2f}, {hi*100:5.2f}] "
             f"{m['macro_f1']*100:7.2f} {m['invalid_rate']*100:6.2f}% {m['latency_p50_s']*1000:7.2f} "
-            f"{m['throughput_qps']:7.1f} {_fmt_cost(m['cost_per_1k_usd']):>10}"
+            f"{m['throughput_qps']:7.1f} {money(m['cost_per_1k_usd']):>10}"
         )
     if comp.pairs:
         names = {r.run_id: r.label for r in comp.runs}

@@ -38,7 +38,7 @@ from typing import Any
 
 from dispute_classifier.core import registry
 from dispute_classifier.core.config import from_dict, to_dict
-from dispute_classifier.core.costs import PriceTable
+from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
 from evaluation.compare import latest_per_label, paired_test
 from evaluation.metrics import bootstrap_ci
@@ -399,7 +399,7 @@ def finetune_question(ft: RunRecord | None, base: RunRecord | None, cfg: Verdict
     delta, p = ev["delta_points"], ev["p_value"]
     enough = ev["n_shared"] >= cfg.min_shared_examples
     cheaper = None if cost_ft is None or cost_b is None else cost_ft < cost_b
-    costs_txt = f"${cost_ft:,.2f} vs ${cost_b:,.2f} a month at {cfg.monthly_volume:,} queries" if cheaper is not None else "monthly cost unknown: " + "; ".join(
+    costs_txt = f"{money(cost_ft)} vs {money(cost_b)} a month at {cfg.monthly_volume:,} queries" if cheaper is not None else "monthly cost unknown: " + "; ".join(
         m for m in (costs[ft.label].missing, costs[base.label].missing) if m)
     if enough and delta >= cfg.margin_points and p < cfg.alpha:
         return {**out, "answer": "yes", "outcome": "clear win", "reason": f"{delta:+.2f} points (p={p:.3g}) beats {base.label} by the {cfg.margin_points:g}-point margin"}
@@ -488,7 +488,7 @@ def build_report(
     for ev in rule["standing"]:
         cost = ev["monthly_cost_usd"]
         budget = "" if ev["within_latency_budget"] else "; over the latency budget"
-        reasons.append(f"{ev['challenger']}: {ev['status']} — {ev['reason']}; {'cost unknown' if cost is None else f'${cost:,.2f}/month'}{budget}")
+        reasons.append(f"{ev['challenger']}: {ev['status']} — {ev['reason']}; {money(cost)}/month{budget}")
     reasons.append(f"fine-tune: {question['answer']} — {question['reason']}")
     if overlapping:
         reasons.append("warning: evaluated on rows the model was fitted on (forced): " + ", ".join(r.label for r in overlapping))
@@ -561,10 +561,6 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x * 100:.2f} %"
 
 
-def _usd(x: float | None) -> str:
-    return "unknown" if x is None else f"${x:,.2f}" if x >= 0.01 else f"${x:.2e}"
-
-
 def to_markdown(report: dict[str, Any]) -> str:
     """A readable decision report."""
     v, a, fq = report["verdict"], report["assumptions"], report["finetune"]
@@ -577,7 +573,7 @@ def to_markdown(report: dict[str, Any]) -> str:
               + (f", cached input share {a['cached_input_share']:g}" if a.get("cached_input_share") else "")
               + (f"; latency budget p95 ≤ {a['max_p95_latency_ms']:g} ms" if a.get("max_p95_latency_ms") else "; no latency budget"),
               f"- self-hosted on: {a['hosting_hardware']}, {a['hours_per_month']:g} h/month; training cost amortised over {a['amortisation_months']} months"
-              + (f" (training {_usd(a['training_cost']['usd'])}, {a['training_cost']['source']})" if a["training_cost"] else ""),
+              + (f" (training {money(a['training_cost']['usd'])}, {a['training_cost']['source']})" if a["training_cost"] else ""),
               f"- simplicity order for ties: {' → '.join(a['preference_order'])}",
               f"- price table: {a['prices']}"]
     if report["stages"]:
@@ -588,12 +584,12 @@ def to_markdown(report: dict[str, Any]) -> str:
     for r in report["leaderboard"]:
         lo, hi = r["accuracy_ci95"]
         lines.append(f"| {r['label']}{' ⚠ overlap' if r.get('overlap') else ''} | {r['category']} | {r['n']} | {_pct(r['accuracy'])} ({lo*100:.1f}–{hi*100:.1f}) | {_pct(r['macro_f1'])} | "
-                     f"{_pct(r['invalid_rate'])} | {r['latency_p50_s']*1000:.1f} / {r['latency_p95_s']*1000:.1f} | {_usd(r['cost_per_1k_usd'])} | {_usd(r['monthly_cost_usd'])} |")
+                     f"{_pct(r['invalid_rate'])} | {r['latency_p50_s']*1000:.1f} / {r['latency_p95_s']*1000:.1f} | {money(r['cost_per_1k_usd'])} | {money(r['monthly_cost_usd'])} |")
     lines += ["", "## Each approach against the most accurate one (paired, shared examples)", "",
               "| approach | standing | shared n | Δ points (95 % CI) | $ per month | why |", "| --- | --- | ---: | --- | ---: | --- |"]
     for e in report["standing"]:
         ci = f"{e['delta_points']:+.2f} ({e['delta_ci95_points'][0]:+.2f} to {e['delta_ci95_points'][1]:+.2f})" if "delta_points" in e else "—"
-        lines.append(f"| {e['challenger']} | {e['status']} | {e.get('n_shared', '—')} | {ci} | {_usd(e['monthly_cost_usd'])} | {e['reason']} |")
+        lines.append(f"| {e['challenger']} | {e['status']} | {e.get('n_shared', '—')} | {ci} | {money(e['monthly_cost_usd'])} | {e['reason']} |")
     lines += ["", "## The comparison set", "", "| row | status | run | accuracy |", "| --- | --- | --- | ---: |"]
     for c in report["comparison_set"]:
         lines.append(f"| {c['row']} | {c['status']} | {c['label'] or '`' + c['how'] + '`'} | {_pct(c['accuracy'])} |")
@@ -608,14 +604,14 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Break-even volume", "", f"`{be['formula']}`", "", be["note"] + "."]
     if be.get("terms"):
         t = be["terms"]
-        lines += ["", f"T = {_usd(t['T_usd'])}, m = {t['m_months']}, H = {_usd(t['H_usd_per_hour'])}/h, h = {t['h_hours']:g}, "
-                      f"c_ft = {_usd(t['c_ft_usd'])}, c_api = {_usd(t['c_api_usd'])}"]
+        lines += ["", f"T = {money(t['T_usd'])}, m = {t['m_months']}, H = {money(t['H_usd_per_hour'])}/h, h = {t['h_hours']:g}, "
+                      f"c_ft = {money(t['c_ft_usd'])}, c_api = {money(t['c_api_usd'])}"]
     labels = list(dict.fromkeys(p["label"] for p in be["curve"]))
     if labels:
         shown = [v for v in sorted({p["volume"] for p in be["curve"]}) if v in (100, 1000, 10000, 100000, 1000000, 10000000, 100000000)]
         cost = {(p["label"], p["volume"]): p["monthly_usd"] for p in be["curve"]}
         lines += ["", "$ per month by monthly volume:", "", "| approach | " + " | ".join(f"{v:,}" for v in shown) + " |", "| --- |" + " ---: |" * len(shown)]
-        lines += [f"| {label} | " + " | ".join(_usd(cost.get((label, v))) for v in shown) + " |" for label in labels]
+        lines += [f"| {label} | " + " | ".join(money(cost.get((label, v))) for v in shown) + " |" for label in labels]
     if report["excluded"]:
         lines += ["", "## Left out", ""] + [f"- {e}" for e in report["excluded"]]
     if report["skipped"]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dispute_classifier.core.config import to_dict
-from dispute_classifier.core.costs import PriceTable
+from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.models import load_causal_lm, load_tokenizer, model_fingerprint
 from dispute_classifier.core.runconfig import RunConfig
@@ -314,7 +314,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         "", "## Training", "",
         f"- {t['steps']} steps, {t['epochs']:.2f} epochs, final loss {t['final_loss']:.4f}",
         f"- wall time {t['wall_s']/60:.1f} min on {t['hardware']} ({t['threads']} threads), {t['tokens_per_s'] or 0:.0f} tokens/s, peak memory {t['peak_memory_mb']:.0f} MB",
-        f"- training cost ${t['cost_usd']:.4f} at ${t['hourly_usd']}/h",
+        f"- training cost {money(t['cost_usd'])} at {money(t['hourly_usd'])}/h",
         "", "## Evaluation", "",
     ]
     for split, e in card["evaluations"].items():

@@ -47,7 +47,7 @@ from dispute_classifier.commands.classifiers import resolve_classifier
 from dispute_classifier.core import batchio
 from dispute_classifier.core.batchio import Column, RawRow
 from dispute_classifier.core.config import merge, parse_overrides, read_yaml
-from dispute_classifier.core.costs import PriceTable
+from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import RunConfig, run_config
 from dispute_classifier.core.task import load_task, sha256_file
@@ -417,10 +417,10 @@ def _print_estimate(cfg: ClassifyConfig, job: _Job, clf: Any, state: dict[str, A
         print(f"cost estimate: unknown for {left:,} rows ({clf.name} gives no estimate); measured after the first chunk", file=out)
         return
     total = estimate / len(sample) * left
-    print(f"cost estimate: ${total:,.4f} for {left:,} rows (${estimate / len(sample) * 1000:,.4f} per 1k, from {len(sample)} sampled rows)", file=out)
+    print(f"cost estimate: {money(total)} for {left:,} rows ({money(estimate / len(sample) * 1000)} per 1k, from {len(sample)} sampled rows)", file=out)
     if cfg.max_cost is not None and state["cost_usd"] + total > cfg.max_cost:
         raise UserError(
-            f"estimated cost ${state['cost_usd'] + total:,.4f} is over --max-cost ${cfg.max_cost:,.4f};"
+            f"estimated cost {money(state['cost_usd'] + total)} is over --max-cost {money(cfg.max_cost)};"
             " raise --max-cost, or classify a smaller file"
         )
 
@@ -511,7 +511,7 @@ def _run(cfg: ClassifyConfig, job: _Job, model: Any, state: dict[str, Any], text
             _write_state(job.state_path, state)
             bar.update(len(chunk))
             if state["cost_usd"] is not None:
-                bar.set_postfix_str(_money(state["cost_usd"]), refresh=False)
+                bar.set_postfix_str(money(state["cost_usd"]), refresh=False)
     except KeyboardInterrupt:
         print(f"\ninterrupted after row {done:,}; run the same command again to continue", file=sys.stderr)
         raise
@@ -545,15 +545,10 @@ def _check_budget(cfg: ClassifyConfig, clf: Any, texts: list[str], state: dict[s
         next_cost = spent / classified * len(texts)  # the average so far
     if next_cost is not None and spent + next_cost > cfg.max_cost:  # type: ignore[operator]
         raise UserError(
-            f"stopped after row {done:,} of {state['total_rows']:,}: the next chunk (about ${next_cost:,.4f}) would take the"
-            f" spend from ${spent:,.4f} over --max-cost ${cfg.max_cost:,.4f}. The finished rows are kept:"
+            f"stopped after row {done:,} of {state['total_rows']:,}: the next chunk (about {money(next_cost)}) would take the"
+            f" spend from {money(spent)} over --max-cost {money(cfg.max_cost)}. The finished rows are kept:"
             " rerun with a higher --max-cost to continue"
         )
-
-
-def _money(value: float) -> str:
-    """Dollars readable at any scale (self-hosted batches cost fractions of a cent)."""
-    return f"${value:,.4f}" if value >= 0.0001 or value == 0 else f"${value:.2e}"
 
 
 def format_summary(s: Summary) -> str:
@@ -569,8 +564,8 @@ def format_summary(s: Summary) -> str:
     if s.cost_usd is None:
         cost = "cost unknown"
     elif s.billing == "api":
-        cost = f"cost {_money(s.cost_usd)} (API, {s.input_tokens:,} input + {s.output_tokens:,} output tokens)"
+        cost = f"cost {money(s.cost_usd)} (API, {s.input_tokens:,} input + {s.output_tokens:,} output tokens)"
     else:
-        cost = f"compute cost {_money(s.cost_usd)} (self-hosted, at the price table's hourly rate)"
+        cost = f"compute cost {money(s.cost_usd)} (self-hosted, at the price table's hourly rate)"
     lines.append(f"model {s.model} (version {s.version}): {rate:,.0f} rows/s predicting, {cost}")
     return "\n".join(lines)

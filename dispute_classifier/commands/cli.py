@@ -24,7 +24,7 @@ from dispute_classifier.commands.experiment import load_profile, run_experiment
 from dispute_classifier.core import datacheck, registry
 from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig
 from dispute_classifier.core.config import describe, field_docs, from_dict, load_config, merge, parse_overrides, read_yaml
-from dispute_classifier.core.costs import PriceTable
+from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import RunConfig, model_override, run_config
 from dispute_classifier.core.task import available_tasks, load_data, load_task
@@ -139,7 +139,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run, _ = evaluate_config(cfg, data, prices, progress=not args.quiet)
     m = run.metrics
     lo, hi = m["accuracy_ci95"]
-    cost = "unknown" if m["cost_per_1k_usd"] is None else f"${m['cost_per_1k_usd']:.4f}"
+    cost = money(m["cost_per_1k_usd"])
     print(
         f"{cfg.task}/{cfg.split} {run.label}: accuracy {m['accuracy']*100:.2f}% (95% CI {lo*100:.2f}–{hi*100:.2f}),"
         f" macro-F1 {m['macro_f1']*100:.2f}%, invalid {m['invalid_rate']*100:.1f}%,"

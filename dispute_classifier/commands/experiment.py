@@ -20,11 +20,10 @@ from typing import Any, Callable
 from dispute_classifier.commands.approaches import load_approaches
 from dispute_classifier.core import datacheck
 from dispute_classifier.core.config import from_dict, merge, parse_overrides, read_yaml, to_dict
-from dispute_classifier.core.costs import PriceTable
+from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import run_config
 from dispute_classifier.core.task import load_data, load_task
-from evaluation.compare import _fmt_cost
 from evaluation.evaluate import evaluate_config
 from evaluation.runs import runs_dir, scan_runs
 from evaluation.verdict import build_report, write_report
@@ -120,7 +119,7 @@ def _one_line(exc: BaseException) -> str:
 def _summary(run: Any) -> str:
     m = run.metrics
     lo, hi = m["accuracy_ci95"]
-    return f"{run.label}: accuracy {m['accuracy']*100:.2f}% ({lo*100:.1f}–{hi*100:.1f}), macro-F1 {m['macro_f1']*100:.2f}%, $/1k {_fmt_cost(m['cost_per_1k_usd'])}"
+    return f"{run.label}: accuracy {m['accuracy']*100:.2f}% ({lo*100:.1f}–{hi*100:.1f}), macro-F1 {m['macro_f1']*100:.2f}%, $/1k {money(m['cost_per_1k_usd'])}"
 
 
 def train_for_stage(stage: Stage, base: dict[str, Any]) -> str:

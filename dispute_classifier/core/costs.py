@@ -11,6 +11,19 @@ from dispute_classifier.core.errors import UserError
 DEFAULT_PRICES = Path(__file__).with_name("prices.yaml")
 
 
+def money(value: float | None) -> str:
+    """Dollars, readable at any scale — the one money formatter of every report and command:
+    ``$1,234.56``, ``$0.0012`` for fractions of a cent, ``$1.2e-05`` below that, ``unknown``
+    for a cost nobody knows (never $0)."""
+    if value is None:
+        return "unknown"
+    if value == 0:
+        return "$0"
+    if abs(value) >= 0.01:
+        return f"${value:,.2f}"
+    return f"${value:.4f}" if abs(value) >= 0.0001 else f"${value:.2e}"
+
+
 @dataclass
 class PriceTable:
     """Prices from a small YAML file (see ``dispute_classifier/core/prices.yaml``)."""

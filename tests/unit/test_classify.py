@@ -219,19 +219,19 @@ def test_api_model_prints_estimate_and_bills_per_row(toy_task, tmp_path):
     write_input(tmp_path / "in.csv", bad=False)
     out = io.StringIO()
     summary = C.classify_file(config(tmp_path, toy_task, min_confidence=0.5), model=api_model(), out=out)
-    assert "cost estimate: $0.0400 for 40 rows" in out.getvalue()
+    assert "cost estimate: $0.04 for 40 rows" in out.getvalue()
     assert summary.cost_usd == pytest.approx(0.04) and summary.billing == "api"
     rows = read_csv(tmp_path / "out.csv") + read_csv(tmp_path / "out.review.csv")
     assert {r["cost_usd"] for r in rows} == {"0.001"} and {r["model_version"] for r in rows} == {"2024-01"}
     # Answers outside the label set go to review whatever their confidence.
     assert {r["predicted"] for r in read_csv(tmp_path / "out.review.csv")} == {INVALID}
-    assert "cost $0.0400 (API" in C.format_summary(summary)
+    assert "cost $0.04 (API" in C.format_summary(summary)
 
 
 def test_max_cost_refuses_to_start_when_the_estimate_is_over(toy_task, tmp_path):
     write_input(tmp_path / "in.csv", bad=False)
     model = api_model()
-    with pytest.raises(UserError, match=r"estimated cost \$0.0400 is over --max-cost \$0.0100"):
+    with pytest.raises(UserError, match=r"estimated cost \$0.04 is over --max-cost \$0.01"):
         C.classify_file(config(tmp_path, toy_task, max_cost=0.01), model=model, out=io.StringIO())
     assert model.classifier.queries == 0
 
