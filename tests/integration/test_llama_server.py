@@ -103,3 +103,29 @@ def test_serve_command_runs_until_interrupted(tmp_path):
             proc.kill()
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_server_under_an_api_model_name_writes_records_the_verdict_prices(toy_task, tmp_path, monkeypatch):
+    """The whole API path offline: the project-started llama.cpp server answers as
+    'gpt-4o-mini' and is billed as an API, so the real evaluator writes the record an OpenAI
+    run would: the plain model id, api billing, a cost from the price table's tokens, and the
+    decision report's 'stronger API model' row filled from it."""
+    from dispute_classifier.commands.cli import main
+    from evaluation.runs import scan_runs
+    from evaluation.verdict import VerdictConfig, build_report
+
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    runs = tmp_path / "runs"
+    code = main(["evaluate", "--task", str(toy_task), "--approach", "prompt", "--runs-dir", str(runs), "--quiet",
+                 "--set", "llm.api.server.alias=gpt-4o-mini", "--set", "llm.api.billing=api", "--set", "llm.api.server.n_ctx=2048"])
+    assert code == 0
+    (run,), _ = scan_runs(runs)
+    assert run.meta["model"] == "gpt-4o-mini" and run.meta["billing"] == "api"
+    assert run.meta["extra"]["llm"]["backend"] == "api" and run.meta["extra"]["llm"]["project_started_server"]
+    expected = PriceTable.load().token_cost("gpt-4o-mini", run.metrics["input_tokens_per_query"], run.metrics["output_tokens_per_query"])
+    assert run.metrics["cost_per_query_usd"] == pytest.approx(expected, rel=1e-6)
+    report = build_report([run], "toy", "test", VerdictConfig(min_shared_examples=1))
+    rows = {c["row"]: c for c in report["comparison_set"]}
+    assert rows["stronger API model, optimised prompt"]["status"] == "run"
+    assert report["leaderboard"][0]["monthly_cost_usd"] == pytest.approx(expected * 100_000, rel=1e-6)
