@@ -73,7 +73,8 @@ def _config_arguments(
         default = "" if f.default in (dataclasses.MISSING, None, False) else f" [default {f.default}]"
         help_text = (docs.get(f.name, "") + default).replace("%", "%%")
         if f.name in positional:
-            parser.add_argument(f.name, metavar=f.name.upper(), help=help_text)
+            optional_positional = {"nargs": "?"} if f.default is not dataclasses.MISSING else {}
+            parser.add_argument(f.name, metavar=f.name.upper(), help=help_text, **optional_positional)
         elif tp is bool:
             parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action="store_true", help=help_text)
         else:
@@ -202,15 +203,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune_list(args: argparse.Namespace) -> int:
-    from finetune.registry import list_models, models_dir, read_card
+    from dispute_classifier.commands.models import list_lines
 
-    models = list_models()
-    if not models:
-        print(f"no saved models under {models_dir()}; train one with `dispute-classifier finetune train --recipe smollm2-135m-lora-cpu`")
-    for name, version, path in models:
-        card = read_card(path)
-        evals = ", ".join(f"{s} {e['accuracy']*100:.2f}%" for s, e in card.get("evaluations", {}).items())
-        print(f"{name}:v{version}  task {card['task']}  {card['recipe']['head']} head  {evals}  {path}")
+    print("\n".join(list_lines()))  # the same registry as `models list`
     return 0
 
 
@@ -261,7 +256,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import importlib.util
     import os
-    import subprocess
 
     if importlib.util.find_spec("streamlit") is None:
         raise UserError("the dashboard needs streamlit: pip install -e '.[dashboard]' (make setup installs it)")
@@ -269,10 +263,87 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     app = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
     env = {**os.environ, "DISPUTE_CLASSIFIER_RUNS": str(runs_dir(args.runs_dir).resolve()), "DISPUTE_CLASSIFIER_REPORTS": str(Path(args.reports_dir).resolve())}
+    from dispute_classifier.commands.serve import check_port_free
+    from evaluation.predlog import db_url
+
+    env["DISPUTE_CLASSIFIER_PREDLOG"] = db_url(args.log_db)
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port), "--server.address", args.host,
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
-    print(f"dashboard: http://{args.host}:{args.port}  (runs {env['DISPUTE_CLASSIFIER_RUNS']}, reports {env['DISPUTE_CLASSIFIER_REPORTS']}; Ctrl-C stops it)")
-    return subprocess.call(cmd, env=env)
+    check_port_free(args.host, args.port)  # before printing an address that another program holds
+    print(f"dashboard: http://{args.host}:{args.port}  (runs {env['DISPUTE_CLASSIFIER_RUNS']}, reports {env['DISPUTE_CLASSIFIER_REPORTS']}; Ctrl-C stops it)", flush=True)
+    return run_forwarding_signals(cmd, env)
+
+
+def run_forwarding_signals(cmd: list[str], env: dict[str, str]) -> int:
+    """Run ``cmd`` in the foreground; SIGTERM and SIGINT to this process go to it, and this
+    process waits for it to exit, so it is never left orphaned."""
+    import signal
+    import subprocess
+
+    child = subprocess.Popen(cmd, env=env)
+
+    def forward(signum, _frame):  # noqa: ANN001
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:  # a signal raced the handler: keep waiting for the child
+                forward(signal.SIGINT, None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# ------------------------------------------------------------ serve, monitor, replay, models
+
+
+def _from_args(cls: type, args: argparse.Namespace):
+    """The config dataclass ``cls`` from the flags `_config_arguments` added (only those typed)."""
+    from dispute_classifier.core.config import from_dict
+
+    return from_dict(cls, {k: v for k, v in vars(args).items() if k in _field_names(cls) and v not in (None, False)})
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dispute_classifier.commands.serve import ServeConfig, serve
+
+    return serve(_from_args(ServeConfig, args))
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from dispute_classifier.commands.monitor import MonitorConfig, run_monitor
+
+    _, text = run_monitor(_from_args(MonitorConfig, args))
+    print(text)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from dispute_classifier.commands.replay import ReplayConfig, format_replay, replay
+
+    summary = replay(_from_args(ReplayConfig, args))
+    print(format_replay(summary))
+    return 0 if summary["ok"] else 1
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from dispute_classifier.commands import models
+
+    if args.models_command == "list":
+        print("\n".join(models.list_lines()))
+    elif args.models_command == "show":
+        print("\n".join(models.show_lines(args.ref)))
+    elif args.models_command == "register":
+        folder = models.register(_from_args(models.RegisterConfig, args))
+        print(f"registered {folder.parent.name}:{folder.name} ({folder}); promote it with `dispute-classifier models promote {folder.parent.name}:{folder.name} --alias champion`")
+    else:
+        cfg = _from_args(models.AliasConfig, args)
+        print(models.promote(cfg) if args.models_command == "promote" else models.rollback(cfg))
+    return 0
 
 
 # ---------------------------------------------------------------------------- parser
@@ -398,7 +469,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reports-dir", default="reports", help="folder of decision and data-check reports (default: reports)")
     p.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--log-db", help="prediction log of `serve` for the Monitoring page (default: predictions.db)")
     p.set_defaults(func=cmd_dashboard)
+
+    from dispute_classifier.commands.models import AliasConfig, RegisterConfig
+    from dispute_classifier.commands.monitor import MonitorConfig
+    from dispute_classifier.commands.replay import SPLITS, ReplayConfig
+    from dispute_classifier.commands.serve import ServeConfig
+
+    p = sub.add_parser("serve", help="HTTP classification service (FastAPI): POST /v1/classify, metrics, prediction log, shadow model")
+    _config_arguments(p, ServeConfig)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("monitor", help="monitoring report over the prediction log: volume, latency, drift, estimated accuracy, shadow verdict")
+    _config_arguments(p, MonitorConfig)
+    p.set_defaults(func=cmd_monitor)
+    p = sub.add_parser("replay", help="send a CSV (or a task split) through a running service as traffic")
+    _config_arguments(p, ReplayConfig, positional=("input",), choices={"split": list(SPLITS)})
+    p.set_defaults(func=cmd_replay)
+    md = sub.add_parser("models", help="saved model versions and aliases: list, register, promote, rollback, show")
+    md_sub = md.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
+    md_sub.add_parser("list", help="every saved version (fine-tuned and registered baselines) with its aliases").set_defaults(func=cmd_models)
+    p = md_sub.add_parser("show", help="what NAME[:VERSION|@ALIAS] resolves to, and the alias history")
+    p.add_argument("ref", metavar="REF", help="NAME, NAME:VERSION or NAME@ALIAS")
+    p.set_defaults(func=cmd_models)
+    p = md_sub.add_parser("register", help="fit an approach on the task's training file and save it as a new version")
+    _config_arguments(p, RegisterConfig, positional=("approach",))
+    p.set_defaults(func=cmd_models)
+    for name, helptext in (("promote", "point an alias at NAME:VERSION"), ("rollback", "point an alias of NAME back at its previous version")):
+        p = md_sub.add_parser(name, help=helptext)
+        _config_arguments(p, AliasConfig, positional=("ref",))
+        p.set_defaults(func=cmd_models)
     return parser
 
 

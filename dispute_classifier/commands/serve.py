@@ -196,6 +196,8 @@ def load_model(ref: str, role: str, cfg: ServeConfig, log: Any) -> ServedModel:
         threshold = threshold_for(profile["validation"]["confidence"], profile["validation"]["correct"], cfg.target_accuracy)
     else:
         threshold = 0.0
+    if profile.get("threshold") != threshold:  # what the monitor reports as the abstain threshold
+        log.save_profile(name, version, {**profile, "threshold": threshold})
     return ServedModel(ref, role, resolved.classifier, name, version, list(profile["labels"]), threshold)
 
 
