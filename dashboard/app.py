@@ -27,5 +27,6 @@ pages = [
     st.Page(VIEWS / "errors.py", title="Errors", icon=":material/search:", url_path="errors"),
     st.Page(VIEWS / "training.py", title="Training", icon=":material/show_chart:", url_path="training"),
     st.Page(VIEWS / "data.py", title="Data", icon=":material/dataset:", url_path="data"),
+    st.Page(VIEWS / "monitoring.py", title="Monitoring", icon=":material/monitor_heart:", url_path="monitoring"),
 ]
 st.navigation(pages).run()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +29,15 @@ from typing import Any
 from dispute_classifier.core.errors import UserError
 
 DEFAULT_DB = "predictions.db"
-"""The log's file when no ``--log-db`` is given (SQLite, in the working folder)."""
+"""The log's file when neither ``--log-db`` nor ``$DISPUTE_CLASSIFIER_PREDLOG`` is given."""
+PREDLOG_ENV = "DISPUTE_CLASSIFIER_PREDLOG"
+"""Environment variable naming the log (the ``dashboard`` command sets it from ``--log-db``)."""
 
 
-def db_url(value: str | None) -> str:
-    """A SQLAlchemy URL from ``--log-db``: a URL as is, a plain path as a SQLite file."""
-    value = value or DEFAULT_DB
+def db_url(value: str | None = None) -> str:
+    """A SQLAlchemy URL from ``--log-db`` (else ``$DISPUTE_CLASSIFIER_PREDLOG``, else
+    ``predictions.db``): a URL as is, a plain path as a SQLite file."""
+    value = value or os.environ.get(PREDLOG_ENV) or DEFAULT_DB
     if "://" in value:
         return value
     return f"sqlite:///{Path(value).expanduser().resolve()}"

@@ -264,9 +264,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     app = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
     env = {**os.environ, "DISPUTE_CLASSIFIER_RUNS": str(runs_dir(args.runs_dir).resolve()), "DISPUTE_CLASSIFIER_REPORTS": str(Path(args.reports_dir).resolve())}
     from dispute_classifier.commands.serve import check_port_free
-    from evaluation.predlog import db_url
+    from evaluation.predlog import PREDLOG_ENV, db_url
 
-    env["DISPUTE_CLASSIFIER_PREDLOG"] = db_url(args.log_db)
+    env[PREDLOG_ENV] = db_url(args.log_db)
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port), "--server.address", args.host,
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
     check_port_free(args.host, args.port)  # before printing an address that another program holds
