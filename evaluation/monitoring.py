@@ -79,6 +79,14 @@ def calibrator(profile: dict[str, Any]) -> Callable[[Sequence[float]], list[floa
     return lambda conf: [float(v) for v in iso.predict([float(c) for c in conf])] if len(conf) else []
 
 
+def test_estimate(profile: dict[str, Any]) -> float | None:
+    """The accuracy the calibrated confidences estimate on the test split, where the true one is
+    known: their difference is the estimate's own error."""
+    if not profile.get("test_confidence") or not profile.get("validation", {}).get("confidence"):
+        return None
+    return _mean(calibrator(profile)(profile["test_confidence"]))
+
+
 def psi(expected: dict[str, float], observed: dict[str, int]) -> float:
     """Population stability index of ``observed`` counts against ``expected`` shares."""
     total = sum(observed.values())
@@ -239,6 +247,7 @@ def summarize(log, settings: MonitorSettings | None = None, labels: dict[str, st
         "model": latest["model"], "version": latest["version"], "window_minutes": settings.window_minutes,
         "from": _iso(rows[0]["ts"]), "to": _iso(latest["ts"]),
         "test_accuracy": profile.get("test_accuracy") if profile else None,
+        "test_estimated_accuracy": test_estimate(profile) if profile else None,
         "threshold": profile.get("threshold") if profile else None,
         "train_distribution": profile["train_distribution"] if profile else None,
         "overall": overall, "windows": windows,
@@ -266,10 +275,16 @@ def shadow_stats(log, champion: list[dict[str, Any]], champion_est: list[float |
     test_adv = None
     if c_profile.get("test_accuracy") is not None and s_profile.get("test_accuracy") is not None:
         test_adv = s_profile["test_accuracy"] - c_profile["test_accuracy"]
-    live = _mean(diffs)
+    estimated = _mean(diffs)
+    # The estimates carry calibration error; the same error is in their difference on test, so
+    # the advantage on this traffic is the test advantage moved by how much the estimated
+    # advantage moved from test to traffic.
+    est_c, est_s = test_estimate(c_profile), test_estimate(s_profile)
+    shift = None if estimated is None or est_c is None or est_s is None else estimated - (est_s - est_c)
+    live = test_adv + shift if test_adv is not None and shift is not None else estimated
     interval = None
-    if len(diffs) >= 2:
-        sd = math.sqrt(sum((d - live) ** 2 for d in diffs) / (len(diffs) - 1))
+    if len(diffs) >= 2 and live is not None:
+        sd = math.sqrt(sum((d - estimated) ** 2 for d in diffs) / (len(diffs) - 1))
         half = 1.96 * sd / math.sqrt(len(diffs))
         interval = (live - half, live + half)
     out: dict[str, Any] = {
@@ -277,7 +292,7 @@ def shadow_stats(log, champion: list[dict[str, Any]], champion_est: list[float |
         "paired": n, "disagreement_rate": disagree / n, "disagreement_ci95": wilson(disagree, n),
         "champion_estimated_accuracy": _mean([ce for _, ce, _, _ in pairs]),
         "challenger_estimated_accuracy": _mean([se for _, _, _, se in pairs]),
-        "test_advantage": test_adv, "live_advantage": live, "live_advantage_ci95": interval,
+        "test_advantage": test_adv, "estimated_advantage": estimated, "live_advantage": live, "live_advantage_ci95": interval,
         "verdict": shadow_verdict(test_adv, live, interval),
     }
     if labels is not None:
@@ -293,7 +308,7 @@ def shadow_verdict(test_adv: float | None, live: float | None, interval: tuple[f
     """One line: does the challenger's advantage on test hold on this traffic?"""
     if live is None or interval is None:
         return "not enough paired predictions with calibrated confidences to judge yet"
-    est = f"estimated {live * 100:+.1f} points on this traffic (95% CI {interval[0] * 100:+.1f} to {interval[1] * 100:+.1f})"
+    est = f"{live * 100:+.1f} points on this traffic (95% CI {interval[0] * 100:+.1f} to {interval[1] * 100:+.1f})"
     on_test = "no test accuracy recorded" if test_adv is None else f"{test_adv * 100:+.1f} points on test"
     if interval[0] > 0:
         return f"challenger ahead: {est}; {on_test}" + ("; the advantage holds" if test_adv is not None and test_adv > 0 else "")
@@ -313,7 +328,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     has_true = "true_accuracy" in summary["overall"]
     lines = [
         f"model {summary['model']} ({summary['version']}), {summary['from']} .. {summary['to']},"
-        f" windows of {summary['window_minutes']:g} min; test accuracy {pct(summary['test_accuracy']).strip()},"
+        f" windows of {summary['window_minutes']:g} min; test accuracy {pct(summary['test_accuracy']).strip()}"
+        f" (estimated from confidence: {pct(summary['test_estimated_accuracy']).strip()}),"
         f" abstain below confidence {num(summary['threshold'], '{:.3f}')}",
         f"{'window start':<26}{'preds':>6}{'err%':>7}{'p50ms':>8}{'p95ms':>8}{'labelPSI':>9}{'confPSI':>8}{'abstain':>8}{'est.acc':>8}"
         + (f"{'true.acc':>9}" if has_true else "") + "  flags",

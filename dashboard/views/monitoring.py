@@ -34,7 +34,7 @@ def pct(value):
 cols = st.columns(6)
 cols[0].metric("Predictions", f"{overall['predictions']:,}")
 cols[1].metric("Estimated accuracy", pct(overall["estimated_accuracy"]), help="mean isotonic-calibrated confidence (calibrated on the validation split)")
-cols[2].metric("Test accuracy", pct(summary["test_accuracy"]))
+cols[2].metric("Test accuracy", pct(summary["test_accuracy"]), help=f"estimated from confidence on the test split: {pct(summary['test_estimated_accuracy'])} (the estimate's own error)")
 cols[3].metric("Abstain rate", pct(overall["abstain_rate"]))
 cols[4].metric("Latency p95", "–" if overall["latency_p95_ms"] is None else f"{overall['latency_p95_ms']:.1f} ms")
 cols[5].metric("Error rate", pct(overall["error_rate"]))

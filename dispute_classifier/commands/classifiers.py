@@ -183,7 +183,7 @@ def served_identity(resolved: ResolvedClassifier) -> tuple[str, str]:
 def model_profile(resolved: ResolvedClassifier, spec: TaskSpec, data_dir: Path | None = None, approach: str | None = None) -> dict:
     """What monitoring compares traffic with: the training label distribution, confidences and
     correctness on the validation split (for the isotonic calibration and the abstain
-    threshold) and accuracy on the test split.
+    threshold), and accuracy and confidences on the test split.
 
     With ``approach`` (an approach served or registered by name, fitted on train+validation),
     the validation predictions come from a copy of the approach fitted on train only, so they
@@ -210,4 +210,5 @@ def model_profile(resolved: ResolvedClassifier, spec: TaskSpec, data_dir: Path |
     test = data.split("test")
     preds = resolved.classifier.predict(test.texts)
     profile["test_accuracy"] = sum(p.label == g for p, g in zip(preds, test.labels)) / len(test) if len(test) else None
+    profile["test_confidence"] = [p.confidence or 0.0 for p in preds]  # the estimate's own error on test
     return profile

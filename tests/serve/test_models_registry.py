@@ -101,3 +101,18 @@ def test_a_missing_or_corrupt_model_fails_serve_in_one_line(two_versions, toy_ta
     assert main(["serve", "--model", "base:2", "--task", str(toy_task), "--port", str(free_port()), "--log-db", str(two_versions / "log.db")]) == 2
     err = capsys.readouterr().err
     assert "model.joblib is unreadable" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_fine_tuned_model_resolves_by_alias(models_root):
+    """`evaluate --approach finetuned --model NAME@ALIAS` goes through the same registry."""
+    from finetune import registry
+    from finetune.classifier import FinetunedClassifier
+
+    for v in (1, 2):
+        folder = models_root / "ft" / f"v{v}"
+        folder.mkdir(parents=True)
+        card = {"name": "ft", "version": v, "task": "toy", "labels": ["refund", "fee", "fraud"], "recipe": {"prompt": {}, "head": "classification"}}
+        (folder / "model_card.json").write_text(json.dumps(card))
+    registry.promote("ft:1", "champion")
+    clf = FinetunedClassifier("ft@champion")  # reads the card only; the weights load on first use
+    assert clf.folder == models_root / "ft" / "v1" and clf.name == "finetuned:ft:v1"
