@@ -299,6 +299,7 @@ def shadow_stats(log, champion: list[dict[str, Any]], champion_est: list[float |
         known = [(gold_for(c, labels), c["label"], s["label"]) for c, _, s, _ in pairs]
         known = [k for k in known if k[0] is not None]
         if known:
+            out["labeled"] = len(known)
             out["champion_true_accuracy"] = sum(g == c for g, c, _ in known) / len(known)
             out["challenger_true_accuracy"] = sum(g == s for g, _, s in known) / len(known)
     return out
@@ -332,7 +333,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f" (estimated from confidence: {pct(summary['test_estimated_accuracy']).strip()}),"
         f" abstain below confidence {num(summary['threshold'], '{:.3f}')}",
         f"{'window start':<26}{'preds':>6}{'err%':>7}{'p50ms':>8}{'p95ms':>8}{'labelPSI':>9}{'confPSI':>8}{'abstain':>8}{'est.acc':>8}"
-        + (f"{'true.acc':>9}" if has_true else "") + "  flags",
+        + (f"{'true.acc':>9}" if has_true else "") + "  flags" + ("   (true.acc: over the inputs the labels file names)" if has_true else ""),
     ]
     for w in [*summary["windows"], {"start": "all", **summary["overall"]}]:
         flags = ", ".join(f for f, on in (("LABEL DRIFT", w["label_drift"]), ("CONFIDENCE SHIFT", w["confidence_shift"])) if on)
@@ -348,7 +349,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"shadow: champion {shadow['champion']} vs challenger {shadow['challenger']} on {shadow['paired']} inputs",
             f"  disagreement {shadow['disagreement_rate'] * 100:.1f}% (95% CI {lo * 100:.1f}–{hi * 100:.1f});"
             f" estimated accuracy champion {pct(shadow['champion_estimated_accuracy']).strip()}, challenger {pct(shadow['challenger_estimated_accuracy']).strip()}"
-            + (f"; true accuracy champion {pct(shadow['champion_true_accuracy']).strip()}, challenger {pct(shadow['challenger_true_accuracy']).strip()}"
+            + (f"; true accuracy on the {shadow['labeled']} labeled inputs champion {pct(shadow['champion_true_accuracy']).strip()},"
+               f" challenger {pct(shadow['challenger_true_accuracy']).strip()}"
                if "champion_true_accuracy" in shadow else ""),
             f"  verdict: {shadow['verdict']}",
         ]
