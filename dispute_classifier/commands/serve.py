@@ -304,6 +304,9 @@ class Batcher:
                 for job in jobs:
                     if job.future is not None and not job.future.done():
                         job.future.set_exception(exc)
+                if self.model.role == "shadow":  # nobody waits for a shadow: say it here
+                    self.metrics.errors.labels("shadow_failed").inc()
+                    print(f"warning: shadow {self.model.name} failed on a batch of {len(jobs)} request(s): {exc.__class__.__name__}: {exc}", file=sys.stderr, flush=True)
             else:
                 for job, result in zip(jobs, results):
                     if job.future is not None and not job.future.done():
