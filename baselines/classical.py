@@ -82,7 +82,11 @@ class KnnConfig:
 
 def _proba_predictions(proba: np.ndarray, classes: Sequence[str]) -> list[Prediction]:
     best = proba.argmax(axis=1)
-    return [Prediction(label=str(classes[j]), confidence=float(proba[i, j])) for i, j in enumerate(best)]
+    names = [str(c) for c in classes]
+    return [
+        Prediction(label=names[j], confidence=float(proba[i, j]), probs=dict(zip(names, proba[i].tolist())))
+        for i, j in enumerate(best)
+    ]
 
 
 class TfidfClassifier(ClassifierBase):
@@ -171,7 +175,8 @@ class KnnClassifier(ClassifierBase):
             weights = sims[row, idx] if self.config.weighted else np.ones(k)
             np.add.at(votes, self.train_labels_[idx], np.clip(weights, 1e-6, None))
             j = int(votes.argmax())
-            out.append(Prediction(label=self.classes_[j], confidence=float(votes[j] / votes.sum())))
+            shares = votes / votes.sum()
+            out.append(Prediction(label=self.classes_[j], confidence=float(shares[j]), probs=dict(zip(self.classes_, shares.tolist()))))
         return out
 
 

@@ -28,5 +28,6 @@ pages = [
     st.Page(VIEWS / "training.py", title="Training", icon=":material/show_chart:", url_path="training"),
     st.Page(VIEWS / "data.py", title="Data", icon=":material/dataset:", url_path="data"),
     st.Page(VIEWS / "curves.py", title="Curves", icon=":material/trending_up:", url_path="curves"),
+    st.Page(VIEWS / "monitoring.py", title="Monitoring", icon=":material/monitor_heart:", url_path="monitoring"),
 ]
 st.navigation(pages).run()

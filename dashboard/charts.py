@@ -156,3 +156,23 @@ def finder_recall(frame: Any) -> Any:
         color=alt.Color("size:N", title="training rows"),
         tooltip=["size", "noise", "n_flipped", alt.Tooltip("recall_at_k:Q", format=".1%")],
     ).properties(height=300, title="label-issue finder: recall at k = number flipped")
+
+
+def window_lines(frame: Any) -> Any:
+    """One line per measure (share, 0–1) over time windows; ``frame`` has start, measure, value."""
+    import altair as alt
+
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("start:T", title="window start"), y=alt.Y("value:Q", axis=alt.Axis(format="%"), title=None),
+        color=alt.Color("measure:N", title=None), tooltip=["start:T", "measure:N", alt.Tooltip("value:Q", format=".1%")],
+    ).properties(height=260, title="estimated accuracy and abstain rate per window")
+
+
+def label_shares(frame: Any) -> Any:
+    """Share of each label in training and in served traffic; ``frame`` has label, source, share."""
+    import altair as alt
+
+    return alt.Chart(frame).mark_bar().encode(
+        y=alt.Y("label:N", axis=_label_axis(), title=None), x=alt.X("share:Q", axis=alt.Axis(format="%"), title="share"),
+        color=alt.Color("source:N", title=None), yOffset="source:N", tooltip=["label", "source", alt.Tooltip("share:Q", format=".1%")],
+    ).properties(title="predicted labels: training distribution vs served traffic")

@@ -533,7 +533,7 @@ def build_report(
                  f" beats that choice by {cfg.margin_points:g} points with p < {cfg.alpha:g}, or is adequate against it and cheaper."),
         "assumptions": {
             **to_dict(cfg), "prices": str(prices.path), "training_cost": tc,
-            "hosting_hardware": cfg.hosting_hardware or "as measured",
+            "hosting_hardware": cfg.hosting_hardware,
         },
         "leaderboard": [leaderboard_row(r, costs[r.label], cfg.monthly_volume) for r in runs_split],
         "comparison_set": comparison,
@@ -572,7 +572,7 @@ def to_markdown(report: dict[str, Any]) -> str:
               f"- monthly volume: {a['monthly_volume']:,} queries; workload: {a['workload']}"
               + (f", cached input share {a['cached_input_share']:g}" if a.get("cached_input_share") else "")
               + (f"; latency budget p95 ≤ {a['max_p95_latency_ms']:g} ms" if a.get("max_p95_latency_ms") else "; no latency budget"),
-              f"- self-hosted on: {a['hosting_hardware']}, {a['hours_per_month']:g} h/month; training cost amortised over {a['amortisation_months']} months"
+              f"- self-hosted on: {a['hosting_hardware'] or 'the hardware each run was measured on'}, {a['hours_per_month']:g} h/month; training cost amortised over {a['amortisation_months']} months"
               + (f" (training {money(a['training_cost']['usd'])}, {a['training_cost']['source']})" if a["training_cost"] else ""),
               f"- simplicity order for ties: {' → '.join(a['preference_order'])}",
               f"- price table: {a['prices']}"]

@@ -169,7 +169,8 @@ class FinetunedClassifier(ClassifierBase):
             per = (time.perf_counter() - t0) / len(batch)
             for i, b in enumerate(batch):
                 j = int(probs[i].argmax())
-                out.append(Prediction(self.labels[j], float(probs[i, j]), Usage(input_tokens=len(b), output_tokens=0, latency_s=per)))
+                usage = Usage(input_tokens=len(b), output_tokens=0, latency_s=per)
+                out.append(Prediction(self.labels[j], float(probs[i, j]), usage, probs=dict(zip(self.labels, probs[i].tolist()))))
         return out
 
 

@@ -1,15 +1,25 @@
-"""Saved fine-tuned models: ``models/<name>/v<N>/`` folders referred to as ``NAME[:VERSION]``.
+"""Saved models: ``models/<name>/v<N>/`` folders referred to as ``NAME[:VERSION|@ALIAS]``.
 
-A version folder holds the LoRA adapter (never merged), the tokenizer with its chat template,
-the recipe, the trainer's log and a model card. It counts as finished once ``model_card.json``
-exists; a folder without it is a training run in progress (or interrupted: ``--resume``).
+A fine-tuned version folder holds the LoRA adapter (never merged), the tokenizer with its chat
+template, the recipe, the trainer's log and a model card. A registered baseline's folder
+(``dispute-classifier models register tfidf``) holds the fitted classifier (``model.joblib``)
+and a card whose ``kind`` is ``approach``. A version counts as finished once
+``model_card.json`` exists; a folder without it is a training run in progress (or
+interrupted: ``--resume``).
+
+**Aliases** (MLflow's semantics: a named pointer such as ``champion`` to one version; a version
+may carry several; no stages) live in ``models/<name>/aliases.json`` as an append-only list of
+events, each with who, when and why. ``promote`` points an alias at a version; ``rollback``
+points it back at the version it held before its latest promotion.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +27,8 @@ from dispute_classifier.core.errors import UserError
 from evaluation.runs import code_version, package_versions
 
 CARD = "model_card.json"
+ALIASES = "aliases.json"
+_ALIAS_NAME = r"[A-Za-z][A-Za-z0-9_-]*"
 
 
 def models_dir() -> Path:
@@ -56,7 +68,15 @@ def unfinished_version(name: str, root: Path | None = None) -> Path | None:
 
 
 def resolve(ref: str, root: Path | None = None) -> Path:
-    """``NAME`` (newest finished version) or ``NAME:VERSION`` (``3`` or ``v3``) → folder."""
+    """``NAME`` (newest finished version), ``NAME:VERSION`` (``3`` or ``v3``) or
+    ``NAME@ALIAS`` → folder."""
+    if "@" in ref:
+        name, _, alias = ref.partition("@")
+        current = aliases(name, root)
+        if alias not in current:
+            known = ", ".join(f"@{a}" for a in current) or "none"
+            raise UserError(f"model '{name}' has no alias '{alias}' (aliases: {known}); set one with `dispute-classifier models promote {name}:VERSION --alias {alias}`")
+        ref = f"{name}:{current[alias]}"
     name, _, version = ref.partition(":")
     versions = [(n, p) for n, p in _versions(name, root) if (p / CARD).is_file()]
     if not versions:
@@ -110,3 +130,78 @@ def find_trained(recipe: dict[str, Any], root: Path | None = None) -> Path | Non
         if name == recipe["name"] and card.get("recipe") == recipe and card.get("training_key") == key:
             return path
     return None
+
+
+def _aliases_path(name: str, root: Path | None = None) -> Path:
+    return (root or models_dir()) / name / ALIASES
+
+
+def alias_events(name: str, root: Path | None = None) -> list[dict[str, Any]]:
+    """Every promote and rollback of ``name``'s aliases, oldest first."""
+    path = _aliases_path(name, root)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: unreadable alias history ({exc}); restore it from version control or delete it") from None
+    return list(data.get("events", []))
+
+
+def _alias_stacks(events: list[dict[str, Any]]) -> dict[str, list[int]]:
+    stacks: dict[str, list[int]] = {}
+    for e in events:
+        stack = stacks.setdefault(e["alias"], [])
+        if e["action"] == "promote":
+            stack.append(int(e["version"]))
+        elif stack:
+            stack.pop()
+    return {alias: stack for alias, stack in stacks.items() if stack}
+
+
+def aliases(name: str, root: Path | None = None) -> dict[str, int]:
+    """Alias → the version it points at now."""
+    return {alias: stack[-1] for alias, stack in _alias_stacks(alias_events(name, root)).items()}
+
+
+def _record(name: str, event: dict[str, Any], root: Path | None) -> None:
+    path = _aliases_path(name, root)
+    events = [*alias_events(name, root), event]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"name": name, "events": events}, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)  # readers see the old history or the new one, never half of it
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in a bare container
+        return "unknown"
+
+
+def promote(ref: str, alias: str, why: str = "", root: Path | None = None) -> int:
+    """Point ``alias`` of model NAME at version ``ref`` (NAME:VERSION); returns the version."""
+    if not re.fullmatch(_ALIAS_NAME, alias) or alias.lstrip("v").isdigit():
+        raise UserError(f"alias '{alias}' must start with a letter and hold letters, digits, '_' or '-' (for example champion); set --alias")
+    if ":" not in ref:
+        raise UserError(f"promote needs NAME:VERSION, got '{ref}' (see `dispute-classifier models list`)")
+    name = ref.partition(":")[0]
+    version = int(resolve(ref, root).name[1:])
+    _record(name, {"action": "promote", "alias": alias, "version": version, "by": _who(), "at": _now(), "why": why}, root)
+    return version
+
+
+def rollback(name: str, alias: str, why: str = "", root: Path | None = None) -> tuple[int, int | None]:
+    """Point ``alias`` back at the version it held before its latest promotion; returns
+    (version it left, version it points at now or None when it no longer exists)."""
+    stacks = _alias_stacks(alias_events(name, root))
+    if alias not in stacks:
+        raise UserError(f"model '{name}' has no alias '{alias}' to roll back (aliases: {', '.join(stacks) or 'none'})")
+    left = stacks[alias][-1]
+    now = stacks[alias][-2] if len(stacks[alias]) > 1 else None
+    _record(name, {"action": "rollback", "alias": alias, "version": now, "from_version": left, "by": _who(), "at": _now(), "why": why}, root)
+    return left, now
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

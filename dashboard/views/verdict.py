@@ -45,7 +45,7 @@ rows = [
     ("margin", f"{a['margin_points']:g} accuracy points; at least {a['min_shared_examples']} shared examples; p < {a['alpha']:g} for a win"),
     ("monthly volume", f"{a['monthly_volume']:,} queries ({a['workload']} workload)"),
     ("latency budget", "none" if not a.get("max_p95_latency_ms") else f"p95 ≤ {a['max_p95_latency_ms']:g} ms"),
-    ("self-hosted on", f"{a['hosting_hardware']}, {a['hours_per_month']:g} h a month"),
+    ("self-hosted on", f"{a['hosting_hardware'] or 'as measured'}, {a['hours_per_month']:g} h a month"),
     ("training cost", "n/a" if not tc else f"{'unknown' if tc['usd'] is None else '$' + format(tc['usd'], '.2f')} ({tc['source']}), over {a['amortisation_months']} months"),
     ("ties broken by", " → ".join(a["preference_order"])),
     ("price table", a["prices"]),

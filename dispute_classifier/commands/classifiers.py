@@ -30,6 +30,7 @@ from dispute_classifier.core.runconfig import RunConfig
 from dispute_classifier.core.task import TaskSpec, cache_dir, load_data
 from dispute_classifier.core.types import Classifier
 from evaluation.runs import code_version, config_hash, package_versions
+from finetune import registry
 
 FINETUNED_APPROACH = "finetuned"
 """The approach that serves a saved fine-tuned model named by its settings' ``model`` field."""
@@ -124,6 +125,9 @@ def resolve_classifier(name: str, spec: TaskSpec, cfg: RunConfig, data_dir: Path
     approaches = load_approaches()
     if ":" not in name and "@" not in name and name in approaches:
         return fit_approach(replace(cfg, approach=name), spec, data_dir, refit)
+    registered = load_registered(name, spec)
+    if registered is not None:
+        return registered
     unknown = (
         f"unknown model '{name}'; approaches: {', '.join(approaches)}, or a saved fine-tuned model"
         " NAME[:VERSION|@ALIAS] (see `dispute-classifier models list`)"
@@ -136,3 +140,75 @@ def resolve_classifier(name: str, spec: TaskSpec, cfg: RunConfig, data_dir: Path
         raise UserError(f"{unknown}. {exc}") from None
     # "Fitting" a saved model only checks that it was trained on this task's labels.
     return fit_approach(cfg, spec, data_dir, refit, built=clf)
+
+
+REGISTERED_MODEL = "model.joblib"
+"""The fitted classifier inside a registered baseline's version folder."""
+
+
+def load_registered(ref: str, spec: TaskSpec) -> ResolvedClassifier | None:
+    """A baseline registered with `dispute-classifier models register` (``NAME[:VERSION|@ALIAS]``),
+    or None when ``ref`` names no such version (a fine-tuned model, or nothing)."""
+    import joblib
+
+
+    try:
+        folder = registry.resolve(ref)
+    except UserError:
+        if "@" in ref and (registry.models_dir() / ref.partition("@")[0]).is_dir():
+            raise  # a known model with an unknown alias: say so, not "unknown model"
+        return None
+    card = registry.read_card(folder)
+    if card.get("kind") != "approach":
+        return None
+    if card["task"] != spec.name:
+        raise UserError(f"model {ref} was registered for task '{card['task']}', not '{spec.name}'; pass --task {card['task']} or register one for this task")
+    try:
+        clf = joblib.load(folder / REGISTERED_MODEL)
+    except Exception as exc:  # a missing, truncated or foreign pickle
+        raise UserError(f"model {ref}: {folder / REGISTERED_MODEL} is unreadable ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''});"
+                        f" register it again with `dispute-classifier models register {card['approach']} --name {card['name']}`") from None
+    return ResolvedClassifier(clf, card["name"], f"v{card['version']}", "registry")
+
+
+def served_identity(resolved: ResolvedClassifier) -> tuple[str, str]:
+    """(model, version) as the service and its log name a classifier: a saved model by its
+    registry name and ``vN``, an approach by its name and fitted-model key."""
+    card = getattr(resolved.classifier, "card", None)
+    if isinstance(card, dict) and "version" in card:
+        return str(card["name"]), f"v{card['version']}"
+    return resolved.name, resolved.version
+
+
+def model_profile(resolved: ResolvedClassifier, spec: TaskSpec, data_dir: Path | None = None, approach: str | None = None) -> dict:
+    """What monitoring compares traffic with: the training label distribution, confidences and
+    correctness on the validation split (for the isotonic calibration and the abstain
+    threshold), and accuracy and confidences on the test split.
+
+    With ``approach`` (an approach served or registered by name, fitted on train+validation),
+    the validation predictions come from a copy of the approach fitted on train only, so they
+    are honest; a saved fine-tuned model predicts the validation split itself (held out when
+    it was trained on train only, as recipes do).
+    """
+    from collections import Counter
+
+    data = load_data(spec, data_dir)
+    fit_rows = data.fit_split("test")
+    counts = Counter(fit_rows.labels)
+    profile: dict = {"labels": spec.label_list, "train_distribution": {k: v / len(fit_rows) for k, v in counts.items()}}
+    if "validation" in data.splits:
+        val = data.split("validation")
+        if approach is not None:
+            train = data.split("train")
+            judge = get_approach(approach).build(RunConfig(task=spec.name, approach=approach)).fit(train.texts, train.labels)
+            note = f"validation split, {approach} refitted on train only"
+        else:
+            judge, note = resolved.classifier, "validation split"
+        preds = judge.predict(val.texts)
+        profile["validation"] = {"confidence": [p.confidence or 0.0 for p in preds], "correct": [p.label == g for p, g in zip(preds, val.labels)]}
+        profile["calibrated_on"] = note
+    test = data.split("test")
+    preds = resolved.classifier.predict(test.texts)
+    profile["test_accuracy"] = sum(p.label == g for p, g in zip(preds, test.labels)) / len(test) if len(test) else None
+    profile["test_confidence"] = [p.confidence or 0.0 for p in preds]  # the estimate's own error on test
+    return profile

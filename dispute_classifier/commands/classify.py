@@ -76,7 +76,7 @@ class ClassifyConfig:
     """Output file: .csv, .jsonl or .parquet. Written as OUTPUT.partial and renamed when complete."""
     model: str
     """An approach (tfidf, embedding, knn, ...; fitted on the task's training file and cached) or a
-    saved fine-tuned model NAME[:VERSION]."""
+    saved model NAME[:VERSION|@ALIAS] (`dispute-classifier models list`)."""
     task: str = "disputes"
     """Task name or path to a task YAML: its labels, and the training data approaches are fitted on."""
     text_column: str | None = None

@@ -18,9 +18,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dispute_classifier import __version__
+from dispute_classifier.commands import models
 from dispute_classifier.commands.approaches import load_approaches
 from dispute_classifier.commands.classify import ClassifyConfig, approach_settings, classify_file, format_summary
 from dispute_classifier.commands.experiment import load_profile, run_experiment
+from dispute_classifier.commands.models import AliasConfig, RegisterConfig, list_lines
+from dispute_classifier.commands.monitor import MonitorConfig, run_monitor
+from dispute_classifier.commands.replay import SPLITS, ReplayConfig, format_replay, replay
+from dispute_classifier.commands.serve import ServeConfig, check_port_free, serve
 from dispute_classifier.core import datacheck, registry
 from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig
 from dispute_classifier.core.config import describe, field_docs, from_dict, load_config, merge, parse_overrides, read_yaml
@@ -32,10 +37,10 @@ from evaluation.compare import compare, format_leaderboard, latest_per_label
 from evaluation.curves import CurvesConfig, run_curves, write_curves
 from evaluation.evaluate import evaluate_config
 from evaluation.label_issues import LabelIssueConfig, approach_maker, label_issues
+from evaluation.predlog import PREDLOG_ENV, db_url
 from evaluation.runs import read_run, resolve_run, runs_dir, scan_runs
 from evaluation.verdict import VerdictConfig, build_report, write_report
 from finetune.recipe import Recipe, available_recipes, load_recipe
-from finetune.registry import list_models, models_dir, read_card
 from finetune.sweep import RecipeClassifier, SweepConfig, final_refit, run_sweep, summary
 from finetune.train import train
 
@@ -94,7 +99,8 @@ def _config_arguments(
         default = "" if f.default in (dataclasses.MISSING, None, False) else f" [default {f.default}]"
         help_text = (docs.get(f.name, "") + default).replace("%", "%%")
         if f.name in positional:
-            parser.add_argument(f.name, metavar=f.name.upper(), help=help_text)
+            optional_positional = {"nargs": "?"} if f.default is not dataclasses.MISSING else {}
+            parser.add_argument(f.name, metavar=f.name.upper(), help=help_text, **optional_positional)
         elif tp is bool:
             parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action="store_true", help=help_text)
         else:
@@ -198,13 +204,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune_list(args: argparse.Namespace) -> int:
-    models = list_models()
-    if not models:
-        print(f"no saved models under {models_dir()}; train one with `dispute-classifier finetune train --recipe smollm2-135m-lora-cpu`")
-    for name, version, path in models:
-        card = read_card(path)
-        evals = ", ".join(f"{s} {e['accuracy']*100:.2f}%" for s, e in card.get("evaluations", {}).items())
-        print(f"{name}:v{version}  task {card['task']}  {card['recipe']['head']} head  {evals}  {path}")
+    print("\n".join(list_lines()))  # the same registry as `models list`
     return 0
 
 
@@ -251,10 +251,75 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     app = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
     env = {**os.environ, "DISPUTE_CLASSIFIER_RUNS": str(runs_dir(args.runs_dir).resolve()), "DISPUTE_CLASSIFIER_REPORTS": str(Path(args.reports_dir).resolve())}
+
+    env[PREDLOG_ENV] = db_url(args.log_db)
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port), "--server.address", args.host,
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
-    print(f"dashboard: http://{args.host}:{args.port}  (runs {env['DISPUTE_CLASSIFIER_RUNS']}, reports {env['DISPUTE_CLASSIFIER_REPORTS']}; Ctrl-C stops it)")
-    return subprocess.call(cmd, env=env)
+    check_port_free(args.host, args.port)  # before printing an address that another program holds
+    print(f"dashboard: http://{args.host}:{args.port}  (runs {env['DISPUTE_CLASSIFIER_RUNS']}, reports {env['DISPUTE_CLASSIFIER_REPORTS']}; Ctrl-C stops it)", flush=True)
+    return run_forwarding_signals(cmd, env)
+
+
+def run_forwarding_signals(cmd: list[str], env: dict[str, str]) -> int:
+    """Run ``cmd`` in the foreground; SIGTERM and SIGINT to this process go to it, and this
+    process waits for it to exit, so it is never left orphaned."""
+    import signal
+
+    child = subprocess.Popen(cmd, env=env)
+
+    def forward(signum, _frame):  # noqa: ANN001
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:  # a signal raced the handler: keep waiting for the child
+                forward(signal.SIGINT, None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# ------------------------------------------------------------ serve, monitor, replay, models
+
+
+def _from_args(cls: type, args: argparse.Namespace):
+    """The config dataclass ``cls`` from the flags `_config_arguments` added (only those typed)."""
+
+    return from_dict(cls, {k: v for k, v in vars(args).items() if k in _field_names(cls) and v not in (None, False)})
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return serve(_from_args(ServeConfig, args))
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    _, text = run_monitor(_from_args(MonitorConfig, args))
+    print(text)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    summary = replay(_from_args(ReplayConfig, args))
+    print(format_replay(summary))
+    return 0 if summary["ok"] else 1
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    if args.models_command == "list":
+        print("\n".join(models.list_lines()))
+    elif args.models_command == "show":
+        print("\n".join(models.show_lines(args.ref)))
+    elif args.models_command == "register":
+        folder = models.register(_from_args(models.RegisterConfig, args))
+        print(f"registered {folder.parent.name}:{folder.name} ({folder}); promote it with `dispute-classifier models promote {folder.parent.name}:{folder.name} --alias champion`")
+    else:
+        cfg = _from_args(models.AliasConfig, args)
+        print(models.promote(cfg) if args.models_command == "promote" else models.rollback(cfg))
+    return 0
 
 
 # ------------------------------------------------------- data quality, curves, sweep (issue 14)
@@ -263,8 +328,6 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def _config_from_args(cls: type, args: argparse.Namespace):
     """The config dataclass ``cls`` from the flags `_config_arguments` made: only what the user
     typed overrides the dataclass defaults; list fields take comma-separated values."""
-    import dataclasses
-    import typing
 
     import yaml
 
@@ -458,9 +521,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reports-dir", default="reports", help="folder of decision and data-check reports (default: reports)")
     p.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--log-db", help="prediction log of `serve` for the Monitoring page (default: predictions.db)")
     p.set_defaults(func=cmd_dashboard)
 
     _add_quality_commands(sub)
+
+
+    p = sub.add_parser("serve", help="HTTP classification service (FastAPI): POST /v1/classify, metrics, prediction log, shadow model")
+    _config_arguments(p, ServeConfig)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("monitor", help="monitoring report over the prediction log: volume, latency, drift, estimated accuracy, shadow verdict")
+    _config_arguments(p, MonitorConfig)
+    p.set_defaults(func=cmd_monitor)
+    p = sub.add_parser("replay", help="send a CSV (or a task split) through a running service as traffic")
+    _config_arguments(p, ReplayConfig, positional=("input",), choices={"split": list(SPLITS)})
+    p.set_defaults(func=cmd_replay)
+    md = sub.add_parser("models", help="saved model versions and aliases: list, register, promote, rollback, show")
+    md_sub = md.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
+    md_sub.add_parser("list", help="every saved version (fine-tuned and registered baselines) with its aliases").set_defaults(func=cmd_models)
+    p = md_sub.add_parser("show", help="what NAME[:VERSION|@ALIAS] resolves to, and the alias history")
+    p.add_argument("ref", metavar="REF", help="NAME, NAME:VERSION or NAME@ALIAS")
+    p.set_defaults(func=cmd_models)
+    p = md_sub.add_parser("register", help="fit an approach on the task's training file and save it as a new version")
+    _config_arguments(p, RegisterConfig, positional=("approach",))
+    p.set_defaults(func=cmd_models)
+    for name, helptext in (("promote", "point an alias at NAME:VERSION"), ("rollback", "point an alias of NAME back at its previous version")):
+        p = md_sub.add_parser(name, help=helptext)
+        _config_arguments(p, AliasConfig, positional=("ref",))
+        p.set_defaults(func=cmd_models)
     return parser
 
 

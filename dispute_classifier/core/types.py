@@ -37,6 +37,8 @@ class Prediction:
     """Tokens, latency and cost of this prediction."""
     raw: str | None = None
     """The model's raw answer text, kept for invalid outputs and error analysis."""
+    probs: dict[str, float] | None = None
+    """Probability of every label (None when the approach gives only the top label's)."""
 
     @property
     def is_valid(self) -> bool:

@@ -56,7 +56,7 @@ def make_folders(root: Path) -> Folders:
     from dispute_classifier.core.task import load_data, load_task
     from evaluation.evaluate import evaluate
     from evaluation.runs import scan_runs
-    from evaluation.verdict import build_report, write_report
+    from evaluation.verdict import VerdictConfig, build_report, write_report
 
     (root / "task").mkdir(parents=True)
     data = load_data(load_task(write_task(root / "task")))
@@ -66,17 +66,18 @@ def make_folders(root: Path) -> Folders:
     labels = data.spec.label_list
     tfidf = evaluate(TfidfClassifier(), data, "test", approach="tfidf", runs_root=runs, progress=False)
     evaluate(Scripted("prompt", gold, {test.texts[0], test.texts[3]}, labels, model="gpt-4o-mini"), data, "test",
-             approach="prompt", model="gpt-4o-mini", extra={"backend": "api"}, runs_root=runs, progress=False)
+             approach="prompt", model="gpt-4o-mini", extra={"llm": {"backend": "api", "model": "gpt-4o-mini", "where": "OpenAI"}}, runs_root=runs, progress=False)
     model_dir = root / "models" / "smol-ft-1"
     model_dir.mkdir(parents=True)
     (model_dir / "trainer_log.jsonl").write_text("".join(
         json.dumps({"step": s, "loss": 2.5 / s, "learning_rate": 5e-4 * (1 - s / 40), "epoch": s / 40}) + "\n" for s in range(1, 41)))
     (model_dir / "model_card.md").write_text("# smol-ft:1\n\nLoRA r=16 on SmolLM2-135M, 40 steps, toy data.\n")
     (model_dir / "model_card.json").write_text(json.dumps({"base_model": "SmolLM2-135M-Instruct", "lora_r": 16}))
-    extra = {"backend": "local", "training_cost_usd": 0.05, "train_wall_s": 1800, "hardware": "cpu-2core", "model_dir": str(model_dir)}
+    extra = {"training_cost_usd": 0.05, "train_wall_s": 1800, "hardware": "cpu-2core", "model_dir": str(model_dir)}
     evaluate(Scripted("finetuned", gold, {test.texts[3]}, labels), data, "test", approach="finetuned",
              model="smol-ft:1", extra=extra, runs_root=runs, progress=False)
-    report = build_report(scan_runs(runs)[0], "toy", "test")
+    # six toy test examples: the report is made with a minimum of 1 shared example so that it decides
+    report = build_report(scan_runs(runs)[0], "toy", "test", VerdictConfig(min_shared_examples=1))
     write_report(report, reports)
     datacheck.write_report(datacheck.check(data, sample_size=10), reports)
     return Folders(runs, reports, tfidf.metrics["accuracy"], report["break_even"]["volume"])

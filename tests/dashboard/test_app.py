@@ -52,12 +52,14 @@ def test_verdict_page(folders, dashboard_folders):
     at = folders("verdict")
     text = page_text(at)
     report = json.loads((dashboard_folders.reports / "decision-toy-test.json").read_text())
-    assert report["verdict"]["headline"] in text
-    mc = report["mcnemar"]
-    assert f"Fine-tuned vs best other: {mc['delta_points']:+.2f} points" in text
-    assert f"McNemar p: {mc['p_value']:.3g}" in text
+    assert report["verdict"]["headline"] in text and report["rule"] in text
+    fq = report["finetune"]
+    assert f"Fine-tune?: {fq['answer']}" in text
+    assert f"Fine-tuned vs the choice: {fq['delta_points']:+.2f} points" in text
+    assert f"McNemar p: {fq['p_value']:.3g}" in text
     assert f"Break-even volume: {dashboard_folders.break_even:,.0f} queries/month" in text
-    assert "2 accuracy points, with p < 0.05" in text and "100,000 queries" in text  # the assumptions
+    assert "2 accuracy points; at least 1 shared examples; p < 0.05 for a win" in text and "100,000 queries" in text  # the assumptions
+    assert "Each approach against the most accurate one" in text
     assert "not run" in text and "RAG" in text  # the comparison set marks what nobody ran
 
 
@@ -66,7 +68,7 @@ def test_leaderboard_page(folders, dashboard_folders):
     table = at.dataframe[0].value
     tfidf = table[table["approach"] == "tfidf"].iloc[0]
     assert tfidf["accuracy %"] == pytest.approx(100 * dashboard_folders.tfidf_accuracy)
-    assert set(table["approach"]) >= {"tfidf", "prompt [gpt-4o-mini]", "finetuned [smol-ft:1]"}
+    assert set(table["approach"]) >= {"tfidf", "prompt [gpt-4o-mini @ OpenAI]", "finetuned [smol-ft:1]"}
     assert "not run" in set(table["kind"])
     assert charts(at) == 1 and "Pareto front" in page_text(at)
 
@@ -85,14 +87,14 @@ def test_break_even_page_recomputes_with_inputs(folders, dashboard_folders):
 def test_per_class_page(folders):
     at = folders("per_class")
     assert charts(at) == 2  # F1 bars and the confusion heatmap
-    at.selectbox(key="run_b").select("prompt [gpt-4o-mini]").run()
+    at.selectbox(key="run_b").select("prompt [gpt-4o-mini @ OpenAI]").run()
     assert charts(at) == 3 and not at.exception  # plus the per-class F1 difference
 
 
 def test_errors_page(folders):
     at = folders("errors")
     errors = at.dataframe[0].value
-    assert len(errors) == 3 and set(errors["approach"]) == {"prompt [gpt-4o-mini]", "finetuned [smol-ft:1]"}
+    assert len(errors) == 3 and set(errors["approach"]) == {"prompt [gpt-4o-mini @ OpenAI]", "finetuned [smol-ft:1]"}
     assert {"gold", "predicted", "confidence"} <= set(errors.columns)
     gold = errors["gold"].iloc[0]
     at.selectbox(key="err_class").select(gold).run()

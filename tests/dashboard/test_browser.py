@@ -29,6 +29,7 @@ PAGES = [
     ("errors", "misclassified example(s)", False),
     ("training", "LoRA r=16", True),
     ("data", "Reading sample", True),
+    ("monitoring", "Monitoring", False),  # without a prediction log: the page says how to make one
 ]
 
 
