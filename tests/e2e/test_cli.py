@@ -63,7 +63,8 @@ def test_experiment_report_and_dashboard_commands(toy_task, tmp_path):
                        "stages:\n  - {approach: tfidf}\n  - {approach: crystal-ball, limit: 3}\n  - {approach: finetuned, limit: 3}\n")
     res = cli("report", "--task", str(toy_task), "--runs-dir", str(runs), "--out", str(out))
     assert res.returncode == 2 and "no runs for task toy" in res.stderr and "Traceback" not in res.stderr
-    res = cli("experiment", "--task", str(toy_task), "--profile", str(profile), "--runs-dir", str(runs), "--out", str(out), "--quiet")
+    res = cli("experiment", "--task", str(toy_task), "--profile", str(profile), "--runs-dir", str(runs), "--out", str(out), "--quiet",
+              "--set", "min_shared_examples=5")  # six toy test examples
     assert res.returncode == 0, res.stderr
     assert "[2/3] crystal-ball: not available" in res.stdout and "not available in this build" in res.stdout
     # a stage that fails says why in one line, and the others still count
@@ -71,6 +72,7 @@ def test_experiment_report_and_dashboard_commands(toy_task, tmp_path):
     assert "cut: only two stages" in res.stdout and "verdict: Use tfidf" in res.stdout and "open the dashboard" in res.stdout
     res = cli("report", "--task", str(toy_task), "--runs-dir", str(runs), "--out", str(out), "--set", "monthly_volume=5000")
     assert res.returncode == 0, res.stderr
+    assert "verdict: Not yet decidable" in res.stdout  # the default minimum of 200 shared examples: six cannot decide
     assert "monthly volume: 5,000 queries" in (out / "decision-toy-test.md").read_text()
     res = cli("report", "--task", str(toy_task), "--runs-dir", str(runs), "--set", "alpha=3")
     assert res.returncode == 2 and "alpha must be between 0 and 1" in res.stderr

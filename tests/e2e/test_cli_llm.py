@@ -28,7 +28,8 @@ def test_help_lists_the_llm_approaches_and_settings():
     assert res.returncode == 0
     for word in ("zero-shot", "few-shot", "rag", "--backend", "llm.api.base_url", "rag.k", "few_shot.k_per_label"):
         assert word in res.stdout
-    assert cli("serve", "--help").returncode == 0
+    assert "rag        rag        the prompt plus the k most similar" in res.stdout  # the registry entry: name, category, summary
+    assert cli("serve", "--help").returncode == 0 and cli("llama-server", "--help").returncode == 0
 
 
 def test_api_model_without_key_names_the_variable(toy_task, tmp_path):
@@ -57,7 +58,7 @@ def test_few_shot_on_the_local_backend_end_to_end(toy_task, tmp_path, tiny_llama
               "--runs-dir", str(tmp_path / "runs"), env=clean_env(tmp_path))
     assert res.returncode == 0, res.stderr
     rec = record_of(res.stdout)
-    assert rec["approach"] == "few-shot" and rec["model"] == f"{tiny_llama} (transformers)"
+    assert rec["approach"] == "few-shot" and rec["model"] == str(tiny_llama) and rec["extra"]["llm"]["where"] == "transformers"
     assert rec["config"]["llm"]["backend"] == "local" and rec["config"]["few_shot"] == {"k_per_label": 2}
     assert rec["extra"]["llm"]["backend"] == "local" and rec["extra"]["few_shot_examples"] == 6
     assert rec["metrics"]["invalid_rate"] == 0 and rec["metrics"]["input_tokens_per_query"] > 100
@@ -74,5 +75,5 @@ def test_prompt_on_the_project_started_llama_cpp_server(toy_task, tmp_path):
     llm = rec["extra"]["llm"]
     assert llm["project_started_server"] is True and llm["endpoint"].startswith("http://127.0.0.1:")
     assert llm["model"] == "smollm2-135m-instruct" and llm["server"]["gguf"].endswith(".gguf")
-    assert rec["model"] == "smollm2-135m-instruct (llama.cpp server)" and rec["billing"] == "self-hosted"
+    assert rec["model"] == "smollm2-135m-instruct" and llm["where"] == "llama.cpp" and rec["billing"] == "self-hosted"
     assert rec["metrics"]["n"] == 6 and rec["metrics"]["input_tokens_per_query"] > 50

@@ -75,8 +75,8 @@ def test_a_server_that_cannot_start_reports_its_log(tmp_path):
         LlamaServer(ServerConfig(model_path=str(tmp_path / "missing.gguf"))).start()
 
 
-def test_serve_command_runs_until_interrupted(tmp_path):
-    """`dispute-classifier serve` prints the endpoint, answers on it, and stops on Ctrl-C."""
+def test_llama_server_command_runs_until_interrupted(tmp_path):
+    """`dispute-classifier llama-server` prints the endpoint, answers on it, and stops on Ctrl-C."""
     import json
     import signal
     import subprocess
@@ -88,7 +88,7 @@ def test_serve_command_runs_until_interrupted(tmp_path):
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dispute_classifier.commands.cli", "serve", "--port", str(port), "--n-ctx", "512"],
+        [sys.executable, "-m", "dispute_classifier.commands.cli", "llama-server", "--port", str(port), "--n-ctx", "512"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

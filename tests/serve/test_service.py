@@ -133,10 +133,8 @@ def _served(state, clf):
 def test_concurrent_requests_are_micro_batched(serve_app, toy_task, tmp_path):
     from fastapi.testclient import TestClient
 
-    from dispute_classifier.commands.serve import ServeConfig, create_app
+    from dispute_classifier.commands.serve import ServeConfig, ServiceState, create_app
     from evaluation.predlog import PredictionLog
-
-    from dispute_classifier.commands.serve import ServiceState
 
     clf = Slow()
     cfg = ServeConfig(model="slow", task=str(toy_task), max_batch=16, max_wait_ms=20)
