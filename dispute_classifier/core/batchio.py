@@ -378,9 +378,6 @@ class StreamWriter:
         self.sync()
         self.f.close()
 
-    def cleanup(self) -> None:
-        pass
-
 
 class ParquetWriter:
     """Parquet rows written as one part file per chunk under ``FILE.partial.parts/``;
@@ -442,9 +439,6 @@ class ParquetWriter:
                 out.write_table(pa.concat_tables(pending) if pending else self.schema.empty_table(), row_group_size=PARQUET_ROW_GROUP)
         with open(self.partial, "rb") as f:
             os.fsync(f.fileno())
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.parts_dir, ignore_errors=True)
 
 
 def open_writer(path: Path, columns: list[Column], what: str, position: dict[str, Any] | None = None):
