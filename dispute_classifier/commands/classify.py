@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dispute_classifier.core import batchio
 from dispute_classifier.core.batchio import Column, RawRow
@@ -65,7 +65,8 @@ class ClassifyConfig:
     """One batch classification job."""
 
     input: str
-    """Input file: .csv (with a header row), .jsonl or .parquet, one text per row."""
+    """Input file: .csv (with a header row), .jsonl or .parquet, one text per row (with --engine ray
+    also a folder or glob of such files: shards)."""
     output: str
     """Output file: .csv, .jsonl or .parquet. Written as OUTPUT.partial and renamed when complete."""
     model: str
@@ -106,8 +107,23 @@ class ClassifyConfig:
     """Fit the approach again instead of loading the cached fitted model."""
     quiet: bool = False
     """No progress bar."""
+    engine: Literal["local", "ray"] = "local"
+    """local: this process, chunk by chunk; ray: Ray Data actors, one model load per worker
+    (pip install 'dispute-classifier[scale]'). Same files either way."""
+    ray_address: str | None = None
+    """--engine ray: the cluster to join: auto (the one `ray start` runs here), ray://HOST:PORT
+    (Ray Client), or none to start a local one on this machine's CPUs."""
+    workers: int | None = None
+    """--engine ray: predictor actors, each with one CPU and one copy of the model (default: the
+    cluster's CPUs)."""
 
     def __post_init__(self) -> None:
+        if self.engine not in ("local", "ray"):
+            raise UserError(f"unknown engine '{self.engine}'; use local or ray (set --engine)")
+        if self.engine == "local" and (self.ray_address or self.workers is not None):
+            raise UserError("--ray-address and --workers need --engine ray")
+        if self.workers is not None and self.workers < 1:
+            raise UserError(f"workers must be at least 1, got {self.workers} (set --workers)")
         if self.chunk_size < 1:
             raise UserError(f"chunk size must be at least 1 row, got {self.chunk_size} (set --chunk-size)")
         if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
@@ -138,6 +154,8 @@ class Summary:
     output_tokens: int = 0
     predict_s: float = 0.0
     resumed: bool = False
+    note: str | None = None
+    """A last line for the engine's own facts (the Ray engine: workers and wall-clock rate)."""
 
     @property
     def error_rows(self) -> int:
@@ -172,6 +190,61 @@ def check_row(row: RawRow, max_chars: int, need_id: bool) -> tuple[str, str] | N
     if need_id and (row.id is None or not row.id.strip()):
         return "missing_id", "no id (the id column is empty or missing in this row)"
     return None
+
+
+def check_chunk(chunk: list[RawRow], max_chars: int, ids: "IdIndex | None", done: int) -> tuple[list[RawRow], list[tuple[RawRow, str, str]]]:
+    """Split ``chunk`` (whose first row is input row number ``done``, counting from 0) into rows
+    to classify and rows for the errors file with (kind, reason), in input order. With ``ids``
+    the first occurrence of every id is added to it (uncommitted); a later one is a duplicate."""
+    good: list[RawRow] = []
+    bad: list[tuple[RawRow, str, str]] = []
+    seen: dict[str, int] = {}
+    first = ids.first_rows([r.id for r in chunk if r.id is not None and batchio.bad_bytes(r.id) is None]) if ids else {}
+    for r in chunk:
+        problem = check_row(r, max_chars, ids is not None)
+        if problem is None and ids is not None:
+            earlier = first.get(r.id, seen.get(r.id))  # type: ignore[arg-type]
+            if earlier is not None:
+                problem = ("duplicate_id", f"duplicate id {r.id!r} (first at row {earlier})")
+            else:
+                seen[r.id] = r.row  # type: ignore[index]
+        if problem:
+            bad.append((r, *problem))
+        else:
+            good.append(r)
+    if ids is not None:
+        ids.add([(r.id, r.row, done + i) for i, r in enumerate(chunk) if r.id in seen and seen[r.id] == r.row])  # type: ignore[misc]
+    return good, bad
+
+
+def route_rows(
+    good: list[RawRow], preds: list[Any], bad: list[tuple[RawRow, str, str]], model: Any, billing: str,
+    min_confidence: float | None, row_ids: bool, counts: dict[str, Any],
+) -> tuple[dict[str, list[dict[str, Any]]], float | None]:
+    """The rows each file gets from one chunk (output, review, errors) and the chunk's API cost;
+    ``counts`` is updated. ``row_ids``: the rows carry ids (else the row number is the id)."""
+    results: dict[str, list[dict[str, Any]]] = {"output": [], "review": [], "errors": []}
+    for r, kind, reason in bad:
+        results["errors"].append({"row": r.row, "id": batchio.printable(r.id), "kind": kind, "reason": reason, "text": batchio.printable(r.text, 200)})
+        counts["errors"][kind] += 1
+    chunk_cost: float | None = 0.0
+    for r, p in zip(good, preds):
+        conf = None if p.confidence is None else round(float(p.confidence), 6)
+        cost = p.usage.cost_usd if billing == "api" else None
+        if billing == "api":
+            chunk_cost = None if cost is None or chunk_cost is None else chunk_cost + cost
+        row = {
+            "id": r.id if row_ids else str(r.row), "text": r.text, "predicted": p.label, "confidence": conf,
+            "model": model.name, "model_version": model.version, "input_tokens": p.usage.input_tokens,
+            "output_tokens": p.usage.output_tokens, "cost_usd": cost,
+        }
+        low = min_confidence is not None and (conf is None or conf < min_confidence or p.label == INVALID)
+        results["review" if low else "output"].append(row)
+        counts["input_tokens"] += p.usage.input_tokens
+        counts["output_tokens"] += p.usage.output_tokens
+    counts["classified"] += len(results["output"])
+    counts["review"] += len(results["review"])
+    return results, chunk_cost
 
 
 class IdIndex:
@@ -335,6 +408,10 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
     ``run_cfg`` carries approach settings (`RunConfig`, from --config/--set); ``model`` is a
     ready `ResolvedClassifier` that skips model resolution (tests, or a caller that holds one).
     """
+    if cfg.engine == "ray":
+        from dispute_classifier.commands.classify_ray import classify_file_ray
+
+        return classify_file_ray(cfg, run_cfg, model, out)
     from dispute_classifier.core.task import load_task
 
     out = out or sys.stdout
@@ -450,22 +527,7 @@ def _run(cfg: ClassifyConfig, job: _Job, model: Any, state: dict[str, Any], text
             chunk = list(islice(rows, cfg.chunk_size))
             if not chunk:
                 break
-            good: list[RawRow] = []
-            bad: list[tuple[RawRow, str, str]] = []
-            seen: dict[str, int] = {}
-            first = ids.first_rows([r.id for r in chunk if r.id is not None and batchio.bad_bytes(r.id) is None]) if ids else {}
-            for r in chunk:
-                problem = check_row(r, max_chars, ids is not None)
-                if problem is None and ids is not None:
-                    earlier = first.get(r.id, seen.get(r.id))  # type: ignore[arg-type]
-                    if earlier is not None:
-                        problem = ("duplicate_id", f"duplicate id {r.id!r} (first at row {earlier})")
-                    else:
-                        seen[r.id] = r.row  # type: ignore[index]
-                if problem:
-                    bad.append((r, *problem))
-                else:
-                    good.append(r)
+            good, bad = check_chunk(chunk, max_chars, ids, done)
             texts = [r.text for r in good]
             if billing == "api" and cfg.max_cost is not None and texts:
                 _check_budget(cfg, clf, texts, state, counts, done)
@@ -475,34 +537,13 @@ def _run(cfg: ClassifyConfig, job: _Job, model: Any, state: dict[str, Any], text
             if len(preds) != len(texts):
                 raise RuntimeError(f"{model.name}.predict returned {len(preds)} predictions for {len(texts)} texts")
 
-            results: dict[str, list[dict[str, Any]]] = {"output": [], "review": [], "errors": []}
-            for r, kind, reason in bad:
-                results["errors"].append({"row": r.row, "id": batchio.printable(r.id), "kind": kind, "reason": reason, "text": batchio.printable(r.text, 200)})
-                counts["errors"][kind] += 1
-            chunk_cost: float | None = 0.0
-            for r, p in zip(good, preds):
-                conf = None if p.confidence is None else round(float(p.confidence), 6)
-                cost = p.usage.cost_usd if billing == "api" else None
-                if billing == "api":
-                    chunk_cost = None if cost is None or chunk_cost is None else chunk_cost + cost
-                row = {
-                    "id": r.id if ids is not None else str(r.row), "text": r.text, "predicted": p.label, "confidence": conf,
-                    "model": model.name, "model_version": model.version, "input_tokens": p.usage.input_tokens,
-                    "output_tokens": p.usage.output_tokens, "cost_usd": cost,
-                }
-                low = cfg.min_confidence is not None and (conf is None or conf < cfg.min_confidence or p.label == INVALID)
-                results["review" if low else "output"].append(row)
-                counts["input_tokens"] += p.usage.input_tokens
-                counts["output_tokens"] += p.usage.output_tokens
-            counts["classified"] += len(results["output"])
-            counts["review"] += len(results["review"])
+            results, chunk_cost = route_rows(good, preds, bad, model, billing, cfg.min_confidence, ids is not None, counts)
 
-            # Commit: data first, then the ids, then the state that says they are there.
+            # Commit: data first, then the ids (added by check_chunk), then the state that says they are there.
             for what, writer in writers.items():
                 writer.write(results[what])
             state["writers"] = {what: writer.sync() for what, writer in writers.items()}
             if ids is not None:
-                ids.add([(r.id, r.row, done + i) for i, r in enumerate(chunk) if r.id in seen and seen[r.id] == r.row])  # type: ignore[misc]
                 ids.commit()
             done += len(chunk)
             state["input"] = reader.position()
@@ -576,4 +617,6 @@ def format_summary(s: Summary) -> str:
     else:
         cost = f"compute cost {_money(s.cost_usd)} (self-hosted, at the price table's hourly rate)"
     lines.append(f"model {s.model} (version {s.version}): {rate:,.0f} rows/s predicting, {cost}")
+    if s.note:
+        lines.append(s.note)
     return "\n".join(lines)
