@@ -181,6 +181,26 @@ class BlockPredictor:
         return {"block": batch["block"], "rows": batch["rows"], "preds": preds_out, "predict_s": seconds}
 
 
+CONNECT_TIMEOUT_S = 5.0
+"""How long a HOST:PORT address may take to accept a TCP connection (Ray itself waits minutes)."""
+
+
+def _check_reachable(address: str | None) -> None:
+    """Fail in seconds, not after Ray's long retries, when HOST:PORT does not answer."""
+    import socket
+
+    if not address or address == "auto" or address == "local":
+        return
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--ray-address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start one with `ray start --head`, check --ray-address, or leave it out to run a local cluster") from None
+
+
 def connect(address: str | None) -> bool:
     """Join the cluster at ``address``, or start a local one; True when this call started Ray
     (the caller then shuts it down). An already initialised Ray (a test's) is used as it is."""
@@ -188,10 +208,12 @@ def connect(address: str | None) -> bool:
         import ray
     except ImportError:
         raise UserError(f"--engine ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+    _check_reachable(address)
     if ray.is_initialized():
         return False
     import logging
 
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # the engine prints its own progress and summary
     try:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     except Exception as exc:  # ConnectionError, a gRPC error, a timeout: all say the same to the user
