@@ -428,33 +428,11 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
     job.output.parent.mkdir(parents=True, exist_ok=True)
     lock = _Lock(job.lock_path)
     try:
-        state = None if cfg.restart else _read_state(job.state_path)
-        if state is None:
-            existing = [str(p) for _, p in job.outputs() if p.exists()]
-            if existing and not cfg.overwrite:
-                raise UserError(f"{', '.join(existing)} already exist(s) from a finished run; pass --overwrite to replace, or choose another --output")
-        if model is None:
-            from dispute_classifier.commands.classifiers import resolve_classifier
-            from dispute_classifier.core.runconfig import RunConfig
-
-            model = resolve_classifier(cfg.model, spec, run_cfg or RunConfig(task=cfg.task), Path(cfg.data_dir) if cfg.data_dir else None, cfg.refit)
-        clf = model.classifier
-        billing = clf.billing
-        fingerprint = {
-            "input": str(job.input.resolve()), **sha256_and_size(job.input),
-            "outputs": {what: str(p.resolve()) for what, p in job.outputs()},
-            "task": spec.name, "model": model.name, "model_version": model.version,
-            "text_column": text_column, "id_column": id_column, "max_chars": max_chars,
-            "min_confidence": cfg.min_confidence, "chunk_size": cfg.chunk_size,
-        }
+        source = {"input": str(job.input.resolve()), **sha256_and_size(job.input)}
+        state, model, fingerprint = begin_job(cfg, job, spec, run_cfg, model, source, (text_column, id_column, max_chars))
+        billing = model.classifier.billing
         resumed = state is not None
         if state is not None:
-            changes = _changed(state["fingerprint"], fingerprint)
-            if changes:
-                raise UserError(
-                    f"{job.state_path} belongs to an unfinished run with other arguments or input ({'; '.join(changes)})."
-                    " Rerun with the original arguments to resume it, or pass --restart to start over"
-                )
             if state["phase"] == "finalizing":  # killed while renaming: only the renames are left
                 job.publish()
                 return _summary(job, model, state, resumed)
@@ -472,6 +450,38 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
         return summary
     finally:
         lock.release()
+
+
+def begin_job(cfg: ClassifyConfig, job: "_Job", spec: Any, run_cfg: Any, model: Any, source: dict[str, Any], columns: tuple[str, str | None, int]) -> tuple[dict[str, Any] | None, Any, dict[str, Any]]:
+    """The unfinished run's state to resume (None: start afresh), the resolved model and the job's
+    fingerprint. ``source`` describes the input (paths, hashes); ``columns`` is (text column, id
+    column, max chars). Refuses to overwrite a finished run's files and to resume a run whose
+    arguments or input changed."""
+    state = None if cfg.restart else _read_state(job.state_path)
+    if state is None:
+        existing = [str(p) for _, p in job.outputs() if p.exists()]
+        if existing and not cfg.overwrite:
+            raise UserError(f"{', '.join(existing)} already exist(s) from a finished run; pass --overwrite to replace, or choose another --output")
+    if model is None:
+        from dispute_classifier.commands.classifiers import resolve_classifier
+        from dispute_classifier.core.runconfig import RunConfig
+
+        model = resolve_classifier(cfg.model, spec, run_cfg or RunConfig(task=cfg.task), Path(cfg.data_dir) if cfg.data_dir else None, cfg.refit)
+    text_column, id_column, max_chars = columns
+    fingerprint = {
+        **source, "outputs": {what: str(p.resolve()) for what, p in job.outputs()},
+        "task": spec.name, "model": model.name, "model_version": model.version,
+        "text_column": text_column, "id_column": id_column, "max_chars": max_chars,
+        "min_confidence": cfg.min_confidence, "chunk_size": cfg.chunk_size,
+    }
+    if state is not None:
+        changes = _changed(state["fingerprint"], fingerprint)
+        if changes:
+            raise UserError(
+                f"{job.state_path} belongs to an unfinished run with other arguments or input ({'; '.join(changes)})."
+                " Rerun with the original arguments to resume it, or pass --restart to start over"
+            )
+    return state, model, fingerprint
 
 
 def _hourly_price(cfg: ClassifyConfig, clf: Any, billing: str) -> float | None:
@@ -547,15 +557,9 @@ def _run(cfg: ClassifyConfig, job: _Job, model: Any, state: dict[str, Any], text
                 ids.commit()
             done += len(chunk)
             state["input"] = reader.position()
-            state["predict_s"] += elapsed
-            if billing == "api":
-                state["cost_usd"] = None if chunk_cost is None or state["cost_usd"] is None else state["cost_usd"] + chunk_cost
-            else:
-                state["cost_usd"] = state["predict_s"] * hourly / 3600 if hourly is not None else None
+            add_spend(state, elapsed, chunk_cost, hourly)
             _write_state(job.state_path, state)
-            bar.update(len(chunk))
-            if state["cost_usd"] is not None:
-                bar.set_postfix_str(_money(state["cost_usd"]), refresh=False)
+            show_progress(bar, len(chunk), state)
     except KeyboardInterrupt:
         print(f"\ninterrupted after row {done:,}; run the same command again to continue", file=sys.stderr)
         raise
@@ -573,6 +577,23 @@ def _run(cfg: ClassifyConfig, job: _Job, model: Any, state: dict[str, Any], text
     _write_state(job.state_path, state)
     job.publish()
     return _summary(job, model, state, False)
+
+
+def add_spend(state: dict[str, Any], elapsed: float, chunk_cost: float | None, hourly: float | None) -> None:
+    """Add one chunk's prediction time and cost to ``state``: the API bill, or the compute time
+    at the hourly price for a self-hosted model (None: unknown)."""
+    state["predict_s"] += elapsed
+    if state["billing"] == "api":
+        state["cost_usd"] = None if chunk_cost is None or state["cost_usd"] is None else state["cost_usd"] + chunk_cost
+    else:
+        state["cost_usd"] = state["predict_s"] * hourly / 3600 if hourly is not None else None
+
+
+def show_progress(bar: Any, rows: int, state: dict[str, Any]) -> None:
+    """Advance the progress bar by ``rows`` committed rows and show the spend so far."""
+    bar.update(rows)
+    if state["cost_usd"] is not None:
+        bar.set_postfix_str(_money(state["cost_usd"]), refresh=False)
 
 
 def _check_budget(cfg: ClassifyConfig, clf: Any, texts: list[str], state: dict[str, Any], counts: dict[str, Any], done: int) -> None:

@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from dispute_classifier.commands.classify import (
-    ERROR_COLUMNS, ERROR_KINDS, OUTPUT_COLUMNS, STATE_SCHEMA, ClassifyConfig, IdIndex, Summary, _changed, _check_budget,
-    _estimate, _hourly_price, _Job, _Lock, _money, _read_state, _summary, _write_state, check_chunk, check_row,
-    route_rows, sha256_and_size,
+    ERROR_COLUMNS, ERROR_KINDS, OUTPUT_COLUMNS, STATE_SCHEMA, ClassifyConfig, IdIndex, Summary, _check_budget, _estimate,
+    _hourly_price, _Job, _Lock, _summary, _write_state, add_spend, begin_job, check_chunk, check_row, route_rows, sha256_and_size,
+    show_progress,
 )
 from dispute_classifier.core import batchio
 from dispute_classifier.core.batchio import RawRow
@@ -251,6 +251,7 @@ def _decode_preds(preds_json: str) -> list[Prediction]:
 
 def classify_file_ray(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, out=None) -> Summary:
     """Run (or resume) one batch job on Ray Data and return its summary (see the module doc)."""
+    from dispute_classifier.core.runconfig import RunConfig
     from dispute_classifier.core.task import load_task
 
     out = out or sys.stdout
@@ -268,36 +269,14 @@ def classify_file_ray(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = Non
     job.output.parent.mkdir(parents=True, exist_ok=True)
     lock = _Lock(job.lock_path)
     try:
-        state = None if cfg.restart else _read_state(job.state_path)
-        if state is None:
-            existing = [str(p) for _, p in job.outputs() if p.exists()]
-            if existing and not cfg.overwrite:
-                raise UserError(f"{', '.join(existing)} already exist(s) from a finished run; pass --overwrite to replace, or choose another --output")
-        if model is None:
-            from dispute_classifier.commands.classifiers import resolve_classifier
-            from dispute_classifier.core.runconfig import RunConfig
-
-            run_cfg = run_cfg or RunConfig(task=cfg.task)
-            # Fitted (and cached) here once, so the workers load it instead of each fitting it.
-            model = resolve_classifier(cfg.model, spec, run_cfg, Path(cfg.data_dir) if cfg.data_dir else None, cfg.refit)
-        fingerprint = {
-            "engine": "ray", "input": [{"path": str(s.resolve()), **sha256_and_size(s)} for s in shards],
-            "outputs": {what: str(p.resolve()) for what, p in job.outputs()},
-            "task": spec.name, "model": model.name, "model_version": model.version,
-            "text_column": text_column, "id_column": id_column, "max_chars": max_chars,
-            "min_confidence": cfg.min_confidence, "chunk_size": cfg.chunk_size,
-        }
+        run_cfg = run_cfg or RunConfig(task=cfg.task)  # the workers resolve the model with the same settings
+        source = {"engine": "ray", "input": [{"path": str(s.resolve()), **sha256_and_size(s)} for s in shards]}
+        # The model is fitted (and cached) here once, so the workers load it instead of each fitting it.
+        state, model, fingerprint = begin_job(cfg, job, spec, run_cfg, model, source, (text_column, id_column, max_chars))
         resumed = state is not None
-        if state is not None:
-            changes = _changed(state["fingerprint"], fingerprint)
-            if changes:
-                raise UserError(
-                    f"{job.state_path} belongs to an unfinished run with other arguments or input ({'; '.join(changes)})."
-                    " Rerun with the original arguments to resume it, or pass --restart to start over"
-                )
-            if state["phase"] == "finalizing":
-                job.publish()
-                return _summary(job, model, state, resumed)
+        if state is not None and state["phase"] == "finalizing":  # killed while renaming: only the renames are left
+            job.publish()
+            return _summary(job, model, state, resumed)
         blocks = plan_blocks(shards, text_column, id_column, max_chars, cfg.chunk_size, job.ids_path)
         if state is None:
             job.discard()
@@ -396,15 +375,9 @@ def _run_ray(cfg: ClassifyConfig, job: _Job, model: Any, run_cfg: Any, state: di
                     writer.write(results[what])
                 state["writers"] = {what: writer.sync() for what, writer in writers.items()}
                 state["input"] = {"blocks": block.index + 1, "rows": state["input"]["rows"] + block.rows}
-                state["predict_s"] += elapsed
-                if billing == "api":
-                    state["cost_usd"] = None if chunk_cost is None or state["cost_usd"] is None else state["cost_usd"] + chunk_cost
-                else:
-                    state["cost_usd"] = state["predict_s"] * hourly / 3600 if hourly is not None else None
+                add_spend(state, elapsed, chunk_cost, hourly)
                 _write_state(job.state_path, state)
-                bar.update(block.rows)
-                if state["cost_usd"] is not None:
-                    bar.set_postfix_str(_money(state["cost_usd"]), refresh=False)
+                show_progress(bar, block.rows, state)
     except KeyboardInterrupt:
         print(f"\ninterrupted after row {state['input']['rows']:,}; run the same command again to continue", file=sys.stderr)
         raise
