@@ -1,5 +1,5 @@
-"""`classify --engine local` vs `--engine ray` (2 workers on a local 2-CPU Ray cluster): rows/s
-and the fixed start-up cost, to tell from which file size Ray pays off on one machine.
+"""`classify --engine local` vs `--engine ray` on a local 2-CPU Ray cluster: rows/s
+(1 and 2 workers) and the fixed start-up cost, to tell from which file size Ray pays off on one machine.
 
     pytest benchmarks/test_bench_classify_ray.py --benchmark-only            # skipped without ray
     BENCH_RAY_ROWS_TFIDF=200000 BENCH_RAY_ROWS_EMBEDDING=200000 pytest ... # the issue's 200,000 rows
@@ -48,19 +48,19 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DISPUTE_CLASSIFIER_CACHE", str(tmp_path_factory.getbasetemp() / "bench-ray-cache"))
 
 
-def _config(src: Path, out: Path, approach: str, toy: Path, engine: str) -> ClassifyConfig:
-    extra = {"workers": 2} if engine == "ray" else {}
+def _config(src: Path, out: Path, approach: str, toy: Path, engine: str, workers: int = 2) -> ClassifyConfig:
+    extra = {"workers": workers} if engine == "ray" else {}
     return ClassifyConfig(input=str(src), output=str(out), model=approach, task=str(toy), id_column="id", chunk_size=500,
                           quiet=True, overwrite=True, engine=engine, **extra)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("engine", ["local", "ray"])
+@pytest.mark.parametrize("engine, workers", [("local", 0), ("ray", 1), ("ray", 2)])
 @pytest.mark.parametrize("approach", ["tfidf", "embedding"])
-def test_rows_per_second(benchmark, ray_cluster, toy, tmp_path, approach, engine):
+def test_rows_per_second(benchmark, ray_cluster, toy, tmp_path, approach, engine, workers):
     rows = min(ROWS[approach], 400) if benchmark.disabled else ROWS[approach]
     src = write_input(tmp_path / "in.csv", rows, sample_texts())
     classify_file(_config(src, tmp_path / "warm.csv", approach, toy, "local"), out=io.StringIO())  # fit and cache once
-    cfg = _config(src, tmp_path / "out.csv", approach, toy, engine)
+    cfg = _config(src, tmp_path / "out.csv", approach, toy, engine, workers)
     summary = benchmark.pedantic(classify_file, args=(cfg,), kwargs={"out": io.StringIO()}, rounds=1, iterations=1)
     assert summary.classified == rows
     benchmark.extra_info["rows"] = rows

@@ -502,15 +502,21 @@ def _print_estimate(cfg: ClassifyConfig, job: _Job, clf: Any, state: dict[str, A
         sample = [r.text for r in islice(reader, ESTIMATE_SAMPLE) if check_row(r, max_chars, False) is None]
     finally:
         reader.close()
+    check_estimate(cfg, clf, sample, left, state["cost_usd"], out)
+
+
+def check_estimate(cfg: ClassifyConfig, clf: Any, sample: list[str], left: int, spent: float, out) -> None:
+    """Print what the ``left`` rows will cost, from the classifier's estimate on ``sample``, and
+    refuse to start when that and the ``spent`` so far are over ``--max-cost``."""
     estimate = _estimate(clf, sample)
     if estimate is None:
         print(f"cost estimate: unknown for {left:,} rows ({clf.name} gives no estimate); measured after the first chunk", file=out)
         return
     total = estimate / len(sample) * left
     print(f"cost estimate: ${total:,.4f} for {left:,} rows (${estimate / len(sample) * 1000:,.4f} per 1k, from {len(sample)} sampled rows)", file=out)
-    if cfg.max_cost is not None and state["cost_usd"] + total > cfg.max_cost:
+    if cfg.max_cost is not None and spent + total > cfg.max_cost:
         raise UserError(
-            f"estimated cost ${state['cost_usd'] + total:,.4f} is over --max-cost ${cfg.max_cost:,.4f};"
+            f"estimated cost ${spent + total:,.4f} is over --max-cost ${cfg.max_cost:,.4f};"
             " raise --max-cost, or classify a smaller file"
         )
 

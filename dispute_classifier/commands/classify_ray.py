@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from dispute_classifier.commands.classify import (
-    ERROR_COLUMNS, ERROR_KINDS, OUTPUT_COLUMNS, STATE_SCHEMA, ClassifyConfig, IdIndex, Summary, _check_budget, _estimate,
-    _hourly_price, _Job, _Lock, _summary, _write_state, add_spend, begin_job, check_chunk, check_row, route_rows, sha256_and_size,
+    ERROR_COLUMNS, ERROR_KINDS, ESTIMATE_SAMPLE, OUTPUT_COLUMNS, STATE_SCHEMA, ClassifyConfig, IdIndex, Summary, _check_budget,
+    _hourly_price, _Job, _Lock, _summary, _write_state, add_spend, begin_job, check_chunk, check_estimate, check_row, route_rows, sha256_and_size,
     show_progress,
 )
 from dispute_classifier.core import batchio
@@ -342,12 +342,9 @@ def _run_ray(cfg: ClassifyConfig, job: _Job, model: Any, run_cfg: Any, state: di
         print(f"resuming: {finished:,} of {len(blocks):,} blocks ({state['input']['rows']:,} rows) already done, skipped", file=out)
     todo = blocks[finished:]
     workers = 1 if billing == "api" else _workers(cfg)
-    if billing == "api" and todo:
+    if billing == "api" and todo:  # the local engine's estimate and budget check, on the first block left
         sample = [r.text for r in _block_rows(shards, todo[0], text_column, id_column) if check_row(r, max_chars, False) is None]
-        estimate = _estimate(clf, sample[:200])
-        if estimate is not None:
-            left = state["total_rows"] - state["input"]["rows"]
-            print(f"cost estimate: ${estimate / len(sample[:200]) * left:,.4f} for {left:,} rows (from {len(sample[:200])} sampled rows)", file=out)
+        check_estimate(cfg, clf, sample[:ESTIMATE_SAMPLE], state["total_rows"] - state["input"]["rows"], state["cost_usd"], out)
     writers = {what: batchio.open_writer(path, ERROR_COLUMNS if what == "errors" else OUTPUT_COLUMNS, what, state["writers"].get(what)) for what, path in job.outputs()}
     bar = tqdm(total=state["total_rows"], initial=state["input"]["rows"], unit="row", desc=f"classify {model.name} on ray",
                disable=cfg.quiet, file=sys.stderr, dynamic_ncols=True)

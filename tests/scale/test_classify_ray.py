@@ -184,3 +184,22 @@ def test_one_line_errors_without_ray_or_cluster(toy_task, tmp_path, monkeypatch)
     res = subprocess.run(_command(toy_task, src, tmp_path / "out.csv", "--engine", "ray", "--ray-address", "ray://127.0.0.1:1"),
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "cannot reach the Ray cluster" in res.stderr, res.stderr
+
+
+def test_api_models_are_called_from_the_driver_within_the_budget(ray_cluster, toy_task, tmp_path):
+    """API-billed models are not spread over actors: the driver calls them block by block, so the
+    backend's concurrency limit and the local engine's --max-cost guard hold as they are."""
+    from tests.unit.test_classify import api_model, config, read_csv, write_input
+
+    write_input(tmp_path / "in.csv", bad=False)
+    model = api_model()
+    with pytest.raises(UserError, match=r"estimated cost \$0.0400 is over --max-cost \$0.0100"):
+        classify_file(config(tmp_path, toy_task, max_cost=0.01, engine="ray"), model=model, out=io.StringIO())
+    assert model.classifier.queries == 0
+    model = api_model(with_estimate=False)
+    with pytest.raises(UserError, match=r"stopped after row 21 of 40.*rerun with a higher --max-cost"):
+        classify_file(config(tmp_path, toy_task, max_cost=0.025, engine="ray"), model=model, out=io.StringIO())
+    assert model.classifier.queries == 21  # 3 blocks of 7 at $0.001: a fourth would cost $0.028
+    summary = classify_file(config(tmp_path, toy_task, max_cost=1.0, engine="ray"), model=api_model(with_estimate=False), out=io.StringIO())
+    assert summary.resumed and summary.cost_usd == pytest.approx(0.04) and "on the driver (API model)" in (summary.note or "")
+    assert len(read_csv(tmp_path / "out.csv")) == 40
