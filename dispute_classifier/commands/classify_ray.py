@@ -152,7 +152,7 @@ def read_blocks(batch: dict[str, Any], shards: list[str], text_column: str, id_c
 class BlockPredictor:
     """Ray actor: one model load, then one ``predict`` call per block on its good rows."""
 
-    def __init__(self, model: str, task: str, run_cfg: Any, data_dir: str | None, env: dict[str, str]) -> None:
+    def __init__(self, model: str, expect: str, task: str, run_cfg: Any, data_dir: str | None, env: dict[str, str]) -> None:
         # The driver's settings (cache, models and data folders) hold on the worker too.
         for key in [k for k in os.environ if k.startswith("DISPUTE_CLASSIFIER_") and k not in env]:
             del os.environ[key]
@@ -161,7 +161,10 @@ class BlockPredictor:
         from dispute_classifier.core.task import load_task
 
         spec = load_task(task)
-        self.classifier = resolve_classifier(model, spec, run_cfg, Path(data_dir) if data_dir else None).classifier
+        resolved = resolve_classifier(model, spec, run_cfg, Path(data_dir) if data_dir else None)
+        if resolved.name != expect:  # e.g. a newer saved version registered since the driver resolved NAME
+            raise RuntimeError(f"the worker resolved {model!r} to {resolved.name!r}, the driver to {expect!r}; run again")
+        self.classifier = resolved.classifier
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         preds_out: list[str] = []
@@ -213,7 +216,6 @@ def connect(address: str | None) -> bool:
         return False
     import logging
 
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # the engine prints its own progress and summary
     try:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     except Exception as exc:  # ConnectionError, a gRPC error, a timeout: all say the same to the user
@@ -301,8 +303,11 @@ def classify_file_ray(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = Non
 def _pipeline(cfg: ClassifyConfig, model: Any, run_cfg: Any, shards: list[Path], blocks: list[Block], text_column: str, id_column: str | None, max_chars: int, workers: int):
     """The Ray Data dataset of the blocks still to do: read and check, then predict (unless the
     model is API-billed: the driver predicts those). Rows come out in input order."""
+    import logging
+
     import ray.data
 
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # the engine prints its own progress and summary
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # commit in input order: the files match the local engine's
     ctx.enable_progress_bars = False  # the engine's own bar counts committed rows
@@ -316,7 +321,7 @@ def _pipeline(cfg: ClassifyConfig, model: Any, run_cfg: Any, shards: list[Path],
     env = {k: v for k, v in os.environ.items() if k.startswith("DISPUTE_CLASSIFIER_")}
     return ds.map_batches(
         BlockPredictor, batch_size=1, num_cpus=1, compute=ray.data.ActorPoolStrategy(size=workers),
-        fn_constructor_kwargs={"model": cfg.model, "task": cfg.task, "run_cfg": run_cfg, "data_dir": cfg.data_dir, "env": env},
+        fn_constructor_kwargs={"model": cfg.model, "expect": model.name, "task": cfg.task, "run_cfg": run_cfg, "data_dir": cfg.data_dir, "env": env},
     )
 
 
