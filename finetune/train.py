@@ -6,7 +6,10 @@
     dispute-classifier finetune train --recipe smollm2-135m-lora-cpu [key=value ...]
     python -m finetune.train --recipe smollm2-135m-lora-cpu            # same thing
     accelerate launch --num_processes 2 -m finetune.train --recipe llama3-8b-qlora
+    accelerate launch --config_file finetune/accelerate/ddp.yaml -m finetune.train --recipe llama3-8b-qlora
 
+Under ``accelerate launch`` every process trains (the Trainer wraps the model in DDP or FSDP);
+only the main process picks the registry version, saves, writes the card and evaluates.
 The generative head trains with TRL's SFTTrainer on prompt–completion conversations built
 by the project's one prompt builder, so the inference prompt is the training prompt by
 construction (and the doctor checks it token by token). The classification head trains the
@@ -54,6 +57,31 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def main_then_share(make: Any) -> Any:
+    """``make()`` on the main process only, its result sent to every process (one process:
+    just ``make()``). Registry versions are picked this way, so N processes make one model."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    state = PartialState(cpu=not _cuda_available())  # as the Trainer will set it up (see training_args)
+    result = [make() if state.is_main_process else None]
+    if state.num_processes > 1:
+        broadcast_object_list(result, from_process=0)
+    return result[0]
+
+
+def weights_digest(model) -> str:
+    """sha256 of the trainable weights: equal on every process after a DDP step."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters()):
+        if param.requires_grad:
+            digest.update(name.encode())
+            digest.update(param.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def lora_config(recipe: Recipe):
     """The PEFT LoraConfig of a recipe."""
     from peft import LoraConfig, TaskType
@@ -81,6 +109,8 @@ def training_args(recipe: Recipe, output_dir: Path, **override: Any):
         # SFTConfig defaults bf16 to True; on a CPU recipe that would silently train in bf16
         bf16=recipe.dtype == "bfloat16", fp16=recipe.dtype == "float16", report_to="none",
         dataloader_num_workers=0,
+        # without a GPU, processes started by `accelerate launch` join over gloo (accelerate's MULTI_CPU)
+        use_cpu=not _cuda_available(),
         train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random",
     )
     common.update(override)
@@ -101,7 +131,8 @@ def build_model(recipe: Recipe, tokenizer, n_labels: int):
     if recipe.head == "classification":
         model = load_sequence_classifier(recipe.model, n_labels, recipe.quantization, recipe.dtype, tokenizer.pad_token_id)
     else:
-        model = load_causal_lm(recipe.model, quantization=recipe.quantization, dtype=recipe.dtype)
+        storage = recipe.dtype if recipe.quant_storage == "compute" else "uint8"
+        model = load_causal_lm(recipe.model, quantization=recipe.quantization, dtype=recipe.dtype, quant_storage=storage)
     if recipe.quantization != "none":
         # casts norms to fp32, freezes the base, enables input grads for checkpointing
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.train.gradient_checkpointing)
@@ -225,7 +256,7 @@ def train(
         if out is None:
             raise UserError(f"nothing to resume: model '{name}' has no interrupted version; start without --resume")
     else:
-        out = registry.new_version(name, models_root)
+        out = main_then_share(lambda: registry.new_version(name, models_root))
     trainer = build_trainer(recipe, model, tokenizer, rows, out / "checkpoints")
     for callback in callbacks or []:
         trainer.add_callback(callback)
@@ -243,19 +274,29 @@ def train(
     checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])) if resume else []
     if resume and not checkpoints:
         raise UserError(f"{out}: no checkpoint to resume from (the run stopped before its first save); start again without --resume")
-    (out / "recipe.json").write_text(json.dumps(to_dict(recipe), indent=2))
+    main = trainer.accelerator.is_main_process
+    if main:
+        (out / "recipe.json").write_text(json.dumps(to_dict(recipe), indent=2))
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     wall = time.perf_counter() - t0
+    processes = trainer.accelerator.num_processes
 
     # 9. save: adapter (unmerged), tokenizer + chat template, log, card
-    trainer.model.save_pretrained(out / "adapter")
+    if processes > 1:
+        print(f"rank {trainer.accelerator.process_index}/{processes}: trained weights sha256 {weights_digest(trainer.model)}", flush=True)
+        trainer.save_model(str(out / "adapter"))  # every process takes part (FSDP gathers its shards); the main one writes
+        trainer.accelerator.wait_for_everyone()
+        if not main:  # the main process registers and evaluates
+            return out
+    else:
+        trainer.model.save_pretrained(out / "adapter")
     tokenizer.save_pretrained(out / "tokenizer")
     with open(out / "trainer_log.jsonl", "w") as f:
         for entry in trainer.state.log_history:
             f.write(json.dumps(entry) + "\n")
     steps = trainer.state.global_step
-    rows_seen = steps * recipe.train.batch_size * recipe.train.gradient_accumulation_steps
+    rows_seen = steps * recipe.train.batch_size * recipe.train.gradient_accumulation_steps * processes
     lengths = [len(r["input_ids"]) for r in rows] if recipe.head == "classification" else [
         len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=False)) for r in rows
     ]
@@ -273,7 +314,7 @@ def train(
             "wall_s": wall, "steps": steps, "epochs": trainer.state.epoch, "final_loss": result.training_loss,
             "tokens_per_s": tokens_seen / wall if wall else None, "peak_memory_mb": _peak_memory_mb(),
             "hardware": recipe.hardware or prices.default_hardware, "hourly_usd": hourly,
-            "cost_usd": wall / 3600 * hourly, "threads": torch.get_num_threads(),
+            "cost_usd": wall / 3600 * hourly, "threads": torch.get_num_threads(), "processes": processes,
         },
         "evaluations": {},
     }

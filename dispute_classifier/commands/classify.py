@@ -32,302 +32,35 @@ and stops before any chunk that would take the spend above it.
 
 from __future__ import annotations
 
-import json
-import os
-import sqlite3
 import sys
 import time
-from dataclasses import dataclass, field
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
-from dispute_classifier.commands.approaches import load_approaches
-from dispute_classifier.commands.classifiers import resolve_classifier
+from dispute_classifier.commands.batchjob import (
+    ERROR_COLUMNS,
+    OUTPUT_COLUMNS,
+    ClassifyConfig,
+    IdIndex,
+    JobFiles,
+    JobLock,
+    JobState,
+    Summary,
+    add_spend,
+    begin_job,
+    check_budget,
+    check_chunk,
+    hourly_price,
+    job_summary,
+    print_estimate,
+    route_rows,
+    sha256_and_size,
+    show_progress,
+    write_state,
+)
 from dispute_classifier.core import batchio
-from dispute_classifier.core.batchio import Column, RawRow
-from dispute_classifier.core.config import merge, parse_overrides, read_yaml
-from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
-from dispute_classifier.core.runconfig import RunConfig, run_config
-from dispute_classifier.core.task import load_task, sha256_file
-from dispute_classifier.core.types import INVALID
-
-STATE_SCHEMA = "dispute-classifier/classify-state/1"
-OUTPUT_COLUMNS = [
-    Column("id", "str"), Column("text", "str"), Column("predicted", "str"), Column("confidence", "float"),
-    Column("model", "str"), Column("model_version", "str"), Column("input_tokens", "int"),
-    Column("output_tokens", "int"), Column("cost_usd", "float"),
-]
-ERROR_COLUMNS = [Column("row", "int"), Column("id", "str"), Column("kind", "str"), Column("reason", "str"), Column("text", "str")]
-ERROR_KINDS = ("malformed", "not_utf8", "missing_text", "empty_text", "too_long", "missing_id", "duplicate_id")
-"""Every reason a row can go to the errors file, in the order they are checked."""
-ESTIMATE_SAMPLE = 200
-"""Rows read ahead to estimate the cost of an API model."""
-
-
-@dataclass
-class ClassifyConfig:
-    """One batch classification job."""
-
-    input: str
-    """Input file: .csv (with a header row), .jsonl or .parquet, one text per row."""
-    output: str
-    """Output file: .csv, .jsonl or .parquet. Written as OUTPUT.partial and renamed when complete."""
-    model: str
-    """An approach (tfidf, embedding, knn, ...; fitted on the task's training file and cached) or a
-    saved model NAME[:VERSION|@ALIAS] (`dispute-classifier models list`)."""
-    task: str = "disputes"
-    """Task name or path to a task YAML: its labels, and the training data approaches are fitted on."""
-    text_column: str | None = None
-    """Input column with the text (default: the task's columns.text)."""
-    id_column: str | None = None
-    """Input column with a unique row id (default: the task's columns.id; '' for none, then the
-    row number is the id)."""
-    errors: str | None = None
-    """File for rows that cannot be classified (default: OUTPUT with .errors before the ending)."""
-    review: str | None = None
-    """File for low-confidence rows (default: OUTPUT with .review before the ending)."""
-    min_confidence: float | None = None
-    """Send rows with confidence below this to the review file instead of the output. Pick it from
-    the coverage_curve of an evaluate run record: accuracy at each coverage level on the test split."""
-    max_cost: float | None = None
-    """Budget in USD for API-billed models: refuse to start when the estimate is above it, and stop
-    (resumably) before any chunk that would exceed it. Not part of the arguments a resume checks."""
-    max_chars: int | None = None
-    """Longest text accepted; longer rows go to the errors file (default: the task's max_text_chars)."""
-    chunk_size: int = 500
-    """Rows read, classified and committed together; a killed run redoes at most one chunk."""
-    data_dir: str | None = None
-    """Folder with the task's source files (default: $DISPUTE_CLASSIFIER_DATA, then download)."""
-    prices: str | None = None
-    """Price table YAML (default: dispute_classifier/core/prices.yaml)."""
-    hardware: str | None = None
-    """Hardware kind from the price table for the self-hosted compute cost in the summary."""
-    restart: bool = False
-    """Discard an unfinished run of the same output instead of resuming it."""
-    overwrite: bool = False
-    """Replace output files left by a finished run."""
-    refit: bool = False
-    """Fit the approach again instead of loading the cached fitted model."""
-    quiet: bool = False
-    """No progress bar."""
-
-    def __post_init__(self) -> None:
-        if self.chunk_size < 1:
-            raise UserError(f"chunk size must be at least 1 row, got {self.chunk_size} (set --chunk-size)")
-        if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
-            raise UserError(f"min confidence must be between 0 and 1, got {self.min_confidence} (set --min-confidence)")
-        if self.max_cost is not None and self.max_cost < 0:
-            raise UserError(f"max cost must be 0 or more dollars, got {self.max_cost} (set --max-cost)")
-        if self.max_chars is not None and self.max_chars < 1:
-            raise UserError(f"max chars must be at least 1, got {self.max_chars} (set --max-chars)")
-
-
-@dataclass
-class Summary:
-    """What a finished (or resumed and finished) job did, over all its runs."""
-
-    output: Path
-    errors: Path
-    review: Path | None
-    model: str
-    version: str
-    billing: str
-    rows: int = 0
-    classified: int = 0
-    review_rows: int = 0
-    error_counts: dict[str, int] = field(default_factory=dict)
-    cost_usd: float | None = 0.0
-    """API spend, or the self-hosted compute cost at the hourly price."""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    predict_s: float = 0.0
-    resumed: bool = False
-
-    @property
-    def error_rows(self) -> int:
-        return sum(self.error_counts.values())
-
-
-def sibling(path: Path, tag: str) -> Path:
-    """``out.csv`` → ``out.<tag>.csv``."""
-    return path.with_name(f"{path.stem}.{tag}{path.suffix}")
-
-
-def sha256_and_size(path: Path) -> dict[str, Any]:
-    return {"sha256": sha256_file(path), "size": path.stat().st_size}
-
-
-def check_row(row: RawRow, max_chars: int, need_id: bool) -> tuple[str, str] | None:
-    """Why ``row`` cannot be classified (kind, reason), or None. Duplicates are checked later."""
-    if row.problem:
-        return row.problem
-    for what, value in (("text", row.text), ("id", row.id)):
-        where = batchio.bad_bytes(value)
-        if where:
-            return "not_utf8", f"{what} is not UTF-8 ({where}); re-save the file as UTF-8"
-    if row.text is None:
-        return "missing_text", "no text (the text column is missing or null in this row)"
-    if not row.text.strip():
-        return "empty_text", "text is empty or only whitespace"
-    if len(row.text) > max_chars:
-        return "too_long", f"text is {len(row.text):,} characters, over the limit of {max_chars:,} (--max-chars)"
-    if need_id and (row.id is None or not row.id.strip()):
-        return "missing_id", "no id (the id column is empty or missing in this row)"
-    return None
-
-
-class IdIndex:
-    """Ids seen so far, on disk. Each id carries the index of the input row it came from, so a
-    resume can forget the ids of rows that were never committed."""
-
-    def __init__(self, path: Path, committed_rows: int) -> None:
-        self.db = sqlite3.connect(path)
-        self.db.execute("CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY, row INTEGER NOT NULL, seq INTEGER NOT NULL)")
-        self.db.execute("DELETE FROM ids WHERE seq >= ?", (committed_rows,))
-        self.db.commit()
-
-    def first_rows(self, ids: list[str]) -> dict[str, int]:
-        """Row number of the first occurrence of each of ``ids`` already seen."""
-        found: dict[str, int] = {}
-        unique = list(dict.fromkeys(ids))
-        for start in range(0, len(unique), 500):
-            part = unique[start : start + 500]
-            q = f"SELECT id, row FROM ids WHERE id IN ({','.join('?' * len(part))})"
-            found.update(dict(self.db.execute(q, part)))
-        return found
-
-    def add(self, items: list[tuple[str, int, int]]) -> None:
-        self.db.executemany("INSERT INTO ids VALUES (?, ?, ?)", items)
-
-    def commit(self) -> None:
-        self.db.commit()
-
-    def close(self) -> None:
-        self.db.close()
-
-
-class _Lock:
-    """An exclusive lock on the job, so two runs never write the same partial files. The
-    kernel releases it when the process dies, even by SIGKILL."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.f = open(path, "a")
-        try:
-            import fcntl  # POSIX only
-        except ImportError:  # not POSIX: run unlocked
-            return
-        try:
-            fcntl.flock(self.f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.f.close()
-            raise UserError(f"another classify run is writing {path.name[: -len('.partial.lock')]} (lock {path}); wait for it or stop it") from None
-
-    def release(self) -> None:
-        # Only the holder removes the file, so no stale lock is left behind by a clean exit
-        # (a killed run leaves an unlocked file, which the next run simply locks again).
-        self.path.unlink(missing_ok=True)
-        self.f.close()
-
-
-def _write_state(path: Path, state: dict[str, Any]) -> None:
-    """Replace the state file atomically: a reader sees the old state or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(state, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _read_state(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{path}: damaged state file of an unfinished run; pass --restart to start over") from None
-    if not isinstance(state, dict) or state.get("schema") != STATE_SCHEMA:
-        raise UserError(f"{path}: not a classify state file this version can resume; pass --restart to start over")
-    return state
-
-
-def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-
-
-class _Job:
-    """The paths of one job and the state that ties them together."""
-
-    def __init__(self, cfg: ClassifyConfig) -> None:
-        self.input = Path(cfg.input)
-        self.output = Path(cfg.output)
-        self.errors = Path(cfg.errors) if cfg.errors else sibling(self.output, "errors")
-        self.review = (Path(cfg.review) if cfg.review else sibling(self.output, "review")) if cfg.min_confidence is not None else None
-        batchio.file_format(self.input, "input")
-        for what, path in self.outputs():
-            batchio.file_format(path, what)
-        paths = [self.input.resolve()] + [p.resolve() for _, p in self.outputs()]
-        if len(set(paths)) != len(paths):
-            raise UserError("input, output, errors and review files must all be different paths")
-        base = batchio.partial_path(self.output)
-        self.state_path = base.with_name(base.name + ".state")
-        self.ids_path = base.with_name(base.name + ".ids.sqlite")
-        self.lock_path = base.with_name(base.name + ".lock")
-
-    def outputs(self) -> list[tuple[str, Path]]:
-        out = [("output", self.output), ("errors", self.errors)]
-        return out + ([("review", self.review)] if self.review else [])
-
-    def discard(self) -> None:
-        """Remove every in-progress file (state last: it is what marks a run as unfinished)."""
-        for _, path in self.outputs():
-            batchio.discard_partial(path)
-        for extra in ("", "-journal"):
-            Path(str(self.ids_path) + extra).unlink(missing_ok=True)
-        self.state_path.unlink(missing_ok=True)
-
-    def publish(self) -> None:
-        """Rename the sealed partial files into place, the main output last (its existence
-        means every file is in place), then forget the run."""
-        for _, path in reversed(self.outputs()):
-            batchio.publish(path)
-        for _, path in self.outputs():
-            batchio.discard_partial(path)  # Parquet parts
-        for extra in ("", "-journal"):
-            Path(str(self.ids_path) + extra).unlink(missing_ok=True)
-        self.state_path.unlink(missing_ok=True)
-
-
-def _summary(job: _Job, model: Any, state: dict[str, Any], resumed: bool) -> Summary:
-    c = state["counts"]
-    return Summary(
-        output=job.output, errors=job.errors, review=job.review, model=model.name, version=model.version,
-        billing=state["billing"], rows=state["input"]["rows"], classified=c["classified"], review_rows=c["review"],
-        error_counts={k: v for k, v in c["errors"].items() if v}, cost_usd=state["cost_usd"],
-        input_tokens=c["input_tokens"], output_tokens=c["output_tokens"], predict_s=state["predict_s"], resumed=resumed,
-    )
-
-
-def _estimate(clf: Any, texts: list[str]) -> float | None:
-    """The classifier's own estimate of what classifying ``texts`` costs, if it offers one."""
-    if not texts:
-        return None
-    value = clf.estimate_cost(texts)
-    return None if value is None else float(value)
-
-
-def approach_settings(task: str, config: str | None = None, overrides: list[str] | None = None) -> Any:
-    """Approach settings (`RunConfig`) from an optional YAML file and ``--set KEY=VALUE`` overrides,
-    as ``evaluate`` reads them, so a model fitted here matches the one evaluated."""
-
-    load_approaches()
-
-    data: dict[str, Any] = read_yaml(Path(config)) if config else {}
-    data = merge(merge(data, {"task": task}), parse_overrides(overrides or []))
-    return run_config(data)
+from dispute_classifier.core.task import load_task
 
 
 def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, out=None) -> Summary:
@@ -336,9 +69,10 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
     ``run_cfg`` carries approach settings (`RunConfig`, from --config/--set); ``model`` is a
     ready `ResolvedClassifier` that skips model resolution (tests, or a caller that holds one).
     """
-
+    if cfg.engine != "local":
+        raise UserError(f"classify_file runs the local engine; run engine '{cfg.engine}' through dispute_classifier.commands.batch.classify")
     out = out or sys.stdout
-    job = _Job(cfg)
+    job = JobFiles(cfg)
     spec = load_task(cfg.task)
     text_column = cfg.text_column or spec.columns.text
     id_column = spec.columns.id if cfg.id_column is None else (cfg.id_column or None)
@@ -349,45 +83,20 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
     batchio.open_reader(job.input, text_column, id_column).close()
 
     job.output.parent.mkdir(parents=True, exist_ok=True)
-    lock = _Lock(job.lock_path)
+    lock = JobLock(job.lock_path)
     try:
-        state = None if cfg.restart else _read_state(job.state_path)
-        if state is None:
-            existing = [str(p) for _, p in job.outputs() if p.exists()]
-            if existing and not cfg.overwrite:
-                raise UserError(f"{', '.join(existing)} already exist(s) from a finished run; pass --overwrite to replace, or choose another --output")
-        if model is None:
-
-            model = resolve_classifier(cfg.model, spec, run_cfg or RunConfig(task=cfg.task), Path(cfg.data_dir) if cfg.data_dir else None, cfg.refit)
-        clf = model.classifier
-        billing = clf.billing
-        fingerprint = {
-            "input": str(job.input.resolve()), **sha256_and_size(job.input),
-            "outputs": {what: str(p.resolve()) for what, p in job.outputs()},
-            "task": spec.name, "model": model.name, "model_version": model.version,
-            "text_column": text_column, "id_column": id_column, "max_chars": max_chars,
-            "min_confidence": cfg.min_confidence, "chunk_size": cfg.chunk_size,
-        }
+        source = {"input": str(job.input.resolve()), **sha256_and_size(job.input)}
+        state, model, fingerprint = begin_job(cfg, job, spec, run_cfg, model, source, (text_column, id_column, max_chars))
+        billing = model.classifier.billing
         resumed = state is not None
         if state is not None:
-            changes = _changed(state["fingerprint"], fingerprint)
-            if changes:
-                raise UserError(
-                    f"{job.state_path} belongs to an unfinished run with other arguments or input ({'; '.join(changes)})."
-                    " Rerun with the original arguments to resume it, or pass --restart to start over"
-                )
-            if state["phase"] == "finalizing":  # killed while renaming: only the renames are left
+            if state.phase == "finalizing":  # killed while renaming: only the renames are left
                 job.publish()
-                return _summary(job, model, state, resumed)
+                return job_summary(job, model, state, resumed)
         else:
             job.discard()
-            state = {
-                "schema": STATE_SCHEMA, "fingerprint": fingerprint, "phase": "running", "billing": billing,
-                "total_rows": batchio.count_rows(job.input, text_column, id_column), "input": None, "writers": {},
-                "counts": {"classified": 0, "review": 0, "errors": {k: 0 for k in ERROR_KINDS}, "input_tokens": 0, "output_tokens": 0},
-                "cost_usd": 0.0, "predict_s": 0.0,
-            }
-            _write_state(job.state_path, state)
+            state = JobState(fingerprint, billing, batchio.count_rows(job.input, text_column, id_column))
+            write_state(job.state_path, state)
         summary = _run(cfg, job, model, state, text_column, id_column, max_chars, out)
         summary.resumed = resumed
         return summary
@@ -395,123 +104,53 @@ def classify_file(cfg: ClassifyConfig, run_cfg: Any = None, model: Any = None, o
         lock.release()
 
 
-def _hourly_price(cfg: ClassifyConfig, clf: Any, billing: str) -> float | None:
-    """$/hour of the hardware a self-hosted model runs on: --hardware, else the classifier's
-    own (a fine-tuned model records it), else the price table's default, as the evaluator does."""
-    if billing == "api":
-        return None
-
-    return PriceTable.load(Path(cfg.prices) if cfg.prices else None).hourly(cfg.hardware or clf.hardware)
 
 
-def _print_estimate(cfg: ClassifyConfig, job: _Job, clf: Any, state: dict[str, Any], text_column: str, id_column: str | None, max_chars: int, out) -> None:
-    """Before starting an API model: estimate the cost of the rows left and check the budget."""
-    left = state["total_rows"] - (state["input"] or {}).get("rows", 0)
-    reader = batchio.open_reader(job.input, text_column, id_column, state["input"])
-    try:
-        sample = [r.text for r in islice(reader, ESTIMATE_SAMPLE) if check_row(r, max_chars, False) is None]
-    finally:
-        reader.close()
-    estimate = _estimate(clf, sample)
-    if estimate is None:
-        print(f"cost estimate: unknown for {left:,} rows ({clf.name} gives no estimate); measured after the first chunk", file=out)
-        return
-    total = estimate / len(sample) * left
-    print(f"cost estimate: {money(total)} for {left:,} rows ({money(estimate / len(sample) * 1000)} per 1k, from {len(sample)} sampled rows)", file=out)
-    if cfg.max_cost is not None and state["cost_usd"] + total > cfg.max_cost:
-        raise UserError(
-            f"estimated cost {money(state['cost_usd'] + total)} is over --max-cost {money(cfg.max_cost)};"
-            " raise --max-cost, or classify a smaller file"
-        )
-
-
-def _run(cfg: ClassifyConfig, job: _Job, model: Any, state: dict[str, Any], text_column: str, id_column: str | None, max_chars: int, out) -> Summary:
+def _run(cfg: ClassifyConfig, job: JobFiles, model: Any, state: JobState, text_column: str, id_column: str | None, max_chars: int, out) -> Summary:
     """Classify from the committed position to the end, committing after every chunk."""
     from tqdm.auto import tqdm
 
     clf = model.classifier
-    billing = state["billing"]
-    hourly = _hourly_price(cfg, clf, billing)
+    billing = state.billing
+    hourly = hourly_price(cfg, clf, billing)
     if billing == "api":
-        _print_estimate(cfg, job, clf, state, text_column, id_column, max_chars, out)
-    resuming = state["input"] is not None
-    writers = {what: batchio.open_writer(path, ERROR_COLUMNS if what == "errors" else OUTPUT_COLUMNS, what, state["writers"].get(what)) for what, path in job.outputs()}
-    ids = IdIndex(job.ids_path, state["input"]["rows"] if resuming else 0) if id_column else None
-    reader = batchio.open_reader(job.input, text_column, id_column, state["input"])
-    counts = state["counts"]
+        print_estimate(cfg, job, clf, state, text_column, id_column, max_chars, out)
+    resuming = state.input is not None
+    writers = {what: batchio.open_writer(path, ERROR_COLUMNS if what == "errors" else OUTPUT_COLUMNS, what, state.writers.get(what)) for what, path in job.outputs()}
+    ids = IdIndex(job.ids_path, state.input["rows"] if resuming else 0) if id_column else None
+    reader = batchio.open_reader(job.input, text_column, id_column, state.input)
+    counts = state.counts
     done = reader.rows if resuming else 0
-    bar = tqdm(total=state["total_rows"], initial=done, unit="row", desc=f"classify {model.name}", disable=cfg.quiet, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=state.total_rows, initial=done, unit="row", desc=f"classify {model.name}", disable=cfg.quiet, file=sys.stderr, dynamic_ncols=True)
     try:
         rows = iter(reader)
         while True:
             chunk = list(islice(rows, cfg.chunk_size))
             if not chunk:
                 break
-            good: list[RawRow] = []
-            bad: list[tuple[RawRow, str, str]] = []
-            seen: dict[str, int] = {}
-            first = ids.first_rows([r.id for r in chunk if r.id is not None and batchio.bad_bytes(r.id) is None]) if ids else {}
-            for r in chunk:
-                problem = check_row(r, max_chars, ids is not None)
-                if problem is None and ids is not None:
-                    earlier = first.get(r.id, seen.get(r.id))  # type: ignore[arg-type]
-                    if earlier is not None:
-                        problem = ("duplicate_id", f"duplicate id {r.id!r} (first at row {earlier})")
-                    else:
-                        seen[r.id] = r.row  # type: ignore[index]
-                if problem:
-                    bad.append((r, *problem))
-                else:
-                    good.append(r)
+            good, bad = check_chunk(chunk, max_chars, ids, done)
             texts = [r.text for r in good]
             if billing == "api" and cfg.max_cost is not None and texts:
-                _check_budget(cfg, clf, texts, state, counts, done)
+                check_budget(cfg, clf, texts, state, counts, done)
             t0 = time.perf_counter()
             preds = clf.predict(texts) if texts else []
             elapsed = time.perf_counter() - t0
             if len(preds) != len(texts):
                 raise RuntimeError(f"{model.name}.predict returned {len(preds)} predictions for {len(texts)} texts")
 
-            results: dict[str, list[dict[str, Any]]] = {"output": [], "review": [], "errors": []}
-            for r, kind, reason in bad:
-                results["errors"].append({"row": r.row, "id": batchio.printable(r.id), "kind": kind, "reason": reason, "text": batchio.printable(r.text, 200)})
-                counts["errors"][kind] += 1
-            chunk_cost: float | None = 0.0
-            for r, p in zip(good, preds):
-                conf = None if p.confidence is None else round(float(p.confidence), 6)
-                cost = p.usage.cost_usd if billing == "api" else None
-                if billing == "api":
-                    chunk_cost = None if cost is None or chunk_cost is None else chunk_cost + cost
-                row = {
-                    "id": r.id if ids is not None else str(r.row), "text": r.text, "predicted": p.label, "confidence": conf,
-                    "model": model.name, "model_version": model.version, "input_tokens": p.usage.input_tokens,
-                    "output_tokens": p.usage.output_tokens, "cost_usd": cost,
-                }
-                low = cfg.min_confidence is not None and (conf is None or conf < cfg.min_confidence or p.label == INVALID)
-                results["review" if low else "output"].append(row)
-                counts["input_tokens"] += p.usage.input_tokens
-                counts["output_tokens"] += p.usage.output_tokens
-            counts["classified"] += len(results["output"])
-            counts["review"] += len(results["review"])
+            results, chunk_cost = route_rows(good, preds, bad, model, billing, cfg.min_confidence, ids is not None, counts)
 
-            # Commit: data first, then the ids, then the state that says they are there.
+            # Commit: data first, then the ids (added by check_chunk), then the state that says they are there.
             for what, writer in writers.items():
                 writer.write(results[what])
-            state["writers"] = {what: writer.sync() for what, writer in writers.items()}
+            state.writers = {what: writer.sync() for what, writer in writers.items()}
             if ids is not None:
-                ids.add([(r.id, r.row, done + i) for i, r in enumerate(chunk) if r.id in seen and seen[r.id] == r.row])  # type: ignore[misc]
                 ids.commit()
             done += len(chunk)
-            state["input"] = reader.position()
-            state["predict_s"] += elapsed
-            if billing == "api":
-                state["cost_usd"] = None if chunk_cost is None or state["cost_usd"] is None else state["cost_usd"] + chunk_cost
-            else:
-                state["cost_usd"] = state["predict_s"] * hourly / 3600 if hourly is not None else None
-            _write_state(job.state_path, state)
-            bar.update(len(chunk))
-            if state["cost_usd"] is not None:
-                bar.set_postfix_str(money(state["cost_usd"]), refresh=False)
+            state.input = reader.position()
+            add_spend(state, elapsed, chunk_cost, hourly)
+            write_state(job.state_path, state)
+            show_progress(bar, len(chunk), state)
     except KeyboardInterrupt:
         print(f"\ninterrupted after row {done:,}; run the same command again to continue", file=sys.stderr)
         raise
@@ -521,51 +160,13 @@ def _run(cfg: ClassifyConfig, job: _Job, model: Any, state: dict[str, Any], text
         if ids is not None:
             ids.close()
 
-    if state["input"] is None:  # an input with no rows at all
-        state["input"] = reader.position()
+    if state.input is None:  # an input with no rows at all
+        state.input = reader.position()
     for writer in writers.values():
         writer.seal()
-    state["phase"] = "finalizing"
-    _write_state(job.state_path, state)
+    state.phase = "finalizing"
+    write_state(job.state_path, state)
     job.publish()
-    return _summary(job, model, state, False)
+    return job_summary(job, model, state, False)
 
 
-def _check_budget(cfg: ClassifyConfig, clf: Any, texts: list[str], state: dict[str, Any], counts: dict[str, Any], done: int) -> None:
-    """Stop before a chunk whose estimated cost would take the spend over ``max_cost``."""
-    spent = state["cost_usd"]
-    if spent is None:
-        raise UserError(
-            "the model reported no cost for some predictions, so --max-cost cannot be enforced;"
-            " add the model to the price table (--prices) or drop --max-cost"
-        )
-    next_cost = _estimate(clf, texts)
-    classified = counts["classified"] + counts["review"]
-    if next_cost is None and classified:
-        next_cost = spent / classified * len(texts)  # the average so far
-    if next_cost is not None and spent + next_cost > cfg.max_cost:  # type: ignore[operator]
-        raise UserError(
-            f"stopped after row {done:,} of {state['total_rows']:,}: the next chunk (about {money(next_cost)}) would take the"
-            f" spend from {money(spent)} over --max-cost {money(cfg.max_cost)}. The finished rows are kept:"
-            " rerun with a higher --max-cost to continue"
-        )
-
-
-def format_summary(s: Summary) -> str:
-    """The lines the command prints when a job is complete."""
-    lines = [
-        f"complete{' (resumed)' if s.resumed else ''}: {s.rows:,} rows, {s.classified:,} classified -> {s.output}",
-    ]
-    if s.review is not None:
-        lines.append(f"needs review: {s.review_rows:,} -> {s.review}")
-    detail = ", ".join(f"{k} {v:,}" for k, v in s.error_counts.items())
-    lines.append(f"errors: {s.error_rows:,}{f' ({detail})' if detail else ''} -> {s.errors}")
-    rate = (s.classified + s.review_rows) / s.predict_s if s.predict_s else 0.0
-    if s.cost_usd is None:
-        cost = "cost unknown"
-    elif s.billing == "api":
-        cost = f"cost {money(s.cost_usd)} (API, {s.input_tokens:,} input + {s.output_tokens:,} output tokens)"
-    else:
-        cost = f"compute cost {money(s.cost_usd)} (self-hosted, at the price table's hourly rate)"
-    lines.append(f"model {s.model} (version {s.version}): {rate:,.0f} rows/s predicting, {cost}")
-    return "\n".join(lines)

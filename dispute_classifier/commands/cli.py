@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dispute_classifier import __version__
-from dispute_classifier.commands import models
+from dispute_classifier.commands import batch, models
 from dispute_classifier.commands.approaches import load_approaches
 from dispute_classifier.commands.args import CompareArgs, DashboardArgs, DataCheckArgs, EvaluateArgs, ExperimentArgs, FinetuneArgs, LlamaServerArgs, ReportArgs
-from dispute_classifier.commands.classify import ClassifyConfig, approach_settings, classify_file, format_summary
+from dispute_classifier.commands.batchjob import ClassifyConfig, approach_settings, format_summary
 from dispute_classifier.commands.experiment import load_profile, run_experiment
 from dispute_classifier.commands.models import AliasConfig, RegisterConfig, list_lines
 from dispute_classifier.commands.monitor import MonitorConfig, run_monitor
@@ -127,7 +127,7 @@ def _config_arguments(
 def cmd_classify(args: argparse.Namespace) -> int:
     names = {f.name for f in dataclasses.fields(ClassifyConfig)}
     cfg = from_dict(ClassifyConfig, {k: v for k, v in vars(args).items() if k in names and v is not None})
-    summary = classify_file(cfg, approach_settings(cfg.task, args.config, args.set))
+    summary = batch.classify(cfg, approach_settings(cfg.task, args.config, args.set))
     print(format_summary(summary))
     return 0
 

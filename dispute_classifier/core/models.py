@@ -113,9 +113,11 @@ def _not_found(name: str, exc: Exception) -> UserError:
     )
 
 
-def bnb_config(quantization: str, dtype: str):
+def bnb_config(quantization: str, dtype: str, quant_storage: str = "uint8"):
     """The bitsandbytes config for ``quantization`` (``none`` → None, ``4bit`` → NF4 with
-    double quantisation and ``dtype`` compute, as QLoRA prescribes, ``8bit`` → LLM.int8)."""
+    double quantisation and ``dtype`` compute, as QLoRA prescribes, ``8bit`` → LLM.int8).
+    ``quant_storage`` is the torch dtype the packed 4-bit weights are stored in: ``uint8``, or
+    the compute dtype for FSDP, which shards float tensors only."""
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -124,21 +126,22 @@ def bnb_config(quantization: str, dtype: str):
     if quantization == "4bit":
         return BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=getattr(torch, dtype),
+            bnb_4bit_compute_dtype=getattr(torch, dtype), bnb_4bit_quant_storage=getattr(torch, quant_storage),
         )
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     raise UserError(f"quantization must be none, 4bit or 8bit, got '{quantization}'")
 
 
-def load_causal_lm(name: str, quantization: str = "none", dtype: str = "float32", device_map: Any = None, auto_class: str = "AutoModelForCausalLM", **extra: Any):
+def load_causal_lm(name: str, quantization: str = "none", dtype: str = "float32", device_map: Any = None, auto_class: str = "AutoModelForCausalLM",
+                   quant_storage: str = "uint8", **extra: Any):
     """Load a causal LM (or, with ``auto_class``, e.g. a sequence classifier on the same
     backbone) for inference or training, quantized through bitsandbytes when asked."""
     import torch
     import transformers
 
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), **extra}
-    quant = bnb_config(quantization, dtype)
+    quant = bnb_config(quantization, dtype, quant_storage)
     if quant is not None:
         kwargs["quantization_config"] = quant
     if device_map is not None:

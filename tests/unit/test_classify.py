@@ -9,8 +9,14 @@ import pickle
 
 import pytest
 
-from dispute_classifier.commands import classify as C
-from dispute_classifier.commands.classifiers import ResolvedClassifier, fitted_path, resolve_classifier
+from dispute_classifier.commands import batchjob as C
+from dispute_classifier.commands import classify as L
+from dispute_classifier.commands.classifiers import (
+    ResolvedClassifier,
+    fitted_path,
+    resolve_classifier,
+)
+from dispute_classifier.commands.classify import classify_file
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.task import load_task
 from dispute_classifier.core.types import INVALID, ClassifierBase, Prediction, Usage
@@ -46,7 +52,7 @@ def read_csv(path):
 
 
 def run(cfg, **kw):
-    return C.classify_file(cfg, out=io.StringIO(), **kw)
+    return classify_file(cfg, out=io.StringIO(), **kw)
 
 
 def test_every_bad_row_kind_goes_to_the_errors_file(toy_task, tmp_path):
@@ -97,7 +103,7 @@ def test_resume_drops_a_half_written_chunk(toy_task, tmp_path):
         pass
 
     calls = 0
-    real_write = C._write_state
+    real_write = L.write_state
 
     def crash_after_third_chunk(path, state):
         nonlocal calls
@@ -106,12 +112,12 @@ def test_resume_drops_a_half_written_chunk(toy_task, tmp_path):
             raise Stop
         real_write(path, state)
 
-    C._write_state = crash_after_third_chunk
+    L.write_state = crash_after_third_chunk  # the local engine's commit step
     try:
         with pytest.raises(Stop):
             run(cfg)
     finally:
-        C._write_state = real_write
+        L.write_state = real_write
     assert not (tmp_path / "out.csv").exists() and (tmp_path / "out.csv.partial").exists()
     state = json.loads((tmp_path / "out.csv.partial.state").read_text())
     assert state["input"]["rows"] == 21
@@ -144,13 +150,13 @@ def test_kill_while_renaming_is_finished_by_the_rerun(toy_task, tmp_path, monkey
 def test_rerun_with_other_arguments_is_refused(toy_task, tmp_path):
     write_input(tmp_path / "in.csv")
     cfg = config(tmp_path, toy_task)
-    real_write = C._write_state
-    C._write_state = lambda path, state: real_write(path, state) if state["input"] is None else (_ for _ in ()).throw(KeyboardInterrupt)
+    real_write = L.write_state
+    L.write_state = lambda path, state: real_write(path, state) if state.input is None else (_ for _ in ()).throw(KeyboardInterrupt)
     try:
         with pytest.raises(KeyboardInterrupt):
             run(cfg)
     finally:
-        C._write_state = real_write
+        L.write_state = real_write
     with pytest.raises(UserError, match=r"other arguments or input \(max_chars: 100 -> 50\).*--restart"):
         run(config(tmp_path, toy_task, max_chars=50))
     (tmp_path / "in.csv").write_bytes((tmp_path / "in.csv").read_bytes() + b"t99,one more\n")
@@ -218,7 +224,7 @@ def api_model(**kw) -> ResolvedClassifier:
 def test_api_model_prints_estimate_and_bills_per_row(toy_task, tmp_path):
     write_input(tmp_path / "in.csv", bad=False)
     out = io.StringIO()
-    summary = C.classify_file(config(tmp_path, toy_task, min_confidence=0.5), model=api_model(), out=out)
+    summary = classify_file(config(tmp_path, toy_task, min_confidence=0.5), model=api_model(), out=out)
     assert "cost estimate: $0.04 for 40 rows" in out.getvalue()
     assert summary.cost_usd == pytest.approx(0.04) and summary.billing == "api"
     rows = read_csv(tmp_path / "out.csv") + read_csv(tmp_path / "out.review.csv")
@@ -232,7 +238,7 @@ def test_max_cost_refuses_to_start_when_the_estimate_is_over(toy_task, tmp_path)
     write_input(tmp_path / "in.csv", bad=False)
     model = api_model()
     with pytest.raises(UserError, match=r"estimated cost \$0.04 is over --max-cost \$0.01"):
-        C.classify_file(config(tmp_path, toy_task, max_cost=0.01), model=model, out=io.StringIO())
+        classify_file(config(tmp_path, toy_task, max_cost=0.01), model=model, out=io.StringIO())
     assert model.classifier.queries == 0
 
 
@@ -241,9 +247,9 @@ def test_max_cost_stops_before_exceeding_and_resumes_with_more_budget(toy_task, 
     write_input(tmp_path / "in.csv", bad=False)
     model = api_model(with_estimate=False)
     with pytest.raises(UserError, match=r"stopped after row 21 of 40.*rerun with a higher --max-cost"):
-        C.classify_file(config(tmp_path, toy_task, max_cost=0.025), model=model, out=io.StringIO())
+        classify_file(config(tmp_path, toy_task, max_cost=0.025), model=model, out=io.StringIO())
     assert model.classifier.queries == 21  # 3 chunks of 7 at $0.001: a fourth would cost $0.028
-    summary = C.classify_file(config(tmp_path, toy_task, max_cost=1.0), model=api_model(with_estimate=False), out=io.StringIO())
+    summary = classify_file(config(tmp_path, toy_task, max_cost=1.0), model=api_model(with_estimate=False), out=io.StringIO())
     assert summary.resumed and summary.cost_usd == pytest.approx(0.04)
     assert len(read_csv(tmp_path / "out.csv")) == 40
 
