@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.models import quiet_libraries
 from dispute_classifier.core.task import cache_dir
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -63,10 +64,11 @@ class Embedder:
 
     def _encoder(self):
         if self._st is None:
-            from sentence_transformers import SentenceTransformer  # heavy: imported on first use
-
             try:
-                self._st = SentenceTransformer(resolve_model(self.model), device="cpu")
+                with quiet_libraries():  # library chatter at import and load (bitsandbytes, progress bars)
+                    from sentence_transformers import SentenceTransformer  # heavy: imported on first use
+
+                    self._st = SentenceTransformer(resolve_model(self.model), device="cpu")
             except OSError as exc:
                 raise UserError(f"could not load embedding model '{self.model}': {exc}") from None
         return self._st

@@ -59,6 +59,7 @@ def workload(tmp_path_factory):
 @pytest.fixture(scope="module")
 def servers(workload, tmp_path_factory):
     """One running service per model, started on first use and stopped after the module."""
+    from finetune import registry
     from tests.serve.conftest import Server
 
     task, _ = workload
@@ -67,7 +68,8 @@ def servers(workload, tmp_path_factory):
     def get(model: str) -> Server:
         if model not in started:
             tmp = tmp_path_factory.mktemp(f"serve-{model.replace(':', '-')}")
-            env = dict(os.environ)
+            # the service runs in its own folder: name the models folder absolutely
+            env = {**os.environ, "DISPUTE_CLASSIFIER_MODELS": str(registry.models_dir().resolve())}
             server = Server(["--model", model, "--task", task, "--log-db", str(tmp / "log.db"), "--max-inputs", "64"], env, tmp / "serve.log")
             started[model] = server
             server.wait_ready(timeout=900)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import sys
@@ -31,7 +32,11 @@ from typing import Any
 from dispute_classifier.core.config import to_dict
 from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
-from dispute_classifier.core.models import load_causal_lm, load_tokenizer, model_fingerprint
+from dispute_classifier.core.models import (
+    load_causal_lm,
+    load_tokenizer,
+    model_fingerprint,
+)
 from dispute_classifier.core.runconfig import RunConfig
 from dispute_classifier.core.task import load_data, load_task
 from dispute_classifier.core.threads import set_torch_threads
@@ -112,6 +117,8 @@ def training_args(recipe: Recipe, output_dir: Path, **override: Any):
         # without a GPU, processes started by `accelerate launch` join over gloo (accelerate's MULTI_CPU)
         use_cpu=not _cuda_available(),
         train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random",
+        # --quiet: no progress bar (the loss still goes to trainer_log.jsonl and the model card)
+        disable_tqdm=bool(os.environ.get("DISPUTE_CLASSIFIER_QUIET")),
     )
     common.update(override)
     if recipe.head == "classification":
@@ -144,6 +151,7 @@ def build_model(recipe: Recipe, tokenizer, n_labels: int):
 def build_trainer(recipe: Recipe, model, tokenizer, rows: list[dict[str, Any]], output_dir: Path):
     """SFTTrainer (generative) or Trainer (classification head) with the recipe's settings."""
     from datasets import Dataset
+    from transformers import PrinterCallback
 
     dataset = Dataset.from_list(rows)
     args = training_args(recipe, output_dir)
@@ -151,10 +159,14 @@ def build_trainer(recipe: Recipe, model, tokenizer, rows: list[dict[str, Any]], 
         from transformers import DataCollatorWithPadding, Trainer
 
         tokenizer.padding_side = "right"
-        return Trainer(model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
-    from trl import SFTTrainer
+        trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
+    else:
+        from trl import SFTTrainer
 
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    if args.disable_tqdm:
+        trainer.remove_callback(PrinterCallback)  # without a bar the Trainer prints every log dict instead
+    return trainer
 
 
 def preflight(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import logging
 import os
 import subprocess
 import sys
@@ -20,16 +21,42 @@ from typing import Any, Callable
 from dispute_classifier import __version__
 from dispute_classifier.commands import batch, models
 from dispute_classifier.commands.approaches import load_approaches
-from dispute_classifier.commands.args import CompareArgs, DashboardArgs, DataCheckArgs, EvaluateArgs, ExperimentArgs, FinetuneArgs, LlamaServerArgs, ReportArgs
-from dispute_classifier.commands.batchjob import ClassifyConfig, approach_settings, format_summary
+from dispute_classifier.commands.args import (
+    CompareArgs,
+    DashboardArgs,
+    DataCheckArgs,
+    EvaluateArgs,
+    ExperimentArgs,
+    FinetuneArgs,
+    LlamaServerArgs,
+    ReportArgs,
+)
+from dispute_classifier.commands.batchjob import (
+    ClassifyConfig,
+    approach_settings,
+    format_summary,
+)
 from dispute_classifier.commands.experiment import load_profile, run_experiment
 from dispute_classifier.commands.models import AliasConfig, RegisterConfig, list_lines
 from dispute_classifier.commands.monitor import MonitorConfig, run_monitor
-from dispute_classifier.commands.replay import SPLITS, ReplayConfig, format_replay, replay
+from dispute_classifier.commands.replay import (
+    SPLITS,
+    ReplayConfig,
+    format_replay,
+    replay,
+)
 from dispute_classifier.commands.serve import ServeConfig, check_port_free, serve
 from dispute_classifier.core import datacheck, registry
 from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig
-from dispute_classifier.core.config import describe, field_docs, from_dict, load_config, merge, parse_overrides, read_yaml
+from dispute_classifier.core.config import (
+    describe,
+    field_docs,
+    from_dict,
+    load_config,
+    merge,
+    parse_overrides,
+    read_yaml,
+)
 from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import RunConfig, model_override, run_config
@@ -42,7 +69,13 @@ from evaluation.predlog import PREDLOG_ENV, db_url
 from evaluation.runs import read_run, resolve_run, runs_dir, scan_runs
 from evaluation.verdict import VerdictConfig, build_report, write_report
 from finetune.recipe import Recipe, available_recipes, load_recipe
-from finetune.sweep import RecipeClassifier, SweepConfig, final_refit, run_sweep, summary
+from finetune.sweep import (
+    RecipeClassifier,
+    SweepConfig,
+    final_refit,
+    run_sweep,
+    summary,
+)
 from finetune.train import train
 
 
@@ -522,6 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Library notices users cannot act on: bitsandbytes warns at import that an optional fast
+    # 4-bit CPU kernel package is missing (its fallback works); the composition root sets this.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
