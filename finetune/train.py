@@ -339,7 +339,7 @@ def train(
         finetuned = FinetunedConfig(model=f"{name}:v{card['version']}", models_dir=str(models_root) if models_root else None)
         cfg = RunConfig(
             task=str(spec.path), approach="finetuned", split=split, limit=recipe.eval_limit, seed=recipe.train.seed,
-            runs_dir=str(runs_dir or "runs"), data_dir=data_dir, hardware=recipe.hardware, sections={"finetuned": finetuned},
+            runs_dir=runs_dir, data_dir=data_dir, hardware=recipe.hardware, sections={"finetuned": finetuned},
         )
         run, _ = evaluate_config(cfg, data, prices, extra=run_extra)
         m = run.metrics

@@ -19,6 +19,23 @@ def pytest_configure(config: pytest.Config) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="dispute-classifier-tests-"))
     os.environ.setdefault("DISPUTE_CLASSIFIER_RUNS", str(scratch / "runs"))
     os.environ.setdefault("DISPUTE_CLASSIFIER_MODELS", str(scratch / "models"))
+    config._repo_outputs_before = _repo_outputs()  # type: ignore[attr-defined]
+
+
+def _repo_outputs() -> set[str]:
+    """What the repository's own output folders hold now."""
+    return {f"{d}/{p.name}" for d in ("runs", "reports", "models") if (REPO / d).is_dir() for p in (REPO / d).iterdir()}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session when a test wrote into the repository's runs/, reports/ or models/."""
+    before = getattr(session.config, "_repo_outputs_before", None)
+    if before is None:
+        return
+    added = sorted(_repo_outputs() - before)
+    if added:
+        print(f"\nERROR: tests wrote into the repository: {', '.join(added[:5])}; tests must write under tmp_path only")
+        session.exitstatus = 1
 
 
 def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")) -> Path:

@@ -29,8 +29,8 @@ class RunConfig:
     """Evaluate a seeded, stratified subsample of this many examples (recorded in the run)."""
     seed: int = 0
     """Seed for subsampling, bootstrap intervals and any model randomness."""
-    runs_dir: str = "runs"
-    """Folder that receives run records."""
+    runs_dir: str | None = None
+    """Folder that receives run records (default: $DISPUTE_CLASSIFIER_RUNS, then ./runs)."""
     data_dir: str | None = None
     """Folder holding the task's source files (default: $DISPUTE_CLASSIFIER_DATA, then download)."""
     prices: str | None = None
