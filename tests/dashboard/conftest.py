@@ -80,6 +80,13 @@ def make_folders(root: Path) -> Folders:
     report = build_report(scan_runs(runs)[0], "toy", "test", VerdictConfig(min_shared_examples=1))
     write_report(report, reports)
     datacheck.write_report(datacheck.check(data, sample_size=10), reports)
+    # the learning-curve and label-noise report, as `dispute-classifier curves` writes it (tfidf, two sizes, two noise levels)
+    from evaluation.curves import CurvesConfig, run_curves, write_curves
+    from evaluation.label_issues import approach_maker
+
+    tfidf_maker = approach_maker("tfidf", str(data.spec.path))
+    curves = CurvesConfig(task=str(data.spec.path), approaches=["tfidf"], sizes=["12", "all"], noise=[0.0, 0.3], seeds=[0, 1], folds=3)
+    write_curves(run_curves(curves, data, {"tfidf": tfidf_maker}, {"tfidf": tfidf_maker}, log=lambda _: None), reports)
     return Folders(runs, reports, tfidf.metrics["accuracy"], report["break_even"]["volume"])
 
 

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -18,7 +19,8 @@ from tests.conftest import REPO
 from tests.dashboard.conftest import APP
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-SHOTS = REPO / "reports" / "screenshots"
+SHOTS = Path(os.environ.get("DISPUTE_CLASSIFIER_SCREENSHOTS") or Path(tempfile.gettempdir()) / "dispute-classifier-screenshots")
+"""Where the browser test saves a screenshot of every page (never inside the repository)."""
 
 # (url path, text that must be visible once the page has rendered, is there a chart)
 PAGES = [
@@ -29,6 +31,7 @@ PAGES = [
     ("errors", "misclassified example(s)", False),
     ("training", "LoRA r=16", True),
     ("data", "Reading sample", True),
+    ("curves", "Learning curve and label noise", True),
     ("monitoring", "Monitoring", False),  # without a prediction log: the page says how to make one
 ]
 
