@@ -32,7 +32,7 @@ PAGES = [
     ("training", "LoRA r=16", True),
     ("data", "Reading sample", True),
     ("curves", "Learning curve and label noise", True),
-    ("monitoring", "Monitoring", False),  # without a prediction log: the page says how to make one
+    ("monitoring", "Drift flagged in 1 of 1 window(s)", True),  # a prediction log with a drifted window and a shadow
 ]
 
 
@@ -56,9 +56,12 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(dashboard_folders, tmp_path_factory):
     """`streamlit run dashboard/app.py` on a free loopback port, stopped after the module."""
+    from tests.dashboard.test_monitoring import write_log
+
     port = free_port()
+    predlog = write_log(tmp_path_factory.mktemp("predlog") / "log.db", drifted=True)
     env = {**os.environ, "DISPUTE_CLASSIFIER_RUNS": str(dashboard_folders.runs), "DISPUTE_CLASSIFIER_REPORTS": str(dashboard_folders.reports),
-           "PYTHONPATH": str(REPO), "HOME": str(tmp_path_factory.mktemp("home"))}
+           "DISPUTE_CLASSIFIER_PREDLOG": predlog, "PYTHONPATH": str(REPO), "HOME": str(tmp_path_factory.mktemp("home"))}
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
