@@ -40,3 +40,10 @@ def test_a_recipe_cannot_evaluate_on_the_rows_it_trains_on():
     with pytest.raises(UserError, match="fit_split=train\\+validation trains on the validation rows"):
         load_recipe("smollm2-135m-lora-cls-cpu", ["fit_split=train+validation"])
     assert load_recipe("smollm2-135m-lora-cls-cpu", ["fit_split=train+validation", "eval_splits=[test]"]).eval_splits == ["test"]
+
+
+def test_finetuned_quantize_setting_is_checked():
+    from finetune.classifier import FinetunedConfig
+
+    with pytest.raises(UserError, match="finetuned.quantize must be none or int8"):
+        FinetunedConfig(quantize="int4")
