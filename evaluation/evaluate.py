@@ -14,7 +14,19 @@ from dispute_classifier.core.runconfig import RunConfig
 from dispute_classifier.core.task import Split, TaskData, stratified_sample
 from dispute_classifier.core.types import INVALID, Classifier, Prediction
 from evaluation import metrics as M
-from evaluation.runs import RunRecord, code_version, config_hash, find_finished_run, git_state, new_run_id, now_iso, package_versions, reuse_key, runs_dir, write_run
+from evaluation.runs import (
+    RunRecord,
+    code_version,
+    config_hash,
+    find_finished_run,
+    git_state,
+    new_run_id,
+    now_iso,
+    package_versions,
+    reuse_key,
+    runs_dir,
+    write_run,
+)
 
 
 def compute_metrics(
@@ -233,8 +245,9 @@ def evaluate_config(
     number). Returns ``(run record, reused)``.
     """
     approach = registry.get_approach(cfg.approach)
+    prices = prices or PriceTable.load(Path(cfg.prices) if cfg.prices else None)  # once, for the check and the run
     if cfg.hardware:  # a bad --hardware fails now, not after fitting
-        (prices or PriceTable.load(Path(cfg.prices) if cfg.prices else None)).hourly(cfg.hardware)
+        prices.hourly(cfg.hardware)
     clf = approach.build(cfg)  # cheap: models load on first predict
     config = cfg.approach_settings()
     model = clf.model_name or clf.name

@@ -169,7 +169,10 @@ def training_cost(run: RunRecord, cfg: VerdictConfig, prices: PriceTable) -> tup
 def api_model(meta: dict[str, Any]) -> str:
     """The plain API model id of a run (the price table's key), not its display label."""
     llm = (meta.get("extra") or {}).get("llm") or {}
-    return str(llm.get("served_model") if llm.get("model") in (None, "server default") and llm.get("served_model") else llm.get("model") or meta.get("model") or meta["approach"])
+    model = llm.get("model")
+    if model in (None, "server default"):  # the endpoint chose: the name it answered with
+        model = llm.get("served_model") or model
+    return str(model or meta.get("model") or meta["approach"])
 
 
 def cost_line(run: RunRecord, cfg: VerdictConfig, prices: PriceTable) -> CostLine:

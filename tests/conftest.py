@@ -85,13 +85,19 @@ def write_task(tmp: Path, train=TOY_TRAIN, test=TOY_TEST, labels=TOY_LABELS, hea
     return path
 
 
-@pytest.fixture
-def toy_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def task_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str = "task") -> Path:
+    """An empty folder for a test's own task, with the data and cache environment pointed away
+    from the real BANKING77 copy and the user's cache."""
     monkeypatch.delenv("DISPUTE_CLASSIFIER_DATA", raising=False)
     monkeypatch.setenv("DISPUTE_CLASSIFIER_CACHE", str(tmp_path / "cache"))
-    folder = tmp_path / "task"
+    folder = tmp_path / name
     folder.mkdir()
-    return write_task(folder)
+    return folder
+
+
+@pytest.fixture
+def toy_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return write_task(task_folder(tmp_path, monkeypatch))
 
 
 @pytest.fixture(scope="session")

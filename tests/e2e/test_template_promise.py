@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from evaluation.runs import scan_runs
+from tests.conftest import task_folder
 from tests.e2e.test_cli import cli
 
 TASK_YAML = """\
@@ -63,10 +64,7 @@ def write_rows(path: Path, fillers: list[str], prefix: str) -> None:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A user's folder: the task YAML next to its CSVs, nothing else."""
-    monkeypatch.delenv("DISPUTE_CLASSIFIER_DATA", raising=False)
-    monkeypatch.setenv("DISPUTE_CLASSIFIER_CACHE", str(tmp_path / "cache"))
-    folder = tmp_path / "tickets"
-    folder.mkdir()
+    folder = task_folder(tmp_path, monkeypatch, "tickets")
     write_rows(folder / "tickets_train.csv", TRAIN_FILLERS, "tr")
     write_rows(folder / "tickets_test.csv", TEST_FILLERS, "te")
     (folder / "tickets.yaml").write_text(TASK_YAML, encoding="utf-8")

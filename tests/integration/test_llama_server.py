@@ -7,7 +7,11 @@ import socket
 import pytest
 
 from dispute_classifier.core.backends.api import ApiBackend, ApiConfig
-from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig, llama_cpp_available
+from dispute_classifier.core.backends.llama_server import (
+    LlamaServer,
+    ServerConfig,
+    llama_cpp_available,
+)
 from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.prompts import PromptConfig, build_messages

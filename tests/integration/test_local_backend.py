@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from dispute_classifier.core.backends.local import LocalBackend, LocalConfig, completion_ids, prompt_ids
+from dispute_classifier.core.backends.local import (
+    LocalBackend,
+    LocalConfig,
+    completion_ids,
+    prompt_ids,
+)
 from dispute_classifier.core.prompts import PromptConfig, build_messages, parse_answer
 from dispute_classifier.core.task import load_task
 from dispute_classifier.core.types import INVALID

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_task
+from tests.conftest import task_folder, write_task
 
 PHRASES = {
     "refund": ["please refund my order", "I want my money back for order", "return the money for purchase", "refund the payment of"],
@@ -27,9 +27,5 @@ def rows() -> list[tuple[str, str]]:
 @pytest.fixture
 def noisy_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Task YAML of 60 training rows (3 with a planted wrong label) and 9 test rows."""
-    monkeypatch.delenv("DISPUTE_CLASSIFIER_DATA", raising=False)
-    monkeypatch.setenv("DISPUTE_CLASSIFIER_CACHE", str(tmp_path / "cache"))
-    folder = tmp_path / "task"
-    folder.mkdir()
     test = [(f"{phrases[i]} {100 + i}", label) for label, phrases in PHRASES.items() for i in range(3)]
-    return write_task(folder, train=rows(), test=test)
+    return write_task(task_folder(tmp_path, monkeypatch), train=rows(), test=test)

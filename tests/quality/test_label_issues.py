@@ -11,7 +11,12 @@ import pytest
 
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.task import load_data, load_task
-from evaluation.label_issues import LabelIssueConfig, label_issues, rank_issues, top_k_recall
+from evaluation.label_issues import (
+    LabelIssueConfig,
+    label_issues,
+    rank_issues,
+    top_k_recall,
+)
 from tests.conftest import REPO
 from tests.quality.conftest import PLANTED
 

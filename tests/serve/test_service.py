@@ -187,7 +187,12 @@ def test_log_text_stores_the_text(serve_app, tmp_path):
 
 
 def test_reload_resolves_the_alias_again(serve_app, toy_task, monkeypatch):
-    from dispute_classifier.commands.models import AliasConfig, RegisterConfig, promote, register
+    from dispute_classifier.commands.models import (
+        AliasConfig,
+        RegisterConfig,
+        promote,
+        register,
+    )
 
     for _ in range(2):
         register(RegisterConfig("tfidf", task=str(toy_task), name="toy-tfidf"))

@@ -16,7 +16,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dispute_classifier.core.backends.api import ApiBackend, ApiConfig, cache_key, redact_url, resolve_endpoint
+from dispute_classifier.core.backends.api import (
+    ApiBackend,
+    ApiConfig,
+    cache_key,
+    redact_url,
+    resolve_endpoint,
+)
 from dispute_classifier.core.backends.llama_server import free_port
 from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError

@@ -2,7 +2,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from dispute_classifier.core.config import describe, field_docs, from_dict, load_config, parse_overrides
+from dispute_classifier.core.config import (
+    describe,
+    field_docs,
+    from_dict,
+    load_config,
+    parse_overrides,
+)
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import RunConfig
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from dispute_classifier.commands.experiment import Profile, Stage, available_profiles, load_profile, run_experiment
+from dispute_classifier.commands.experiment import (
+    Profile,
+    Stage,
+    available_profiles,
+    load_profile,
+    run_experiment,
+)
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.registry import Approach
 from evaluation.runs import scan_runs

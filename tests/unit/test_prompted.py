@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from baselines.prompted import FewShotConfig, PromptedClassifier, RagConfig, few_shot_pool
+from baselines.prompted import (
+    FewShotConfig,
+    PromptedClassifier,
+    RagConfig,
+    few_shot_pool,
+)
 from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.prompts import PromptConfig

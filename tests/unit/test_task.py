@@ -4,7 +4,12 @@
 import pytest
 
 from dispute_classifier.core.errors import UserError
-from dispute_classifier.core.task import load_data, load_task, stratified_cut, stratified_sample
+from dispute_classifier.core.task import (
+    load_data,
+    load_task,
+    stratified_cut,
+    stratified_sample,
+)
 from tests.conftest import TOY_LABELS, TOY_TEST, TOY_TRAIN, write_csv, write_task
 
 

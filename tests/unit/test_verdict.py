@@ -18,8 +18,17 @@ from dispute_classifier.core.task import load_data, load_task
 from dispute_classifier.core.types import ClassifierBase, Prediction
 from evaluation.evaluate import evaluate_config
 from evaluation.runs import scan_runs
-from evaluation.verdict import CostLine, VerdictConfig, break_even_volume, build_report, read_report, shared_examples_needed, to_markdown, write_report
-from tests.conftest import write_task
+from evaluation.verdict import (
+    CostLine,
+    VerdictConfig,
+    break_even_volume,
+    build_report,
+    read_report,
+    shared_examples_needed,
+    to_markdown,
+    write_report,
+)
+from tests.conftest import task_folder, write_task
 from tests.unit.test_api_backend import FakeApi
 
 KEYWORDS = {"refund": "please refund my order", "fee": "why this fee on", "fraud": "fraud: a payment I never made, number"}
@@ -84,11 +93,8 @@ class SimFinetuned(ClassifierBase):
 @pytest.fixture
 def world(tmp_path, monkeypatch, register_approach):
     """A 3-label task with 300 test and 60 train rows, a fake API server, and the runs folder."""
-    monkeypatch.delenv("DISPUTE_CLASSIFIER_DATA", raising=False)
-    monkeypatch.setenv("DISPUTE_CLASSIFIER_CACHE", str(tmp_path / "cache"))
+    folder = task_folder(tmp_path, monkeypatch)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    folder = tmp_path / "task"
-    folder.mkdir()
     train = [(f"{words} {i}", label) for label, words in KEYWORDS.items() for i in range(1000, 1020)]
     test = [(f"{words} {i}", label) for label, words in KEYWORDS.items() for i in range(100)]
     task = write_task(folder, train=train, test=test, labels={k: f"The customer {k}." for k in KEYWORDS})
