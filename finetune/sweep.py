@@ -43,8 +43,15 @@ BUDGETS: dict[str, dict[str, Any]] = {
     # SmolLM2-135M on 2 idle CPU cores (README: 1 epoch of the classification head in about
     # 10 min, the generative head about 3x that), so 20 trials fit a night; minutes on a GPU.
     "real": {"trials": 20, "overrides": []},
+    # the reference search on 2 CPU cores: the classification head only (the generative head
+    # trains about 3x slower and scores each label, so a trial would not fit an afternoon),
+    # 1-2 epochs, validation reported every half epoch so the median pruner can stop a trial
+    # early. The same study on a GPU: use "real".
+    "cpu": {"trials": 8, "overrides": [], "heads": ["classification"], "epochs": (1, 2), "report_steps": 75},
 }
-"""What each ``--budget`` means: trials when --trials is not given, and recipe overrides."""
+"""What each ``--budget`` means: trials when --trials is not given, recipe overrides, and where
+it narrows the search (heads, epochs) or reports validation every ``report_steps`` steps
+(default: every step for quick, every epoch otherwise)."""
 
 
 @dataclass
@@ -61,8 +68,9 @@ class SweepConfig:
     """Optuna storage URL, e.g. sqlite:///reports/sweep.db (default: sqlite:///reports/sweep-<study>.db)."""
     study: str | None = None
     """Study name in the storage (default: sweep-<recipe>-<budget>)."""
-    budget: Literal["quick", "real"] = "real"
-    """quick: tiny model built from a config, 2 trials of 3 steps (CI); real: the whole train split, 1-3 epochs a trial."""
+    budget: Literal["quick", "real", "cpu"] = "real"
+    """quick: tiny model built from a config, 2 trials of 3 steps (CI); real: the whole train split, both heads, 1-3
+    epochs a trial; cpu: the whole train split, classification head, 1-2 epochs (the reference run on 2 cores)."""
     final: bool = False
     """Refit the best trial on train+validation and evaluate it on the test split (once) instead of searching."""
     seed: int = 0
@@ -100,9 +108,10 @@ def storage_url(config: SweepConfig) -> str:
 def suggest(trial: Any, budget: str) -> list[str]:
     """The recipe overrides one trial tries: learning rate, LoRA rank/alpha/dropout, head,
     max length, and epochs (real budget; the quick one counts steps)."""
+    space = BUDGETS[budget]
     r = trial.suggest_categorical("lora_r", [4, 8, 16, 32])
     alpha_ratio = trial.suggest_categorical("lora_alpha_ratio", [1, 2, 4])
-    head = trial.suggest_categorical("head", ["generative", "classification"])
+    head = trial.suggest_categorical("head", space.get("heads", ["generative", "classification"]))
     out = [
         f"train.learning_rate={trial.suggest_float('learning_rate', 1e-4, 2e-3, log=True)}",
         f"lora.r={r}", f"lora.alpha={r * alpha_ratio}", f"lora.dropout={trial.suggest_float('lora_dropout', 0.0, 0.1)}",
@@ -110,8 +119,9 @@ def suggest(trial: Any, budget: str) -> list[str]:
     ]
     if head == "classification":
         out.append("train.packing=false")  # packing is a generative-head option
-    if budget == "real":
-        out.append(f"train.epochs={trial.suggest_int('epochs', 1, 3)}")
+    if budget != "quick":
+        low, high = space.get("epochs", (1, 3))
+        out.append(f"train.epochs={trial.suggest_int('epochs', low, high)}")
     return out
 
 
@@ -198,7 +208,7 @@ def run_sweep(config: SweepConfig) -> Any:
         recipe = _trial_recipe(config, suggest(trial, config.budget))
         model_name = f"{name}-trial{trial.number}"
         trial.set_user_attr("recipe", to_dict(recipe))
-        every = 1 if config.budget == "quick" else 0
+        every = BUDGETS[config.budget].get("report_steps", 1 if config.budget == "quick" else 0)
         try:
             out = train(
                 recipe, name=model_name, runs_dir=config.runs_dir, data_dir=config.data_dir, models_root=models_root,

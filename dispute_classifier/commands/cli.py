@@ -443,7 +443,7 @@ def _add_quality_commands(sub: Any) -> None:
         description="Each trial trains on train and is scored on validation through the shared evaluator; --final refits the"
         " best trial on train+validation and evaluates it on test once.",
     )
-    _config_arguments(p, SweepConfig, choices={"budget": ["quick", "real"]})
+    _config_arguments(p, SweepConfig, choices={"budget": list(BUDGETS)})
     p.set_defaults(func=cmd_sweep)
 
 

@@ -1,5 +1,9 @@
 """The thread count for fine-tuned training and inference on a shared machine."""
 
+import time
+
+import pytest
+
 from dispute_classifier.core import threads
 
 
@@ -25,7 +29,7 @@ def test_a_threads_setting_wins():
 
 def test_reads_this_machine(monkeypatch):
     monkeypatch.setattr(threads, "usable_cores", lambda: 4)
-    monkeypatch.setattr(threads, "load_1min", lambda: 2.6)
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: 2.6)
     import torch
 
     before = torch.get_num_threads()
@@ -35,3 +39,30 @@ def test_reads_this_machine(monkeypatch):
         assert threads.set_torch_threads(3) == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_counts_other_processes_and_not_this_one():
+    """A spinning child process is busy elsewhere; a thread of this process spinning is not
+    (the load average would count both, and a sweep's own last trial, for a minute)."""
+    import subprocess
+    import sys
+    import threading
+
+    if threads._cpu_busy_seconds() is None:
+        pytest.skip("no /proc/stat on this platform")
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert threads.busy_elsewhere(1.0) > 0.6
+    finally:
+        child.kill()
+        child.wait()
+    stop = threading.Event()
+    spinner = threading.Thread(target=lambda: [None for _ in iter(lambda: stop.is_set(), True)])
+    spinner.start()
+    try:
+        own = threads.busy_elsewhere(1.0)
+    finally:
+        stop.set()
+        spinner.join()
+    assert own < 0.6
