@@ -70,6 +70,7 @@ from evaluation.runs import read_run, resolve_run, runs_dir, scan_runs
 from evaluation.verdict import VerdictConfig, build_report, write_report
 from finetune.recipe import Recipe, available_recipes, load_recipe
 from finetune.sweep import (
+    BUDGETS,
     RecipeClassifier,
     SweepConfig,
     final_refit,
