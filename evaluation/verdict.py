@@ -295,17 +295,40 @@ def _model_key(meta: dict[str, Any]) -> tuple[str, str]:
     return meta["approach"], str(meta.get("model"))
 
 
+def _sweep_key(meta: dict[str, Any]) -> tuple[str, int] | None:
+    extra = meta.get("extra") or {}
+    if extra.get("sweep_study") is None or extra.get("sweep_trial") is None:
+        return None
+    return str(extra["sweep_study"]), int(extra["sweep_trial"])
+
+
 def choose_on_validation(test_runs: list[RunRecord], validation_runs: list[RunRecord]) -> tuple[RunRecord | None, str]:
     """The run among ``test_runs`` whose model has the best *validation* record (so the test
-    split only reports); the newest when none of them has one, and why, in words."""
+    split only reports); the newest when none of them has one, and why, in words.
+
+    A sweep's final model (refit on train+validation, so it has no validation record of its
+    own) stands on the validation record of the trial whose settings it refit.
+    """
     if not test_runs:
         return None, ""
-    val = {_model_key(r.meta): r for r in sorted(validation_runs, key=lambda r: r.meta.get("finished_at", ""))}
-    scored = [(val[_model_key(r.meta)], r) for r in test_runs if _model_key(r.meta) in val]
+    ordered = sorted(validation_runs, key=lambda r: r.meta.get("finished_at", ""))
+    val = {_model_key(r.meta): r for r in ordered}
+    trials = {_sweep_key(r.meta): r for r in ordered if _sweep_key(r.meta) and not r.meta["extra"].get("sweep_final")}
+
+    def evidence(run: RunRecord) -> RunRecord | None:
+        if (run.meta.get("extra") or {}).get("sweep_final"):
+            return trials.get(_sweep_key(run.meta))
+        return val.get(_model_key(run.meta))
+
+    scored = [(v, r) for r in test_runs if (v := evidence(r)) is not None]
     if scored:
         v, chosen = max(scored, key=lambda t: (t[0].metrics["accuracy"], t[0].metrics["macro_f1"]))
-        return chosen, (f"chosen on validation: {v.metrics['accuracy'] * 100:.2f} % on {v.metrics['n']} validation examples"
-                        f" (best of {len(scored)} with a validation record)")
+        how = (f"chosen on validation: {v.metrics['accuracy'] * 100:.2f} % on {v.metrics['n']} validation examples"
+               f" (best of {len(scored)} with a validation record)")
+        if (chosen.meta.get("extra") or {}).get("sweep_final"):
+            study, trial = _sweep_key(chosen.meta) or ("", 0)
+            how += f"; the settings of trial {trial} of sweep '{study}', refit on train+validation"
+        return chosen, how
     newest = max(test_runs, key=lambda r: r.meta.get("finished_at", ""))
     return newest, "no validation record for any version: the newest is used (not selected on test)"
 

@@ -48,6 +48,14 @@ def test_sweep_trials_on_validation_resume_and_final(env):
     assert len(finals) == 1 and finals[0].meta["split"] == "test"
     assert finals[0].meta["extra"]["sweep_trial"] == resumed.best_trial.number
 
+    # the verdict picks the final model on its trial's validation record, never on test
+    from evaluation.verdict import build_report
+
+    report = build_report(scan_runs(tmp / "runs")[0], finals[0].meta["task"], "test")
+    assert report["finetune"]["finetuned"] == finals[0].label
+    why = report["finetune"]["selection"]
+    assert f"trial {resumed.best_trial.number} of sweep" in why and "refit on train+validation" in why
+
 
 def test_final_without_trials_is_a_user_error(env):
     from dispute_classifier.core.errors import UserError
