@@ -103,6 +103,18 @@ def training_curves(frame: Any) -> Any:
     ).properties(height=220, width=420).facet(row=alt.Row("metric:N", title=None)).resolve_scale(y="independent")
 
 
+def sweep_trials(frame: Any) -> Any:
+    """Validation accuracy of each finished trial of a search, coloured by learning rate;
+    ``frame`` has columns trial, accuracy, learning_rate, epochs, lora_r."""
+    import altair as alt
+
+    return alt.Chart(frame).mark_circle(size=90).encode(
+        x=alt.X("trial:O", title="trial"), y=alt.Y("accuracy:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format="%"), title="validation accuracy"),
+        color=alt.Color("learning_rate:Q", scale=alt.Scale(type="log"), title="learning rate"),
+        tooltip=["trial", alt.Tooltip("accuracy:Q", format=".2%"), "learning_rate", "epochs", "lora_r", "lora_alpha", "lora_dropout", "max_length"],
+    ).properties(height=260, title="search: validation accuracy per finished trial")
+
+
 def class_counts(frame: Any) -> Any:
     """Examples per class and split as grouped bars; ``frame`` has columns label, split, count."""
     import altair as alt

@@ -200,3 +200,27 @@ def training_log(run: RunRecord) -> tuple[list[dict[str, Any]], str | None, dict
         except json.JSONDecodeError:
             problems.append("model_card.json is not JSON")
     return rows, card_md, card_json, "; ".join(problems)
+
+
+SWEPT = {"learning_rate": ("train", "learning_rate"), "epochs": ("train", "epochs"), "lora_r": ("lora", "r"),
+         "lora_alpha": ("lora", "alpha"), "lora_dropout": ("lora", "dropout"), "max_length": ("train", "max_length")}
+"""The searched settings shown per trial: column -> (recipe section, key) in the model card."""
+
+
+def sweep_trials(runs: list[RunRecord], task: str) -> list[dict[str, Any]]:
+    """One row per run record of a ``sweep`` on ``task`` (the trials' validation records and the
+    final model's test record), with the searched settings read from each model's card."""
+    rows = []
+    for run in runs:
+        extra = run.meta.get("extra") or {}
+        if run.meta["task"] != task or extra.get("sweep_study") is None:
+            continue
+        _, _, card, _ = training_log(run)
+        recipe = (card or {}).get("recipe") or {}
+        row = {"study": extra["sweep_study"], "trial": extra.get("sweep_trial"), "final": bool(extra.get("sweep_final")),
+               "split": run.meta["split"], "accuracy": run.metrics["accuracy"], "n": run.metrics["n"],
+               "head": recipe.get("head"), "run": run.run_id}
+        for column, (section, key) in SWEPT.items():
+            row[column] = (recipe.get(section) or {}).get(key)
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["study"], r["final"], r["trial"] if r["trial"] is not None else -1))

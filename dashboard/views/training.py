@@ -4,12 +4,30 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.data import context, training_log
+from dashboard.data import context, sweep_trials, training_log
 from evaluation.verdict import category
 
 ctx = context()
 st.title("Training")
+trials = pd.DataFrame(sweep_trials(ctx.all_runs, ctx.task))
+for study, rows in (trials.groupby("study") if not trials.empty else []):
+    searched, final = rows[~rows["final"]], rows[rows["final"]]
+    st.subheader(f"Hyperparameter search `{study}`")
+    best = searched.loc[searched["accuracy"].idxmax()] if not searched.empty else None
+    st.markdown(
+        f"{len(searched)} finished trial(s), each trained on train and scored on validation"
+        + (f"; best: trial {int(best['trial'])} at {best['accuracy']*100:.2f} % on {int(best['n'])} validation examples" if best is not None else "")
+        + ". Pruned trials leave no run record (`dispute-classifier sweep` lists them)."
+    )
+    if not searched.empty:
+        st.altair_chart(charts.sweep_trials(searched))
+        st.dataframe(searched.drop(columns=["study", "final"]), hide_index=True)
+    for _, f in final.iterrows():
+        st.markdown(f"**Final model** (trial {f['trial']}'s settings refit on train+validation): {f['accuracy']*100:.2f} % on "
+                    f"{int(f['n'])} {f['split']} examples — the one test evaluation.")
 finetuned = [r for r in ctx.runs if category(r.meta) == "finetuned"]
+if not finetuned and not trials.empty:
+    st.stop()
 if not finetuned:
     st.info(f"No fine-tuned run on {ctx.task}/{ctx.split} yet. Run the fine-tuned stage: "
             f"`dispute-classifier experiment --task {ctx.task}` (or `dispute-classifier evaluate --task {ctx.task} --approach finetuned`).")

@@ -90,6 +90,27 @@ def make_folders(root: Path) -> Folders:
     return Folders(runs, reports, tfidf.metrics["accuracy"], report["break_even"]["volume"])
 
 
+def add_sweep(runs: Path, root: Path, models: Path) -> None:
+    """Run records of a two-trial search (validation) and its final model (test), made by the
+    evaluator as `dispute-classifier sweep` makes them, each model's card holding its recipe."""
+    from dispute_classifier.core.task import load_data, load_task
+    from evaluation.evaluate import evaluate
+
+    data = load_data(load_task(str(root / "task" / "toy.yaml")))
+    labels = data.spec.label_list
+    study = "sweep-toy-cpu"
+    for trial, split, lr, n_wrong in ((0, "validation", 1e-3, 2), (1, "validation", 4e-4, 0), (1, "test", 4e-4, 1)):
+        rows = data.split(split)
+        final = split == "test"
+        folder = models / f"{study}-{'final' if final else f'trial{trial}'}"
+        folder.mkdir(parents=True)
+        recipe = {"head": "classification", "train": {"learning_rate": lr, "epochs": 2, "max_length": 160}, "lora": {"r": 8, "alpha": 16, "dropout": 0.05}}
+        (folder / "model_card.json").write_text(json.dumps({"recipe": recipe}))
+        extra = {"sweep_study": study, "sweep_trial": trial, "model_dir": str(folder), **({"sweep_final": True} if final else {})}
+        clf = Scripted("finetuned", dict(zip(rows.texts, rows.labels)), set(rows.texts[:n_wrong]), labels)
+        evaluate(clf, data, split, approach="finetuned", model=f"{folder.name}:1", extra=extra, runs_root=runs, progress=False)
+
+
 @pytest.fixture(scope="session")
 def dashboard_folders(tmp_path_factory: pytest.TempPathFactory) -> Folders:
     return make_folders(tmp_path_factory.mktemp("dashboard"))

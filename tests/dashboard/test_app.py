@@ -110,6 +110,22 @@ def test_training_page(folders):
     assert charts(at) == 1
 
 
+def test_training_page_shows_the_search(dashboard_folders, tmp_path, monkeypatch):
+    from tests.dashboard.conftest import add_sweep
+
+    runs = tmp_path / "runs"
+    shutil.copytree(dashboard_folders.runs, runs)
+    add_sweep(runs, dashboard_folders.runs.parent, tmp_path / "models")
+    at = open_page("training", runs, dashboard_folders.reports, monkeypatch)
+    text = page_text(at)
+    assert "Hyperparameter search `sweep-toy-cpu`" in text
+    assert "2 finished trial(s)" in text and "best: trial 1 at 100.00 %" in text
+    assert "**Final model** (trial 1's settings refit on train+validation): 66.67 % on 3 test examples" in text
+    table = at.dataframe[0].value
+    assert sorted(table["trial"]) == [0, 1] and sorted(table["learning_rate"]) == [4e-4, 1e-3]
+    assert charts(at) == 2  # the search, then the training curves of the fine-tuned run
+
+
 def test_data_page(folders):
     at = folders("data")
     text = page_text(at)
