@@ -164,7 +164,7 @@ class FinetunedClassifier(ClassifierBase):
         self.task_ = load_task(self.card.get("task_file") or self.card["task"])
         # Load now, not in the first predict call, so the evaluator's queries/s is the
         # steady rate and the one-time load is not spread over the first batch.
-        self.model
+        _ = self.model
         return self
 
     def fitted_rows(self) -> dict[str, Any] | None:
