@@ -180,6 +180,7 @@ class FinetunedClassifier(ClassifierBase):
             "model_dir": str(self.folder.resolve()), "head": self.card["recipe"]["head"], "quantize": self.quantize,
             "training_cost_usd": t["cost_usd"], "train_wall_s": t["wall_s"], "hardware": t["hardware"],
             "fit_split": self.card["data"]["fit_split"], "base_model": self.card["base_model"]["name"],
+            **self.card.get("sweep", {}),  # sweep_study / sweep_trial / sweep_final of a searched model
         }
 
     def _task(self) -> TaskSpec:

@@ -322,6 +322,8 @@ def train(
         "data": {"sha256": data.sha256, "data_hash": data.data_hash, "fit_split": recipe.fit_split,
                  "n_train_rows": len(fit.split), "dropped_test_overlap": fit.dropped_test_overlap},
         "seed": recipe.train.seed, "git": git_state(), "training_key": registry.training_key(),
+        # a sweep's trial or final model says so, so any later evaluation of it can be traced to its trial
+        "sweep": {k: v for k, v in (run_extra or {}).items() if k.startswith("sweep_")},
         "training": {
             "wall_s": wall, "steps": steps, "epochs": trainer.state.epoch, "final_loss": result.training_loss,
             "tokens_per_s": tokens_seen / wall if wall else None, "peak_memory_mb": _peak_memory_mb(),

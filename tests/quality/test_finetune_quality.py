@@ -55,6 +55,11 @@ def test_sweep_trials_on_validation_resume_and_final(env):
     assert report["finetune"]["finetuned"] == finals[0].label
     why = report["finetune"]["selection"]
     assert f"trial {resumed.best_trial.number} of sweep" in why and "refit on train+validation" in why
+    # the card remembers the trial, so a later evaluation of the final model is traced to it too
+    from finetune.classifier import FinetunedClassifier
+
+    info = FinetunedClassifier(f"{card['name']}:{card['version']}", models_dir=str(out.parent.parent)).run_info()
+    assert info["sweep_final"] is True and info["sweep_trial"] == resumed.best_trial.number
 
 
 def test_final_without_trials_is_a_user_error(env):
