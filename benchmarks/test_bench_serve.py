@@ -29,7 +29,11 @@ BUDGET = {"tfidf": (600, 15.0), "embedding": (300, 15.0), "finetuned": (120, 30.
 
 
 def _finetuned_head_model() -> str | None:
+    """$BENCH_FINETUNED_MODEL, else the last saved classification-head model."""
     from finetune import registry
+
+    if os.environ.get("BENCH_FINETUNED_MODEL"):
+        return os.environ["BENCH_FINETUNED_MODEL"]
 
     for name, version, path in reversed(registry.list_models()):
         card = registry.read_card(path)
