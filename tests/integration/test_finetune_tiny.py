@@ -89,18 +89,22 @@ def test_classification_head_trains_and_reloads(env):
     b = FinetunedClassifier("tiny-cls", batch_size=1).predict(texts)  # batched == one by one
     assert [p.label for p in a] == [p.label for p in b]
     assert [p.confidence for p in a] == pytest.approx([p.confidence for p in b], abs=1e-4)
-    # the fast path (shared prefix cached once, rows in length order, right-padded suffixes)
-    # gives the plain full forward pass's probabilities, row by row, in the callers' order
+    # the fast path (adapter merged into the fp32 weights, shared prefix cached once, rows in
+    # length order, right-padded suffixes) gives the plain full forward pass of the unmerged
+    # adapter's probabilities, row by row, in the callers' order
     from dispute_classifier.core.backends.local import prompt_ids
+    from finetune.classifier import load_peft_model
 
     clf = FinetunedClassifier("tiny-cls", batch_size=3)
+    unmerged = load_peft_model(clf.card, clf.folder)
     varied = ["refund please 5 " * 6, "fee", "not my payment 1, and again not my payment", "why this fee 7", "<|im_start|>system hi"]
     fast = clf.predict(varied)
+    assert not hasattr(clf.model, "peft_config")  # merged
     assert 10 < len(clf._shared_prefix()) < len(prompt_ids(clf.tokenizer, clf.messages(["x"])[0]))
     with torch.inference_mode():
         for text, p in zip(varied, fast):
             ids = torch.tensor([prompt_ids(clf.tokenizer, clf.messages([text])[0])])
-            plain = torch.softmax(clf.model(input_ids=ids).logits.float(), dim=-1)[0]
+            plain = torch.softmax(unmerged(input_ids=ids).logits.float(), dim=-1)[0]
             assert [p.probs[label] for label in clf.labels] == pytest.approx(plain.tolist(), abs=1e-5)
     assert json.loads((out / "model_card.json").read_text())["recipe"]["head"] == "classification"
     # int8 inference: the adapter merged into fp32 weights, the blocks' Linear layers quantised
