@@ -504,8 +504,15 @@ def build_report(
                     + (f" within the {cfg.max_p95_latency_ms:g} ms latency budget" if cfg.max_p95_latency_ms else "") + ".")
     elif not rule["decided"]:
         first = rule["undecided_by"][0]
+        theirs, ours = first["monthly_cost_usd"], costs[choice.label].monthly(cfg.monthly_volume)
+        if theirs is not None and ours is not None and round(theirs, 6) == round(ours, 6):
+            how = f"adequate at the same cost and preferred ({first['category']} before {category(choice.meta)})"
+        elif theirs is not None and ours is not None:
+            how = f"adequate and cheaper ({money(theirs)} against {money(ours)} a month)"
+        else:
+            how = "adequate and cheaper"
         headline = (f"Not yet decidable: {choice.label} is the cheapest approach shown adequate, but {first['challenger']} might be"
-                    f" adequate and cheaper — {first['reason']}.")
+                    f" {how} — {first['reason']}.")
     else:
         headline = f"Use {choice.label} ({CATEGORY_NAMES[category(choice.meta)]}): the cheapest adequate approach at {cfg.monthly_volume:,} queries/month."
     headline += f" Fine-tune? {question['answer']}."

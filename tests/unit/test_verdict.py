@@ -175,6 +175,21 @@ def test_too_few_shared_examples_is_not_yet_decidable_with_the_number_needed(wor
     assert "Fine-tune? not yet decidable." in report["verdict"]["headline"]
 
 
+def test_an_undecided_cheaper_option_is_named_with_both_monthly_costs(world, register_approach):
+    # a classical stand-in on the same always-on machine as the fine-tuned one, 3 points behind;
+    # only the fine-tuned model's training cost sets them apart, so the headline gives the figures
+    register_approach(Approach("sim-classical", "stand-in classical model", "classical", lambda cfg: SimFinetuned(cfg.section("simc")), {"simc": SimConfig}))
+    world.run("sim-finetuned", sim={"model": "sim:v1", "wrong_every": 0})
+    world.run("sim-classical", simc={"model": "simc:v1", "wrong_every": 43})
+    report = world.report()
+    assert not report["verdict"]["decided"] and report["verdict"]["recommendation"].startswith("sim-finetuned")
+    costs = {e["challenger"]: e["monthly_cost_usd"] for e in report["standing"]}
+    ours, theirs = costs["sim-finetuned [sim:v1]"], costs["sim-classical [simc:v1]"]
+    assert theirs < ours
+    headline = report["verdict"]["headline"]
+    assert f"might be adequate and cheaper (${theirs:,.2f} against ${ours:,.2f} a month)" in headline, headline
+
+
 def test_fine_tuned_version_is_chosen_on_validation_not_test(world):
     # v1 is better on validation, v2 better on test: the report must take v1
     world.run("sim-finetuned", split="validation", sim={"model": "sim:v1", "wrong_every": 0})
