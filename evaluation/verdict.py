@@ -508,7 +508,7 @@ def build_report(
         if theirs is not None and ours is not None and round(theirs, 6) == round(ours, 6):
             how = f"adequate at the same cost and preferred ({first['category']} before {category(choice.meta)})"
         elif theirs is not None and ours is not None:
-            how = f"adequate and cheaper ({money(theirs)} against {money(ours)} a month)"
+            how = f"adequate and cheaper by {money(ours - theirs)} a month ({money(theirs)} against {money(ours)})"
         else:
             how = "adequate and cheaper"
         headline = (f"Not yet decidable: {choice.label} is the cheapest approach shown adequate, but {first['challenger']} might be"

@@ -187,7 +187,9 @@ def test_an_undecided_cheaper_option_is_named_with_both_monthly_costs(world, reg
     ours, theirs = costs["sim-finetuned [sim:v1]"], costs["sim-classical [simc:v1]"]
     assert theirs < ours
     headline = report["verdict"]["headline"]
-    assert f"might be adequate and cheaper (${theirs:,.2f} against ${ours:,.2f} a month)" in headline, headline
+    from dispute_classifier.core.costs import money
+
+    assert f"might be adequate and cheaper by {money(ours - theirs)} a month ({money(theirs)} against {money(ours)})" in headline, headline
 
 
 def test_fine_tuned_version_is_chosen_on_validation_not_test(world):
