@@ -36,7 +36,7 @@ class FinetunedConfig:
     """Folder of saved models (default: $DISPUTE_CLASSIFIER_MODELS, then ./models)."""
     threads: int | None = None
     """torch CPU threads for inference (default: the cores really free, i.e. this process's
-    cores less the 1-minute load average)."""
+    cores less those other processes keep busy now)."""
     quantize: str = "none"
     """CPU inference of a full-precision model: none, or int8 (LoRA merged into the fp32 weights, then dynamic int8 quantisation of the blocks' Linear layers but down_proj)."""
 

@@ -83,8 +83,8 @@ class TrainSpec:
     seed: int = 0
     """Seed of the shuffling, the LoRA init and dropout."""
     threads: int | None = None
-    """torch CPU threads (default: the cores really free, i.e. this process's cores less the
-    1-minute load average; on a shared machine fewer threads run faster)."""
+    """torch CPU threads (default: the cores really free, i.e. this process's cores less those
+    other processes keep busy now; on a shared machine fewer threads run faster)."""
 
     def __post_init__(self) -> None:
         if self.max_steps == 0 or (self.max_steps < 0 and self.epochs <= 0):

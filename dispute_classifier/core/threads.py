@@ -17,7 +17,8 @@ import time
 
 def choose_threads(cores: int, load_1min: float, requested: int | None = None) -> int:
     """Threads to use: ``requested`` when given, else the ``cores`` this process may use less
-    the 1-minute load average (rounded), never fewer than 1 nor more than ``cores``."""
+    the cores busy elsewhere (``load_1min``: `busy_elsewhere`, rounded), never fewer than 1 nor
+    more than ``cores``."""
     if requested:
         return max(1, requested)
     cores = max(1, cores)
