@@ -120,7 +120,7 @@ def test_training_page_shows_the_search(dashboard_folders, tmp_path, monkeypatch
     text = page_text(at)
     assert "Hyperparameter search `sweep-toy-cpu`" in text
     assert "2 finished trial(s)" in text and "best: trial 1 at 100.00 %" in text
-    assert "**Final model** (trial 1's settings refit on train+validation): 66.67 % on 3 test examples" in text
+    assert "**Final model** (trial 1's settings refit on train+validation): 83.33 % on 6 test examples" in text
     table = at.dataframe[0].value
     assert sorted(table["trial"]) == [0, 1] and sorted(table["learning_rate"]) == [4e-4, 1e-3]
     assert charts(at) == 2  # the search, then the training curves of the fine-tuned run
