@@ -124,6 +124,7 @@ class FinetunedClassifier(ClassifierBase):
         self.task_: TaskSpec | None = None
         self._prefix: list[int] | None = None
         self._prefix_cache: list[tuple[Any, Any]] | None = None
+        self._cache_kwarg: str | None = None
 
     @property
     def model_name(self) -> str:
@@ -269,6 +270,9 @@ class FinetunedClassifier(ClassifierBase):
         from transformers import DynamicCache
 
         backbone, head = self._parts()
+        if self._cache_kwarg is None:  # transformers 5.x renamed past_key_values to cache (the old name warns until 5.40)
+            self._cache_kwarg = "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
+        name = self._cache_kwarg
         width, n = max(len(s) for s in seqs), len(seqs)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
@@ -281,8 +285,6 @@ class FinetunedClassifier(ClassifierBase):
             mask = torch.cat([torch.ones(n, offset, dtype=mask.dtype), mask], dim=1)
         positions = (offset + torch.arange(width)).expand(n, -1)
         with torch.inference_mode():
-            # transformers 5.x renamed past_key_values to cache (the old name warns until 5.40)
-            name = "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
             hidden = backbone(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=cached, **{name: past}).last_hidden_state
             last = hidden[torch.arange(n), torch.tensor([len(s) - 1 for s in seqs])]
             logits = head(last).float()
