@@ -32,6 +32,8 @@ from dispute_classifier.core.types import ClassifierBase, Prediction
 
 Variant = Literal["zero-shot", "prompt", "few-shot", "rag"]
 VARIANTS: tuple[str, ...] = ("zero-shot", "prompt", "few-shot", "rag")
+SENT_SAMPLES = 3
+"""Fully rendered requests kept in the run record (``extra.requests_sample``)."""
 
 
 @dataclass
@@ -117,6 +119,7 @@ class PromptedClassifier(ClassifierBase):
         self.seed = seed
         self.truncated_ = 0
         self.queries_ = 0
+        self.sent_: list[list[dict[str, str]]] = []
 
     # ------------------------------------------------------------------ Classifier
     @property
@@ -164,6 +167,9 @@ class PromptedClassifier(ClassifierBase):
         ]
         self.truncated_ += sum(p.truncated for p in prompts)
         self.queries_ += len(prompts)
+        # the first requests exactly as sent (instructions, few-shot or retrieved examples, text),
+        # so a reader of the run record sees the real prompt, not a template
+        self.sent_ += [p.messages for p in prompts[: max(0, SENT_SAMPLES - len(self.sent_))]]
         return self.backend.classify([p.messages for p in prompts], self.task.label_list)
 
     # ------------------------------------------------------------------ provenance
@@ -173,6 +179,7 @@ class PromptedClassifier(ClassifierBase):
         info: dict[str, Any] = {
             "variant": self.variant,
             "prompt_sample": build_messages(self.task, "<customer text>", self.prompt).messages,
+            "requests_sample": self.sent_,
             "prompt_style": self.prompt.style,
             "max_text_chars": self.prompt.max_text_chars,
             "truncated_texts": self.truncated_,

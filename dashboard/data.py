@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from dispute_classifier.core.errors import UserError
-from evaluation.compare import latest_per_label
+from evaluation.compare import latest_per_setting
 from evaluation.runs import RECORD, RunRecord, runs_dir, scan_runs
-from evaluation.verdict import VerdictConfig, build_report, config_from_assumptions, read_report, report_paths
+from evaluation.decision import VerdictConfig, build_report, config_from_assumptions, read_report, report_paths
 
 REPORTS_ENV = "DISPUTE_CLASSIFIER_REPORTS"
 
@@ -95,7 +95,7 @@ def context(require_runs: bool = True) -> Context:
         with st.sidebar.expander(f"⚠ {len(skipped)} unreadable run folder(s) skipped"):
             for line in skipped:
                 st.caption(line)
-    pairs = sorted({(r.meta["task"], r.meta["split"]) for r in all_runs})
+    pairs = sorted({(r.meta.task, r.meta.split) for r in all_runs})
     if not pairs:
         if require_runs:
             where = "no readable run records" if runs_root.is_dir() else "no runs folder"
@@ -107,7 +107,7 @@ def context(require_runs: bool = True) -> Context:
     task = st.sidebar.selectbox("task", tasks, index=tasks.index("disputes") if "disputes" in tasks else 0, key="task")
     splits = sorted({s for t, s in pairs if t == task}, key=lambda s: (s != "test", s))
     split = st.sidebar.selectbox("split", splits, key="split")
-    runs = latest_per_label([r for r in all_runs if r.meta["task"] == task and r.meta["split"] == split])
+    runs = latest_per_setting([r for r in all_runs if r.meta.task == task and r.meta.split == split])
     runs.sort(key=lambda r: (-r.metrics["accuracy"], -r.metrics["macro_f1"]))
 
     report, source, cfg = None, "", VerdictConfig()
@@ -174,7 +174,7 @@ def training_log(run: RunRecord) -> tuple[list[dict[str, Any]], str | None, dict
     """(trainer log rows, model card Markdown, model card JSON, problem) of a fine-tuned run,
     read from the ``model_dir`` its record names; ``problem`` says what is missing."""
 
-    model_dir = (run.meta.get("extra") or {}).get("model_dir")
+    model_dir = run.meta.training.model_dir if run.meta.training else None
     if not model_dir:
         return [], None, None, "its run record names no model_dir"
     folder = Path(model_dir)
@@ -212,13 +212,13 @@ def sweep_trials(runs: list[RunRecord], task: str) -> list[dict[str, Any]]:
     final model's test record), with the searched settings read from each model's card."""
     rows = []
     for run in runs:
-        extra = run.meta.get("extra") or {}
-        if run.meta["task"] != task or extra.get("sweep_study") is None:
+        t = run.meta.training
+        if run.meta.task != task or t is None or t.sweep_study is None:
             continue
         _, _, card, _ = training_log(run)
         recipe = (card or {}).get("recipe") or {}
-        row = {"study": extra["sweep_study"], "trial": extra.get("sweep_trial"), "final": bool(extra.get("sweep_final")),
-               "split": run.meta["split"], "accuracy": run.metrics["accuracy"], "n": run.metrics["n"],
+        row = {"study": t.sweep_study, "trial": t.sweep_trial, "final": t.sweep_final,
+               "split": run.meta.split, "accuracy": run.metrics["accuracy"], "n": run.metrics["n"],
                "head": recipe.get("head"), "run": run.run_id}
         for column, (section, key) in SWEPT.items():
             row[column] = (recipe.get(section) or {}).get(key)

@@ -20,25 +20,33 @@ class Comparison:
     """One entry per pair: McNemar counts and p-value, or why the pair was refused."""
 
 
-def latest_per_label(runs: list[RunRecord]) -> list[RunRecord]:
-    """Keep the newest run of each approach/model/subsample (reruns replace older ones)."""
-    best: dict[str, RunRecord] = {}
-    for run in sorted(runs, key=lambda r: r.meta.get("finished_at", "")):
-        best[run.label] = run
+def setting_key(run: RunRecord) -> tuple[str, str, str | None, int | None]:
+    """What makes two runs the same setting: approach, model, settings hash and subsample."""
+    m = run.meta
+    return m.approach, m.model, m.config_hash, m.data.limit
+
+
+def latest_per_setting(runs: list[RunRecord]) -> list[RunRecord]:
+    """Keep the newest run of each setting (`setting_key`): a rerun replaces an older one, while
+    two settings of one approach (or two models) stay two runs, whatever their display labels."""
+    best: dict[tuple, RunRecord] = {}
+    for run in sorted(runs, key=lambda r: r.meta.finished_at):
+        best[setting_key(run)] = run
     return list(best.values())
 
 
-def paired_test(a: RunRecord, b: RunRecord, shared_only: bool = False) -> dict[str, Any]:
+def paired_test(a: RunRecord, b: RunRecord, shared_only: bool = False, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Exact McNemar on identical examples; refuses pairs that saw different examples.
 
     ``shared_only`` tests on the examples both runs saw instead (a subsample run against a
-    full-split run: the subsample is drawn from the same split) and reports their number.
+    full-split run: the subsample is drawn from the same split) and reports their number;
+    ``exclude`` leaves those example ids out (the de-duplicated subset).
     """
     ca, cb = a.correct_by_id(), b.correct_by_id()
-    shared = set(ca) & set(cb)
+    shared = (set(ca) & set(cb)) - exclude
     if (set(ca) != set(cb) and not shared_only) or not shared:
         return {"a": a.run_id, "b": b.run_id, "refused": f"not run on the same examples ({len(ca)} vs {len(cb)} ids, {len(shared)} shared)"}
-    if a.meta["data"].get("data_hash") != b.meta["data"].get("data_hash"):
+    if a.meta.data.data_hash != b.meta.data.data_hash:
         return {"a": a.run_id, "b": b.run_id, "refused": "different data (task files or splits changed between the runs)"}
     ids = sorted(shared)
     result = mcnemar_exact([ca[i] for i in ids], [cb[i] for i in ids])
@@ -49,7 +57,7 @@ def compare(runs: list[RunRecord]) -> Comparison:
     """Compare runs that share one task and split; anything else is an error."""
     if not runs:
         raise UserError("no runs to compare; run `dispute-classifier evaluate --task disputes --approach tfidf` first")
-    keys = {(r.meta["task"], r.meta["split"]) for r in runs}
+    keys = {(r.meta.task, r.meta.split) for r in runs}
     if len(keys) > 1:
         raise UserError(
             "runs are on different tasks/splits: " + ", ".join(f"{t}/{s}" for t, s in sorted(keys))
@@ -63,7 +71,7 @@ def compare(runs: list[RunRecord]) -> Comparison:
 def format_leaderboard(comp: Comparison) -> str:
     """A plain-text leaderboard and the pairwise tests."""
     first = comp.runs[0].meta
-    lines = [f"task {first['task']}, split {first['split']}", ""]
+    lines = [f"task {first.task}, split {first.split}", ""]
     header = f"{'#':>2}  {'approach':<34} {'acc':>6}  {'95% CI':<15} {'macroF1':>7} {'invalid':>7} {'p50 ms':>7} {'q/s':>7} {'$/1k':>10}"
     lines += [header, "-" * len(header)]
     for i, run in enumerate(comp.runs, start=1):

@@ -141,7 +141,7 @@ def run_curves(
                     close = getattr(clf, "close", None)
                     if callable(close):
                         close()
-                    m = compute_metrics(target.labels, preds, labels, time.perf_counter() - t0 - fit_s, None, seed)
+                    m = compute_metrics(target.labels, preds, labels, time.perf_counter() - t0 - fit_s, None)
                     points.append({
                         "approach": name, "size": size, "n_train": len(subset), "noise": share, "n_flipped": len(flipped), "seed": seed,
                         "accuracy": m["accuracy"], "accuracy_ci95": m["accuracy_ci95"], "macro_f1": m["macro_f1"], "fit_s": round(fit_s, 2),

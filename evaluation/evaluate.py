@@ -9,11 +9,14 @@ from typing import Any, Sequence
 
 from dispute_classifier.core import registry
 from dispute_classifier.core.costs import PriceTable
+from dispute_classifier.core.datacheck import exact_overlap, near_twins
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import RunConfig
 from dispute_classifier.core.task import Split, TaskData, stratified_sample
-from dispute_classifier.core.types import INVALID, Classifier, Prediction
+from dispute_classifier.core.types import INVALID, Billing, Classifier, Prediction
 from evaluation import metrics as M
+from evaluation.stats import wilson_interval
+from evaluation.runmeta import Category, DataInfo, RunMeta
 from evaluation.runs import (
     RunRecord,
     code_version,
@@ -35,12 +38,25 @@ def compute_metrics(
     labels: Sequence[str],
     predict_seconds: float,
     cost_per_query: float | None,
-    seed: int = 0,
+    ids: Sequence[str] = (),
+    near_duplicates: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every number a run reports, from gold labels and predictions."""
+    """Every number a run reports, from gold labels and predictions.
+
+    Accuracy intervals are Wilson score intervals (`evaluation.stats.wilson_interval`) at every
+    n. With ``near_duplicates`` (``threshold`` and the ``ids`` of scored items that have a
+    same-label near-twin among the fitted rows), ``dedup`` is the accuracy without them.
+    """
     pred_labels = [p.label for p in preds]
     correct = [g == p for g, p in zip(gold, pred_labels)]
-    lo, hi = M.bootstrap_ci(correct, seed=seed)
+    lo, hi = wilson_interval(sum(correct), len(correct))
+    dedup = None
+    if near_duplicates is not None:
+        twins = set(near_duplicates["ids"])
+        kept = [ok for rid, ok in zip(ids, correct) if rid not in twins]
+        d_lo, d_hi = wilson_interval(sum(kept), len(kept))
+        dedup = {"n": len(kept), "n_removed": len(correct) - len(kept), "threshold": near_duplicates["threshold"],
+                 "accuracy": sum(kept) / len(kept) if kept else None, "accuracy_ci95": [d_lo, d_hi]}
     latencies = [p.usage.latency_s for p in preds]
     n = len(gold)
     throughput = n / predict_seconds if predict_seconds > 0 else 0.0
@@ -62,6 +78,7 @@ def compute_metrics(
         "output_tokens_per_query": sum(p.usage.output_tokens for p in preds) / n if n else 0.0,
         "cost_per_query_usd": cost_per_query,
         "cost_per_1k_usd": cost_per_query * 1000 if cost_per_query is not None else None,
+        "dedup": dedup,
     }
 
 
@@ -132,6 +149,7 @@ def evaluate(
     batch_size: int = 64,
     progress: bool = True,
     allow_overlap: bool = False,
+    max_overlap_share: float = 0.02,
 ) -> RunRecord:
     """Fit ``clf`` on the rows allowed for ``split`` (never the test split), predict ``split``,
     and write a run record. ``limit`` evaluates a seeded, stratified subsample and says so.
@@ -151,10 +169,23 @@ def evaluate(
     if limit:
         target = stratified_sample(target, limit, seed)
     fit_rows = data.fit_split(split)
-    overlap = training_overlap(clf, data, split)
-    if overlap and not allow_overlap:
-        raise UserError(f"{clf.name} was trained on the {overlap} rows of task {data.spec.name}, so scoring it on {split} would"
+    trained_on = training_overlap(clf, data, split)
+    if trained_on and not allow_overlap:
+        raise UserError(f"{clf.name} was trained on the {trained_on} rows of task {data.spec.name}, so scoring it on {split} would"
                         " measure memory, not accuracy; evaluate another split (test), or pass --allow-overlap to record it flagged")
+    # The data itself, for every approach: a split whose texts are also fitted rows (a task whose
+    # train file is its test file) measures memory, whatever the model.
+    shared = exact_overlap(target.texts, fit_rows.texts)
+    share = len(shared) / len(target) if len(target) else 0.0
+    if share > max_overlap_share and not allow_overlap:
+        examples = ", ".join(target.ids[i] for i in shared[:5])
+        raise UserError(f"{len(shared)} of {len(target)} {split} texts ({share:.1%}) also occur in the {fit_rows.name} rows of task"
+                        f" {data.spec.name} (e.g. {examples}), above the {max_overlap_share:.0%} allowed: check the task's source files"
+                        " (is the training file the test file?), or pass --allow-overlap to record it flagged")
+    overlap = (f"trained on the {trained_on} rows" if trained_on
+               else f"{share:.1%} of the scored texts are also fitted rows" if share > max_overlap_share else None)
+    twins = {"threshold": data.spec.near_duplicate_threshold,
+             "ids": [t["id"] for t in near_twins(target, fit_rows, data.spec.near_duplicate_threshold)]}
     fit_seconds = 0.0
     if fit:
         t0 = time.perf_counter()
@@ -162,9 +193,9 @@ def evaluate(
         fit_seconds = time.perf_counter() - t0
     preds, predict_seconds = _predict_in_batches(clf, target.texts, batch_size, progress)
 
-    billing = clf.billing
+    billing = Billing(clf.billing)
     n = len(target)
-    if billing == "api":
+    if billing is Billing.API:
         costs = [p.usage.cost_usd for p in preds]
         cost_per_query = sum(costs) / n if n and all(c is not None for c in costs) else None  # type: ignore[arg-type]
     else:
@@ -175,44 +206,40 @@ def evaluate(
     labels = data.spec.label_list
     model = model or clf.model_name
     run_info = clf.run_info()
-    metrics = compute_metrics(target.labels, preds, labels, predict_seconds, cost_per_query, seed)
+    metrics = compute_metrics(target.labels, preds, labels, predict_seconds, cost_per_query, target.ids, twins)
     cfg_hash = run_config_hash(approach, config, model=model, limit=limit, seed=seed, split=split)
-    meta = {
-        "run_id": new_run_id(data.spec.name, approach, split, cfg_hash),
-        "task": data.spec.name,
-        "task_file": str(data.spec.path),
-        "split": split,
-        "approach": approach,
-        "category": category or _category(approach),
-        "model": model or approach,
-        "billing": billing,
-        "hardware": None if billing == "api" else hardware,
-        "config": config,
-        "config_hash": cfg_hash,
-        "reuse_key": reuse_key(cfg_hash, requested_hardware),
-        "code_version": code_version(),
-        "seed": seed,
-        "data": {
-            "sha256": data.sha256,
-            "data_hash": data.data_hash,
-            "n_examples": n,
-            "limit": limit,
-            "fit_split": fit_rows.name if fit else None,
-            "overlap": overlap,
-            "n_fit": len(fit_rows) if fit else 0,
-            "license": data.spec.source.license,
-            "citation": data.spec.source.citation,
-        },
-        "git": git_state(),
-        "versions": package_versions(),
-        "python": sys.version.split()[0],
-        "started_at": started,
-        "finished_at": now_iso(),
-        "timing": {"fit_s": fit_seconds, "predict_s": predict_seconds},
-        "prices": {"table": str(prices.path), "hourly_usd": None if billing == "api" else prices.hourly(hardware)},
-        "extra": {**run_info, **(extra or {})},
-        "metrics": metrics,
-    }
+    is_api = billing is Billing.API
+    meta = RunMeta(
+        run_id=new_run_id(data.spec.name, approach, split, cfg_hash),
+        task=data.spec.name,
+        task_file=str(data.spec.path),
+        split=split,
+        approach=approach,
+        category=Category(category or _category(approach)),
+        model=model or approach,
+        billing=billing,
+        hardware=None if is_api else hardware,
+        config=config,
+        config_hash=cfg_hash,
+        reuse_key=reuse_key(cfg_hash, requested_hardware),
+        code_version=code_version(),
+        seed=seed,
+        data=DataInfo(
+            sha256=data.sha256, data_hash=data.data_hash, n_examples=n, limit=limit,
+            fit_split=fit_rows.name if fit else None, overlap=overlap, overlap_share=share,
+            overlap_ids=tuple(target.ids[i] for i in shared), near_duplicate_ids=tuple(twins["ids"]), n_fit=len(fit_rows) if fit else 0,
+            license=data.spec.source.license, citation=data.spec.source.citation,
+        ),
+        git=git_state(),
+        versions=package_versions(),
+        python=sys.version.split()[0],
+        started_at=started,
+        finished_at=now_iso(),
+        timing={"fit_s": fit_seconds, "predict_s": predict_seconds},
+        prices={"table": str(prices.path), "hourly_usd": None if is_api else prices.hourly(hardware)},
+        extra={**run_info, **(extra or {})},
+        metrics=metrics,
+    )
     rows = [
         {
             "id": rid,
@@ -229,7 +256,7 @@ def evaluate(
         for rid, text, gold, p in zip(target.ids, target.texts, target.labels, preds)
     ]
     folder = write_run(runs_dir(runs_root), meta, rows)
-    return RunRecord(folder, {"schema": "", **meta}, rows)
+    return RunRecord(folder, meta, rows)
 
 
 def evaluate_config(
@@ -262,7 +289,7 @@ def evaluate_config(
         run = evaluate(
             clf, data, cfg.split, approach=cfg.approach, config=config, runs_root=cfg.runs_dir, limit=cfg.limit,
             seed=cfg.seed, prices=prices, hardware=cfg.hardware, progress=progress, model=model, category=approach.category,
-            allow_overlap=cfg.allow_overlap, extra=extra,
+            allow_overlap=cfg.allow_overlap, max_overlap_share=cfg.max_overlap_share, extra=extra,
         )
     finally:  # LLM approaches stop the llama.cpp server they started
         clf.close()

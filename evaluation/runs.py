@@ -21,8 +21,9 @@ from typing import Any
 
 from dispute_classifier import __version__
 from dispute_classifier.core.errors import UserError
+from evaluation.runmeta import SCHEMA, RunMeta
 
-SCHEMA = "dispute-classifier/run/1"
+__all__ = ["SCHEMA", "RunMeta", "RunRecord", "read_run", "scan_runs", "write_run"]
 RECORD = "record.json"
 PREDICTIONS = "predictions.jsonl"
 TRACKED_PACKAGES = (
@@ -96,38 +97,39 @@ def reuse_key(cfg_hash: str, hardware: str | None) -> str:
 
 @dataclass
 class RunRecord:
-    """A loaded run: its record (``meta``) and its predictions."""
+    """A loaded run: its typed record (``meta``) and its predictions."""
 
     path: Path
-    meta: dict[str, Any]
+    meta: RunMeta
     predictions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
-        return self.meta["run_id"]
+        return self.meta.run_id
 
     @property
     def label(self) -> str:
         """Short display name: approach, model (last path part) and where it ran, and the
-        number of examples when it is a subsample, e.g. ``rag [smollm2-135m-instruct @ llama.cpp] (n=48)``."""
-        name = self.meta["approach"]
-        model = self.meta.get("model")
+        number of examples when it is a subsample, e.g. ``rag [smollm2-135m-instruct @ llama.cpp] (n=48)``.
+        Display only: runs are keyed by `run_id` (two settings of one approach can share a label)."""
+        name = self.meta.approach
+        model = self.meta.model
         if model and model != name:
             short = str(model).rstrip("/").rsplit("/", 1)[-1]
-            where = ((self.meta.get("extra") or {}).get("llm") or {}).get("where")
+            where = self.meta.llm.where if self.meta.llm else None
             name += f" [{short}{' @ ' + where if where else ''}]"
-        if self.meta["data"].get("limit"):
-            name += f" (n={self.meta['data']['n_examples']})"
+        if self.meta.data.limit:
+            name += f" (n={self.meta.data.n_examples})"
         return name
 
     @property
     def backend(self) -> str | None:
         """The LLM backend of a language-model run (api, local, ...), else None."""
-        return ((self.meta.get("extra") or {}).get("llm") or {}).get("backend")
+        return self.meta.llm.backend if self.meta.llm else None
 
     @property
     def metrics(self) -> dict[str, Any]:
-        return self.meta["metrics"]
+        return self.meta.metrics
 
     def correct_by_id(self) -> dict[str, bool]:
         return {p["id"]: p["predicted"] == p["gold"] for p in self.predictions}
@@ -139,16 +141,16 @@ def new_run_id(task: str, approach: str, split: str, cfg_hash: str) -> str:
     return f"{stamp}-{task}-{safe}-{split}-{cfg_hash[:6]}"
 
 
-def write_run(root: Path, meta: dict[str, Any], predictions: list[dict[str, Any]]) -> Path:
+def write_run(root: Path, meta: RunMeta, predictions: list[dict[str, Any]]) -> Path:
     """Write a run folder atomically enough: predictions first, the record last, so a
     folder without ``record.json`` is an unfinished run that readers skip."""
-    folder = Path(root) / meta["run_id"]
+    folder = Path(root) / meta.run_id
     folder.mkdir(parents=True, exist_ok=False)
     with open(folder / PREDICTIONS, "w", encoding="utf-8") as f:
         for row in predictions:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp = folder / (RECORD + ".tmp")
-    tmp.write_text(json.dumps({"schema": SCHEMA, **meta}, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.write_text(json.dumps(meta.to_dict(), indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     os.replace(tmp, folder / RECORD)
     return folder
 
@@ -172,14 +174,12 @@ def read_run(path: str | Path, with_predictions: bool = True) -> RunRecord:
     if not record_file.is_file():
         raise UserError(f"{folder}: not a run folder (no {RECORD}); run `dispute-classifier evaluate` first")
     try:
-        meta = json.loads(record_file.read_text(encoding="utf-8"))
+        raw = json.loads(record_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{record_file}: corrupt run record ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
-        raise UserError(f"{record_file}: not a dispute-classifier run record (schema {meta.get('schema') if isinstance(meta, dict) else None!r}, expected {SCHEMA})")
-    for key in ("run_id", "task", "split", "approach", "metrics", "data"):
-        if key not in meta:
-            raise UserError(f"{record_file}: run record lacks '{key}'")
+    if not isinstance(raw, dict):
+        raise UserError(f"{record_file}: not a dispute-classifier run record (not a JSON object)")
+    meta = RunMeta.from_dict(raw, where=str(record_file))
     preds: list[dict[str, Any]] = []
     if with_predictions:
         pred_file = folder / PREDICTIONS
@@ -192,8 +192,8 @@ def read_run(path: str | Path, with_predictions: bool = True) -> RunRecord:
                         raise UserError(f"{pred_file}: line {n} is not JSON; the run is damaged, run it again") from None
         except FileNotFoundError:
             raise UserError(f"{pred_file}: missing; the run is damaged, run it again") from None
-        if len(preds) != meta["data"].get("n_examples", len(preds)):
-            raise UserError(f"{pred_file}: {len(preds)} predictions, record says {meta['data']['n_examples']}; run it again")
+        if len(preds) != meta.data.n_examples:
+            raise UserError(f"{pred_file}: {len(preds)} predictions, record says {meta.data.n_examples}; run it again")
     return RunRecord(folder, meta, preds)
 
 
@@ -217,8 +217,8 @@ def find_finished_run(root: Path, key: str, data_hash: str) -> RunRecord | None:
     a rerun may reuse it instead of evaluating the same settings on the same data again.
     """
     runs, _ = scan_runs(root, with_predictions=False)
-    matches = [r for r in runs if r.meta.get("reuse_key") == key and r.meta["data"].get("data_hash") == data_hash]
-    for run in sorted(matches, key=lambda r: r.meta.get("finished_at", ""), reverse=True):
+    matches = [r for r in runs if r.meta.reuse_key == key and r.meta.data.data_hash == data_hash]
+    for run in sorted(matches, key=lambda r: r.meta.finished_at, reverse=True):
         try:
             return read_run(run.path)  # with its predictions: a damaged one is not reused
         except UserError:

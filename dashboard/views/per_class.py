@@ -30,5 +30,5 @@ if other != "(none)":
     delta = pd.DataFrame([{"label": k, "delta": b.metrics["per_class"].get(k, {}).get("f1", 0.0) - v["f1"]}
                           for k, v in a.metrics["per_class"].items()])
     st.altair_chart(charts.f1_difference(delta, f"F1 difference per class: {b.label} − {a.label}"), width="stretch")
-    if a.meta["data"].get("n_examples") != b.meta["data"].get("n_examples"):
+    if a.meta.data.n_examples != b.meta.data.n_examples:
         st.caption(f"The runs saw different examples ({a.metrics['n']} vs {b.metrics['n']}); per-class F1 differences include sampling noise.")

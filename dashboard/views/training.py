@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.data import context, sweep_trials, training_log
-from evaluation.verdict import category
+from evaluation.runmeta import Category
 
 ctx = context()
 st.title("Training")
@@ -25,7 +25,7 @@ for study, rows in (trials.groupby("study") if not trials.empty else []):
     for _, f in final.iterrows():
         st.markdown(f"**Final model** (trial {f['trial']}'s settings refit on train+validation): {f['accuracy']*100:.2f} % on "
                     f"{int(f['n'])} {f['split']} examples — the one test evaluation.")
-finetuned = [r for r in ctx.runs if category(r.meta) == "finetuned"]
+finetuned = [r for r in ctx.runs if r.meta.category is Category.FINETUNED]
 if not finetuned and not trials.empty:
     st.stop()
 if not finetuned:
@@ -34,13 +34,13 @@ if not finetuned:
     st.stop()
 
 for run in finetuned:
-    extra = run.meta.get("extra") or {}
+    t = run.meta.training
     st.subheader(run.label)
     cols = st.columns(4)
     cols[0].metric("accuracy", f"{run.metrics['accuracy']*100:.2f} %")
-    cols[1].metric("training time", "—" if extra.get("train_wall_s") is None else f"{extra['train_wall_s']/60:.1f} min")
-    cols[2].metric("training cost", "—" if extra.get("training_cost_usd") is None else f"${extra['training_cost_usd']:.2f}")
-    cols[3].metric("hardware", extra.get("hardware") or run.meta.get("hardware") or "—")
+    cols[1].metric("training time", "—" if t is None or t.wall_s is None else f"{t.wall_s/60:.1f} min")
+    cols[2].metric("training cost", "—" if t is None or t.cost_usd is None else f"${t.cost_usd:.2f}")
+    cols[3].metric("hardware", (t.hardware if t else None) or run.meta.hardware or "—")
     rows, card_md, card_json, problem = training_log(run)
     if problem:
         st.warning(f"{run.label}: {problem}")

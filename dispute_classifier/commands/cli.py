@@ -61,13 +61,13 @@ from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import RunConfig, model_override, run_config
 from dispute_classifier.core.task import available_tasks, load_data, load_task
-from evaluation.compare import compare, format_leaderboard, latest_per_label
+from evaluation.compare import compare, format_leaderboard, latest_per_setting
 from evaluation.curves import CurvesConfig, run_curves, write_curves
 from evaluation.evaluate import evaluate_config
 from evaluation.label_issues import LabelIssueConfig, approach_maker, label_issues
 from evaluation.predlog import PREDLOG_ENV, db_url
 from evaluation.runs import read_run, resolve_run, runs_dir, scan_runs
-from evaluation.verdict import VerdictConfig, build_report, write_report
+from evaluation.decision import VerdictConfig, build_report, read_stages, write_report
 from finetune.recipe import Recipe, available_recipes, load_recipe
 from finetune.sweep import (
     BUDGETS,
@@ -225,16 +225,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         try:
             task = load_task(args.task).name  # a task name or the path to its YAML
         except UserError:
-            if not any(r.meta["task"] == args.task for r in runs):  # a task of the runs alone (its YAML moved)
+            if not any(r.meta.task == args.task for r in runs):  # a task of the runs alone (its YAML moved)
                 raise
             task = args.task
         for line in skipped:
             print(f"skipped: {line}", file=sys.stderr)
         if skipped:
             print(f"skipped {len(skipped)} unreadable run folder(s) under {root}", file=sys.stderr)
-        runs = [r for r in runs if r.meta["task"] == task and r.meta["split"] == args.split]
+        runs = [r for r in runs if r.meta.task == task and r.meta.split == args.split]
         if not args.all:
-            runs = latest_per_label(runs)
+            runs = latest_per_setting(runs)
         if not runs:
             raise UserError(f"no runs for task '{task}', split {args.split} under {root}; run `dispute-classifier evaluate --task {args.task}` first")
     print(format_leaderboard(compare(runs)))
@@ -286,7 +286,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     spec = load_task(args.task)
     data = load_data(spec, Path(args.data_dir) if getattr(args, "data_dir", None) else None)
     task = spec.name
-    report = build_report(runs, task, args.split, cfg, skipped, data_hash=data.data_hash)
+    # the stages the experiment ran are kept beside the runs, so this rebuilds the experiment's report
+    report = build_report(runs, task, args.split, cfg, skipped, data_hash=data.data_hash, stages=read_stages(root, task, args.split),
+                          split_size=len(data.split(args.split)))
     if not report["leaderboard"]:
         raise UserError(f"no runs for task {task}, split {args.split} under {root}; run `dispute-classifier experiment --task {args.task}` first")
     js, md = write_report(report, Path(args.out))

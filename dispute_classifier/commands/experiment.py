@@ -26,7 +26,7 @@ from dispute_classifier.core.runconfig import run_config
 from dispute_classifier.core.task import load_data, load_task
 from evaluation.evaluate import evaluate_config
 from evaluation.runs import runs_dir, scan_runs
-from evaluation.verdict import build_report, write_report
+from evaluation.decision import build_report, write_report, write_stages
 from finetune.recipe import load_recipe
 from finetune.registry import find_trained
 from finetune.train import train
@@ -196,7 +196,8 @@ def run_experiment(
     check = datacheck.check(data)
     datacheck.write_report(check, Path(reports_dir))
     say(f"[data] {data.spec.name}: " + ", ".join(f"{k} {v:,}" for k, v in check["sizes"].items())
-        + f"; {len(check['train_test_overlap'])} test text(s) also in train -> {reports_dir}/data-check-{data.spec.name}.json")
+        + f"; {len(check['train_test_overlap'])} test text(s) also in train, {check['near_duplicates']['n']} with a same-label near-duplicate"
+        f" (left out of the de-duplicated accuracy) -> {reports_dir}/data-check-{data.spec.name}.json")
 
     base = {"task": task, "split": split, "seed": seed, "runs_dir": str(root), "data_dir": data_dir, "prices": prices_path, "hardware": hardware}
     base = {k: v for k, v in base.items() if v is not None}
@@ -208,7 +209,10 @@ def run_experiment(
         say(f"[{i}/{len(profile.stages)}] {stage.label}: {result.status} ({result.seconds:.0f} s) — {result.detail}")
 
     runs, skipped = scan_runs(root)
-    report = build_report(runs, data.spec.name, split, verdict, skipped, data_hash=data.data_hash, stages=[r.as_dict() for r in results])
+    stages = [r.as_dict() for r in results]
+    write_stages(root, data.spec.name, split, stages)
+    report = build_report(runs, data.spec.name, split, verdict, skipped, data_hash=data.data_hash, stages=stages,
+                          split_size=len(data.split(split)))
     paths = write_report(report, Path(reports_dir))
     counts = {s: sum(r.status == s for r in results) for s in ("ran", "reused", "not available", "skipped", "failed")}
     say("")

@@ -21,6 +21,37 @@ def normalise(text: str) -> str:
     return _SPACE.sub(" ", text.casefold()).strip()
 
 
+def exact_overlap(texts: list[str], fitted: list[str]) -> list[int]:
+    """Indices of ``texts`` whose normalised form also occurs in ``fitted`` (the rows a model
+    learnt from): scoring those measures memory, not accuracy."""
+    seen = {normalise(t) for t in fitted}
+    return [i for i, t in enumerate(texts) if normalise(t) in seen]
+
+
+def near_twins(scored: Split, fitted: Split, threshold: float) -> list[dict[str, Any]]:
+    """Scored examples whose nearest fitted text (character 3–5-gram TF-IDF cosine) is at
+    least ``threshold`` similar and has the same label: items a memorising model answers by
+    recall. One entry per such item: id, similarity, the twin's id. Leaving them out gives
+    the de-duplicated subset every run also reports."""
+    if not len(scored) or not len(fitted):
+        return []
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), lowercase=True, sublinear_tf=True)
+    train = vec.fit_transform(fitted.texts)
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(scored), 512):  # blocks keep the dense similarity rows small
+        block = vec.transform(scored.texts[start : start + 512])
+        sims = (block @ train.T).toarray()
+        best = sims.argmax(axis=1)
+        for row, j in enumerate(best):
+            i = start + row
+            sim = float(sims[row, j])
+            if sim >= threshold and fitted.labels[j] == scored.labels[i]:
+                out.append({"id": scored.ids[i], "similarity": round(sim, 4), "twin_id": fitted.ids[int(j)]})
+    return out
+
+
 def _length_stats(split: Split) -> dict[str, float]:
     chars = [len(t) for t in split.texts] or [0]
     words = [len(t.split()) for t in split.texts] or [0]
@@ -92,6 +123,8 @@ def check(data: TaskData, sample_size: int = 50, seed: int = 0) -> dict[str, Any
                 "exact": text in train_exact, "same_label": train_labels == [label],
             })
     report["train_test_overlap"] = overlap
+    twins = near_twins(test, train, spec.near_duplicate_threshold)
+    report["near_duplicates"] = {"threshold": spec.near_duplicate_threshold, "n": len(twins), "of": len(test), "items": twins}
 
     rng = random.Random(seed)
     picks = sorted(rng.sample(range(len(train)), min(sample_size, len(train))))
@@ -132,6 +165,11 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {o['test_id']} | {o['text'].replace('|', '/')} | {o['test_label']} | {', '.join(o['train_labels'])} | {'yes' if o['exact'] else 'normalised'} |")
     else:
         lines.append("None.")
+    near = report.get("near_duplicates")
+    if near:
+        lines += ["", f"## Near-duplicates of training texts ({near['n']} of {near['of']} test texts)", "",
+                  f"Test texts whose nearest training text (character 3–5-gram TF-IDF cosine) is at least {near['threshold']:g} similar"
+                  " and has the same label. Every run also reports its accuracy without them (the de-duplicated subset)."]
     lines += ["", f"## Reading sample ({len(report['sample'])} training rows, seed {report['sample_seed']})", ""]
     lines += [f"- [{s['label']}] {s['text']}" for s in report["sample"]]
     issues = report.get("label_issues")  # written by `data check --label-issues` (evaluation.label_issues)
@@ -161,6 +199,7 @@ def summary(report: dict[str, Any]) -> str:
         f"bad rows: {len(report['bad_rows'])}",
         f"duplicate groups in train: {len(report['train_duplicates_exact'])} exact, {len(report['train_duplicates_normalised'])} normalised",
         f"texts with conflicting labels: {len(report['conflicting_labels'])}",
+        f"test texts with a same-label near-duplicate in train (cosine ≥ {report['near_duplicates']['threshold']:g}): {report['near_duplicates']['n']}",
         f"test texts also in train: {len(report['train_test_overlap'])}"
         + (" (" + ", ".join(f"{o['test_id']} {o['test_label']}" for o in report["train_test_overlap"][:8]) + (", …" if len(report["train_test_overlap"]) > 8 else "") + ")" if report["train_test_overlap"] else ""),
     ])

@@ -39,6 +39,8 @@ class RunConfig:
     """Hardware kind from the price table that self-hosted costs are computed for."""
     allow_overlap: bool = False
     """Evaluate even when the split overlaps the rows the model was fitted on (flagged in the record and report)."""
+    max_overlap_share: float = 0.02
+    """Largest share of scored texts that may also occur (normalised) in the rows the model was fitted on; above it the evaluator refuses unless --allow-overlap."""
     sections: dict[str, Any] = field(default_factory=dict)
     """Each approach's settings by section name; written as top-level keys (tfidf.C=4)."""
 
@@ -50,6 +52,8 @@ class RunConfig:
         registry.get_approach(self.approach)  # an unknown name fails here, before any data is loaded
         if self.split not in ("test", "validation"):
             raise UserError(f"split must be 'test' or 'validation', got '{self.split}' (set --split)")
+        if not 0 <= self.max_overlap_share <= 1:
+            raise UserError(f"max_overlap_share must be between 0 and 1, got {self.max_overlap_share} (set --max-overlap-share 0.02)")
         if self.limit is not None and self.limit < 1:
             raise UserError(f"limit must be a positive number of examples, got {self.limit} (set --limit)")
 

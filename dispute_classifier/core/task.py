@@ -119,6 +119,8 @@ class TaskSpec:
     """``test`` and ``validation`` rules; ``train`` is what the training file keeps."""
     max_text_chars: int = 2000
     """Longest text accepted; longer rows are errors in the data check."""
+    near_duplicate_threshold: float = 0.9
+    """Character n-gram TF-IDF cosine at or above which a test text counts as a near-duplicate of a same-label training text (left out of the de-duplicated subset every run reports)."""
     prompt: TaskPrompt = field(default_factory=TaskPrompt)
     """The task's own words for the LLM prompts."""
     path: Path | None = None
@@ -129,6 +131,8 @@ class TaskSpec:
             raise UserError(f"task '{self.name}': needs at least two labels under 'labels', found {len(self.labels)}")
         if "train" not in self.source.files:
             raise UserError(f"task '{self.name}': source.files must name a 'train' file")
+        if not 0 < self.near_duplicate_threshold <= 1:
+            raise UserError(f"task '{self.name}': near_duplicate_threshold must be in (0, 1], got {self.near_duplicate_threshold}")
 
     @property
     def label_list(self) -> list[str]:

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 INVALID = "<invalid>"
 """The label recorded when a model's answer is not one of the task's labels."""
+
+
+class Billing(str, Enum):
+    """How an approach is paid for: per token by an API provider, or by the hour of the
+    machine that hosts it. A ``str`` enum, so a classifier may still declare ``"api"``."""
+
+    API = "api"
+    SELF_HOSTED = "self-hosted"
 
 
 @dataclass

@@ -56,7 +56,7 @@ def make_folders(root: Path) -> Folders:
     from dispute_classifier.core.task import load_data, load_task
     from evaluation.evaluate import evaluate
     from evaluation.runs import scan_runs
-    from evaluation.verdict import VerdictConfig, build_report, write_report
+    from evaluation.decision import VerdictConfig, build_report, write_report
 
     (root / "task").mkdir(parents=True)
     data = load_data(load_task(write_task(root / "task")))

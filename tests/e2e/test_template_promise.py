@@ -106,8 +106,8 @@ def test_a_new_task_runs_through_every_step_without_code_change(project: Path, t
     out = run_ok("evaluate", "--task", task, "--approach", "prompt", "--backend", "local", "--model", str(tiny_llama),
                  "--runs-dir", runs, "--quiet")
     assert "/test prompt" in out and "invalid 0.0%" in out
-    (prompt_run,) = [r for r in scan_runs(Path(runs))[0] if r.meta["approach"] == "prompt"]
-    system = prompt_run.meta["extra"]["prompt_sample"][0]["content"]
+    (prompt_run,) = [r for r in scan_runs(Path(runs))[0] if r.meta.approach == "prompt"]
+    system = prompt_run.meta.extra["prompt_sample"][0]["content"]
     assert system.startswith("You are the triage desk of a small bank.") and "dispute" not in system.lower()
     assert "card_lost: The customer lost their card" in system
 

@@ -116,7 +116,7 @@ def test_server_under_an_api_model_name_writes_records_the_verdict_prices(toy_ta
     decision report's 'stronger API model' row filled from it."""
     from dispute_classifier.commands.cli import main
     from evaluation.runs import scan_runs
-    from evaluation.verdict import VerdictConfig, build_report
+    from evaluation.decision import VerdictConfig, build_report
 
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
@@ -125,8 +125,8 @@ def test_server_under_an_api_model_name_writes_records_the_verdict_prices(toy_ta
                  "--set", "llm.api.server.alias=gpt-4o-mini", "--set", "llm.api.billing=api", "--set", "llm.api.server.n_ctx=2048"])
     assert code == 0
     (run,), _ = scan_runs(runs)
-    assert run.meta["model"] == "gpt-4o-mini" and run.meta["billing"] == "api"
-    assert run.meta["extra"]["llm"]["backend"] == "api" and run.meta["extra"]["llm"]["project_started_server"]
+    assert run.meta.model == "gpt-4o-mini" and run.meta.billing == "api"
+    assert run.meta.extra["llm"]["backend"] == "api" and run.meta.extra["llm"]["project_started_server"]
     expected = PriceTable.load().token_cost("gpt-4o-mini", run.metrics["input_tokens_per_query"], run.metrics["output_tokens_per_query"])
     assert run.metrics["cost_per_query_usd"] == pytest.approx(expected, rel=1e-6)
     report = build_report([run], "toy", "test", VerdictConfig(min_shared_examples=1))

@@ -33,9 +33,9 @@ def test_sweep_trials_on_validation_resume_and_final(env):
     first = [(t.number, t.state, t.params) for t in study.trials]
     assert len(first) == 2 and all(s == optuna.trial.TrialState.COMPLETE for _, s, _ in first)
     assert all(t.intermediate_values for t in study.trials)  # validation accuracy reported while training
-    runs = [r for r in scan_runs(tmp / "runs")[0] if r.meta["extra"].get("sweep_study")]
-    assert sorted(r.meta["extra"]["sweep_trial"] for r in runs) == [0, 1]
-    assert {r.meta["split"] for r in runs} == {"validation"}
+    runs = [r for r in scan_runs(tmp / "runs")[0] if r.meta.extra.get("sweep_study")]
+    assert sorted(r.meta.extra["sweep_trial"] for r in runs) == [0, 1]
+    assert {r.meta.split for r in runs} == {"validation"}
 
     # the same command again, asking for 3: it continues from the 2 stored trials
     resumed = run_sweep(_sweep(tmp, task, model, trials=3))
@@ -44,14 +44,14 @@ def test_sweep_trials_on_validation_resume_and_final(env):
     out = final_refit(_sweep(tmp, task, model))
     card = json.loads((out / "model_card.json").read_text())
     assert card["data"]["fit_split"] == "train+validation" and list(card["evaluations"]) == ["test"]
-    finals = [r for r in scan_runs(tmp / "runs")[0] if r.meta["extra"].get("sweep_final")]
-    assert len(finals) == 1 and finals[0].meta["split"] == "test"
-    assert finals[0].meta["extra"]["sweep_trial"] == resumed.best_trial.number
+    finals = [r for r in scan_runs(tmp / "runs")[0] if r.meta.extra.get("sweep_final")]
+    assert len(finals) == 1 and finals[0].meta.split == "test"
+    assert finals[0].meta.extra["sweep_trial"] == resumed.best_trial.number
 
     # the verdict picks the final model on its trial's validation record, never on test
-    from evaluation.verdict import build_report
+    from evaluation.decision import build_report
 
-    report = build_report(scan_runs(tmp / "runs")[0], finals[0].meta["task"], "test")
+    report = build_report(scan_runs(tmp / "runs")[0], finals[0].meta.task, "test")
     assert report["finetune"]["finetuned"] == finals[0].label
     why = report["finetune"]["selection"]
     assert f"trial {resumed.best_trial.number} of sweep" in why and "refit on train+validation" in why

@@ -255,7 +255,7 @@ def test_api_key_is_sent_but_never_stored(fake, tmp_path, toy_task):
         run = evaluate(clf, load_data(task), "test", approach="prompt", runs_root=tmp_path / "runs", prices=PRICES, progress=False)
         assert SECRET not in repr(b.endpoint) and SECRET not in json.dumps(b.describe())
     assert server.auth[0] == f"Bearer {SECRET}"
-    assert run.meta["extra"]["llm"]["endpoint"] == server.url and run.meta["billing"] == "api"
+    assert run.meta.extra["llm"]["endpoint"] == server.url and run.meta.billing == "api"
     stored = [p.read_bytes() for p in list(run.path.iterdir()) + list(cache_dir().rglob("*")) if p.is_file()]
     assert stored and not any(SECRET.encode() in blob for blob in stored)
 

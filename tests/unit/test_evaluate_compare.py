@@ -47,11 +47,12 @@ def test_run_record_is_complete(toy_data, tmp_path):
     assert not set(clf.fitted_) & set(toy_data.split("test").texts)
     loaded = read_run(run.path)
     meta = loaded.meta
-    for key in ("run_id", "task", "split", "approach", "config", "config_hash", "seed", "git", "versions", "started_at", "finished_at", "data", "metrics"):
-        assert key in meta, key
-    assert meta["data"]["sha256"]["train"] == toy_data.sha256["train"]
-    assert meta["data"]["n_fit"] == 30 and meta["data"]["fit_split"] == "train+validation"
-    m = meta["metrics"]
+    raw = meta.to_dict()
+    for key in ("schema", "run_id", "task", "split", "approach", "config", "config_hash", "seed", "git", "versions", "started_at", "finished_at", "data", "metrics"):
+        assert key in raw, key
+    assert meta.data.sha256["train"] == toy_data.sha256["train"]
+    assert meta.data.n_fit == 30 and meta.data.fit_split == "train+validation"
+    m = meta.metrics
     assert m["n"] == 6 and 0 <= m["accuracy"] <= 1 and len(m["accuracy_ci95"]) == 2
     for key in ("macro_f1", "per_class", "confusion", "invalid_rate", "latency_p50_s", "latency_p95_s", "throughput_qps", "cost_per_query_usd", "cost_per_1k_usd"):
         assert key in m
@@ -69,7 +70,7 @@ def test_invalid_outputs_are_counted(toy_data, tmp_path):
 
 def test_limit_is_recorded(toy_data, tmp_path):
     run = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="echo", category="classical", limit=3, runs_root=tmp_path, progress=False)
-    assert run.meta["data"]["limit"] == 3 and run.metrics["n"] == 3
+    assert run.meta.data.limit == 3 and run.metrics["n"] == 3
 
 
 def test_api_billing_with_unknown_price_reports_unknown_cost(toy_data, tmp_path):
@@ -83,7 +84,7 @@ def test_compare_leaderboard_and_mcnemar(toy_data, tmp_path):
     a = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="good", category="classical", runs_root=tmp_path, progress=False)
     b = evaluate(Echo(toy_data.spec.label_list, invalid_every=1), toy_data, "test", approach="bad", category="classical", runs_root=tmp_path, progress=False)
     comp = compare([read_run(b.path), read_run(a.path)])
-    assert [r.meta["approach"] for r in comp.runs] == ["good", "bad"]
+    assert [r.meta.approach for r in comp.runs] == ["good", "bad"]
     (pair,) = comp.pairs
     assert pair["b_only"] == 0 and pair["a_only"] == round(a.metrics["accuracy"] * 6)
     text = format_leaderboard(comp)

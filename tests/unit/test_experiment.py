@@ -15,7 +15,7 @@ from dispute_classifier.commands.experiment import (
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.registry import Approach
 from evaluation.runs import scan_runs
-from evaluation.verdict import VerdictConfig
+from evaluation.decision import VerdictConfig
 
 
 def test_shipped_profiles_load_and_quick_says_what_it_cuts():

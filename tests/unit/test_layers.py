@@ -29,10 +29,10 @@ def test_layer_contract_holds_and_fails_on_a_planted_back_edge(tmp_path):
     clean = _lint(tmp_path)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     core = tmp_path / "dispute_classifier" / "core" / "types.py"
-    core.write_text(core.read_text() + "\n\ndef _back_edge():\n    from evaluation import verdict  # noqa: F401  (a core module reaching up)\n")
+    core.write_text(core.read_text() + "\n\ndef _back_edge():\n    from evaluation import decision  # noqa: F401  (a core module reaching up)\n")
     broken = _lint(tmp_path)
     assert broken.returncode != 0 and "BROKEN" in broken.stdout
-    assert "dispute_classifier.core.types -> evaluation.verdict" in broken.stdout
+    assert "dispute_classifier.core.types -> evaluation.decision" in broken.stdout
 
 
 @dataclass
@@ -61,7 +61,7 @@ def test_an_approach_registered_from_outside_the_package_runs_everywhere(toy_tas
     code = main(["evaluate", "--task", str(toy_task), "--approach", "shout", "--set", "shout.label=fee", "--runs-dir", str(runs), "--quiet"])
     assert code == 0, capsys.readouterr().err
     (run,), _ = scan_runs(runs)
-    assert run.meta["category"] == "classical" and run.meta["config"] == {"shout": {"label": "fee"}}
+    assert run.meta.category == "classical" and run.meta.config == {"shout": {"label": "fee"}}
     assert run.metrics["accuracy"] == 2 / 6  # the toy test split has two fee rows
     from dispute_classifier.commands.cli import build_parser
 

@@ -8,7 +8,7 @@ from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.task import load_data, load_task
 from dispute_classifier.core.types import ClassifierBase, Prediction
 from evaluation.evaluate import evaluate
-from evaluation.verdict import VerdictConfig, build_report
+from evaluation.decision import VerdictConfig, build_report
 from finetune.recipe import load_recipe
 
 
@@ -29,11 +29,11 @@ def test_scoring_a_split_the_model_learnt_from_is_refused_or_flagged(toy_task, t
     with pytest.raises(UserError, match="was trained on the validation rows of task toy"):
         evaluate(TrainedElsewhere(), data, "validation", approach="x", category="finetuned", runs_root=tmp_path, progress=False)
     run = evaluate(TrainedElsewhere(), data, "validation", approach="x", category="finetuned", runs_root=tmp_path, progress=False, allow_overlap=True)
-    assert run.meta["data"]["overlap"] == "validation"
+    assert run.meta.data.overlap == "trained on the validation rows"
     test = evaluate(TrainedElsewhere(), data, "test", approach="x", category="finetuned", runs_root=tmp_path, progress=False)
-    assert test.meta["data"]["overlap"] is None
+    assert test.meta.data.overlap is None
     report = build_report([run], "toy", "validation", VerdictConfig(min_shared_examples=1))
-    assert report["leaderboard"][0]["overlap"] and any("fitted on (forced)" in r for r in report["verdict"]["reasons"])
+    assert report["leaderboard"][0]["overlap"] and any("fitted on (forced" in r for r in report["verdict"]["reasons"])
 
 
 def test_a_recipe_cannot_evaluate_on_the_rows_it_trains_on():

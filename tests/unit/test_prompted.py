@@ -80,7 +80,15 @@ def test_few_shot_examples_come_from_the_fit_split_only(toy_task, tmp_path, spli
     data, backend, record = run(toy_task, tmp_path, "few-shot", split, few_shot=FewShotConfig(k_per_label=2))
     assert_examples_from_fit_only(data, backend, split, 6)
     assert len({tuple(example_texts(p)) for p in backend.prompts}) == 1  # fixed examples
-    assert record.meta["extra"]["few_shot_examples"] == 6 and backend.started == 1
+    assert record.meta.extra["few_shot_examples"] == 6 and backend.started == 1
+
+
+@pytest.mark.parametrize("variant", ["few-shot", "rag"])
+def test_the_record_keeps_the_first_requests_exactly_as_sent(toy_task, tmp_path, variant):
+    _, backend, record = run(toy_task, tmp_path, variant)
+    sent = record.meta.extra["requests_sample"]
+    assert sent == backend.prompts[: len(sent)] and len(sent) == 3
+    assert any(m["role"] == "assistant" for m in sent[0])  # the examples shown are in it, not a template
 
 
 def test_few_shot_pool_is_seeded_and_balanced():
@@ -98,7 +106,7 @@ def test_rag_never_retrieves_held_out_examples(toy_task, tmp_path, split):
     data, backend, record = run(toy_task, tmp_path, "rag", split, rag=RagConfig(k=4))
     assert_examples_from_fit_only(data, backend, split, 4)
     index_size = len(data.fit_split(split))
-    assert record.meta["extra"]["rag"] == {"k": 4, "model": "all-MiniLM-L6-v2", "index_size": index_size}
+    assert record.meta.extra["rag"] == {"k": 4, "model": "all-MiniLM-L6-v2", "index_size": index_size}
 
 
 def test_rag_retrieves_the_most_similar_examples_closest_last(toy_task, tmp_path):
@@ -112,7 +120,7 @@ def test_rag_retrieves_the_most_similar_examples_closest_last(toy_task, tmp_path
 def test_zero_shot_sends_the_bare_text_and_prompt_sends_every_label(toy_task, tmp_path):
     data, backend, record = run(toy_task, tmp_path, "zero-shot", prompt=PromptConfig(style="labels"))
     assert backend.prompts == [[{"role": "user", "content": t}] for t in data.split("test").texts]
-    assert record.meta["extra"]["prompt_style"] == "bare" and record.meta["model"] == "recorder"
+    assert record.meta.extra["prompt_style"] == "bare" and record.meta.model == "recorder"
     _, backend, _ = run(toy_task, tmp_path, "prompt")
     system = backend.prompts[0][0]["content"]
     assert all(f"- {label}:" in system for label in ("refund", "fee", "fraud"))
@@ -125,7 +133,7 @@ def test_over_long_texts_are_truncated_and_counted_in_the_run_record(tmp_path, m
     folder.mkdir()
     path = write_task(folder, test=long_test)
     _, backend, record = run(path, tmp_path, "prompt", prompt=PromptConfig(max_text_chars=50))
-    assert record.meta["extra"]["truncated_texts"] == 2 and record.meta["extra"]["queries"] == 3
+    assert record.meta.extra["truncated_texts"] == 2 and record.meta.extra["queries"] == 3
     assert max(len(p[-1]["content"]) for p in backend.prompts) <= 52
 
 

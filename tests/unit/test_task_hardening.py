@@ -131,7 +131,7 @@ def test_limit_is_exact_and_a_limit_past_the_split_is_the_split(toy_task, tmp_pa
     for limit in ("5", "100000"):
         assert main(["evaluate", "--task", str(toy_task), "--limit", limit, "--runs-dir", str(runs), "--quiet"]) == 0
     assert main(["evaluate", "--task", str(toy_task), "--runs-dir", str(runs), "--quiet"]) == 0
-    by_n = sorted((r.metrics["n"], r.meta["data"]["limit"], r.meta["config_hash"]) for r in scan_runs(runs)[0])
+    by_n = sorted((r.metrics["n"], r.meta.data.limit, r.meta.config_hash) for r in scan_runs(runs)[0])
     assert by_n[0][:2] == (5, 5)
     assert by_n[1] == by_n[2] and by_n[1][:2] == (len(TOY_TEST), None)  # --limit 100000 is the full split, same settings
 
