@@ -172,6 +172,13 @@ class PromptedClassifier(ClassifierBase):
         self.sent_ += [p.messages for p in prompts[: max(0, SENT_SAMPLES - len(self.sent_))]]
         return self.backend.classify([p.messages for p in prompts], self.task.label_list)
 
+    def estimate_cost(self, texts: Sequence[str]) -> float | None:
+        """The API bill of classifying ``texts`` (the backend's estimate from the rendered prompts,
+        examples included), before any request is sent; None when not billed per token."""
+        examples = self.examples_for(texts) if hasattr(self, "pool_texts_") else [[] for _ in texts]
+        prompts = [build_messages(self.task, text, self.prompt, ex).messages for text, ex in zip(texts, examples)]
+        return self.backend.estimate_cost(prompts, self.task.label_list)
+
     # ------------------------------------------------------------------ provenance
     def run_info(self) -> dict[str, Any]:
         """What the run record's ``extra`` says about this run: prompt, examples, backend,

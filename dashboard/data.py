@@ -76,6 +76,11 @@ class Context:
     def by_label(self) -> dict[str, RunRecord]:
         return {r.label: r for r in self.runs}
 
+    @property
+    def validation_runs(self) -> list[RunRecord]:
+        """This task's validation runs (review thresholds and fine-tuned versions are chosen there)."""
+        return [r for r in self.all_runs if r.meta.task == self.task and r.meta.split == "validation"]
+
 
 def how_to_fill(runs_root: Path) -> str:
     return (f"Run `make run` (or `dispute-classifier experiment --task disputes --runs-dir {runs_root}`) "

@@ -99,6 +99,43 @@ def _category(approach: str) -> str:
     return entry.category
 
 
+SERVING_PROBE = 16
+"""Texts sent one at a time after the run to measure per-request latency (as a service sees it)."""
+
+
+def current_rss_mb() -> float | None:
+    """Resident memory of this process now, in MB (None where /proc is not available)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def serving_profile(clf: Classifier, texts: list[str], billing: Billing, rss_before: float | None) -> dict[str, Any]:
+    """What a service needs to know to be sized: per-request latency at batch 1 (one text per
+    call, as a request without micro-batching sees it), the capacity that gives one worker
+    (1 / mean latency), and the memory the model added to this process. API-billed runs are
+    not probed again (each call costs money): their per-request latency is already measured."""
+    out: dict[str, Any] = {"latency_b1_p50_s": None, "latency_b1_p95_s": None, "capacity_b1_qps": None,
+                           "model_rss_mb": None, "process_rss_mb": current_rss_mb()}
+    if rss_before is not None and out["process_rss_mb"] is not None:
+        out["model_rss_mb"] = max(0.0, out["process_rss_mb"] - rss_before)
+    if billing is Billing.API or not texts:
+        return out
+    seconds = []
+    for text in texts[:SERVING_PROBE]:
+        t0 = time.perf_counter()
+        clf.predict([text])
+        seconds.append(time.perf_counter() - t0)
+    out.update(latency_b1_p50_s=M.percentile(seconds, 50), latency_b1_p95_s=M.percentile(seconds, 95),
+               capacity_b1_qps=len(seconds) / sum(seconds) if sum(seconds) > 0 else None)
+    return out
+
+
 def run_config_hash(
     approach: str, config: dict[str, Any], *, model: str | None = None, limit: int | None = None, seed: int = 0, split: str = "test",
 ) -> str:
@@ -187,26 +224,31 @@ def evaluate(
     twins = {"threshold": data.spec.near_duplicate_threshold,
              "ids": [t["id"] for t in near_twins(target, fit_rows, data.spec.near_duplicate_threshold)]}
     fit_seconds = 0.0
+    rss_before = current_rss_mb()
     if fit:
         t0 = time.perf_counter()
         clf.fit(fit_rows.texts, fit_rows.labels)
         fit_seconds = time.perf_counter() - t0
     preds, predict_seconds = _predict_in_batches(clf, target.texts, batch_size, progress)
-
     billing = Billing(clf.billing)
+    run_info = clf.run_info()  # before the latency probe, so its counts are the run's own
+    serving = serving_profile(clf, target.texts, billing, rss_before)
     n = len(target)
     if billing is Billing.API:
         costs = [p.usage.cost_usd for p in preds]
         cost_per_query = sum(costs) / n if n and all(c is not None for c in costs) else None  # type: ignore[arg-type]
     else:
-        hardware = hardware or clf.hardware or prices.default_hardware
-        cost_per_query = prices.self_hosted_cost_per_query(hardware, n / predict_seconds if predict_seconds else 0.0)
+        # a self-hosted endpoint this project did not start runs on a machine nobody named here:
+        # its hardware (and so its cost) is unknown unless --hardware says it
+        llm = run_info.get("llm") or {}
+        remote = llm.get("backend") == "api" and not llm.get("project_started_server")
+        hardware = hardware or clf.hardware or (None if remote else prices.default_hardware)
+        cost_per_query = None if hardware is None else prices.self_hosted_cost_per_query(hardware, n / predict_seconds if predict_seconds else 0.0)
         for p in preds:
             p.usage.cost_usd = cost_per_query
     labels = data.spec.label_list
     model = model or clf.model_name
-    run_info = clf.run_info()
-    metrics = compute_metrics(target.labels, preds, labels, predict_seconds, cost_per_query, target.ids, twins)
+    metrics = {**compute_metrics(target.labels, preds, labels, predict_seconds, cost_per_query, target.ids, twins), **serving}
     cfg_hash = run_config_hash(approach, config, model=model, limit=limit, seed=seed, split=split)
     is_api = billing is Billing.API
     meta = RunMeta(
@@ -236,7 +278,7 @@ def evaluate(
         started_at=started,
         finished_at=now_iso(),
         timing={"fit_s": fit_seconds, "predict_s": predict_seconds},
-        prices={"table": str(prices.path), "hourly_usd": None if is_api else prices.hourly(hardware)},
+        prices={"table": str(prices.path), "hourly_usd": None if is_api or hardware is None else prices.hourly(hardware)},
         extra={**run_info, **(extra or {})},
         metrics=metrics,
     )

@@ -47,7 +47,9 @@ class LlmInfo:
     where: str | None = None
     """Where it ran, for display (e.g. llama.cpp, api.openai.com)."""
     usage_reported: bool | None = None
-    """Whether the endpoint returned token usage (None: not recorded)."""
+    """Whether the endpoint returned token usage for every request (None: not recorded)."""
+    project_started: bool = False
+    """Whether this project started the server (the local llama.cpp), so it ran on this machine."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,8 @@ class RunMeta:
         if not isinstance(raw, dict):
             return None
         return LlmInfo(backend=raw.get("backend"), model=raw.get("model"), served_model=raw.get("served_model"),
-                       where=raw.get("where"), usage_reported=raw.get("usage_reported"))
+                       where=raw.get("where"), usage_reported=None if "usage_missing" not in raw else raw["usage_missing"] == 0,
+                       project_started=bool(raw.get("project_started_server")))
 
     @property
     def training(self) -> TrainingInfo | None:

@@ -10,6 +10,7 @@ from dashboard import charts
 from dashboard.data import context
 from dispute_classifier.core.costs import PriceTable
 from evaluation.decision import api_model, best_run, break_even_volume, cost_line, training_cost, volume_grid
+from evaluation.decision.selection import review_plan
 from evaluation.runmeta import Category
 
 ctx = context()
@@ -20,9 +21,10 @@ ft = next((r for r in ctx.runs if r.run_id == chosen_ft), None) or best_run([r f
 api = best_run([r for r in ctx.runs if r.meta.category in (Category.PROMPTED, Category.RAG) and r.meta.is_api])
 
 st.title("Break-even")
-st.caption(f"Task **{ctx.task}**, split **{ctx.split}**. Monthly cost = fixed + max(floor, volume × cost per query): "
-           "API approaches pay their measured tokens at list price; self-hosted ones keep one machine on and pay its hourly "
-           "price over their measured throughput once it is busy; fine-tuned ones add their training cost spread over the amortisation period.")
+st.caption(f"Task **{ctx.task}**, split **{ctx.split}**. Monthly cost = serving + training spread over the amortisation period"
+           " + errors × cost per error + reviews × cost per review. API approaches pay their measured tokens at list price plus the"
+           " calling service's machine; self-hosted ones pay the machines their peak needs at their measured per-request capacity"
+           " (dedicated) or the machine-hours they use (shared).")
 
 c1, c2, c3 = st.columns(3)
 volume = c1.number_input("Monthly volume (queries)", min_value=0, value=int(cfg.monthly_volume), step=10_000, key="volume")
@@ -32,6 +34,11 @@ hardware = c2.selectbox("Fine-tuned model hosted on", hardware_kinds, index=hard
 hourly = c3.number_input(f"{hardware}: $ per hour", min_value=0.0, value=float(prices.hardware[hardware]), step=0.05, format="%.2f", key="hourly")
 prices.hardware[hardware] = hourly
 changes = {"monthly_volume": int(volume), "hosting_hardware": hardware}
+c1, c2, c3 = st.columns(3)
+changes["cost_per_error_usd"] = float(c1.number_input("Cost of one wrong answer ($)", min_value=0.0, value=float(cfg.cost_per_error_usd), step=0.5, format="%.2f", key="error_cost"))
+changes["cost_per_review_usd"] = float(c2.number_input("Cost of one human review ($)", min_value=0.0, value=float(cfg.cost_per_review_usd), step=0.5, format="%.2f", key="review_cost"))
+coverage = c3.number_input("Answered automatically (share; 1 = no review)", min_value=0.05, max_value=1.0, value=float(cfg.review_coverage or 1.0), step=0.05, key="coverage")
+changes["review_coverage"] = None if coverage >= 1.0 else float(coverage)
 if ft is not None:
     c1, c2 = st.columns(2)
     recorded = float(training_cost(ft.meta, cfg, prices)[0] or 0.0)
@@ -49,9 +56,9 @@ if model_id and prices.api_price(model_id):
         "output_per_mtok": c2.number_input(f"{model_id}: $ per million output tokens", min_value=0.0, value=float(price["output_per_mtok"]), format="%.3f", key="price_out"),
     }
 cfg = dataclasses.replace(cfg, **changes)
-lines = {r.run_id: cost_line(r, cfg, prices) for r in ctx.runs}
+lines = {r.run_id: cost_line(r, cfg, prices, review_plan(r, ctx.validation_runs, cfg.review_coverage)) for r in ctx.runs}
 
-volume_be = break_even_volume(lines[ft.run_id], lines[api.run_id].per_query_usd) if ft is not None and api is not None else None
+volume_be = break_even_volume(lines[ft.run_id], lines[api.run_id]) if ft is not None and api is not None else None
 if ft is None or api is None:
     st.info("No break-even volume: it needs " + ("a fine-tuned run" if ft is None else "a prompted API run (set an API key and run the prompt stage with an API model)")
             + ". The curves below show the approaches that did run.")

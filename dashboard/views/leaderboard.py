@@ -11,10 +11,12 @@ rows = ctx.live["leaderboard"]
 volume = ctx.config.monthly_volume
 
 st.title("Leaderboard")
-st.caption(f"Task **{ctx.task}**, split **{ctx.split}**: the latest run of each approach. Click a column header to sort.")
+st.caption(f"Task **{ctx.task}**, split **{ctx.split}**: the latest run of each setting. Intervals are Wilson score intervals; *de-duplicated* leaves out the test"
+           " items with a same-label near-duplicate among the training texts. Click a column header to sort.")
 table = pd.DataFrame([{
     "approach": r["label"], "kind": r["category"], "n": r["n"],
     "accuracy %": 100 * r["accuracy"], "CI low": 100 * r["accuracy_ci95"][0], "CI high": 100 * r["accuracy_ci95"][1],
+    "de-duplicated %": None if not (r.get("dedup") or {}).get("accuracy") else 100 * r["dedup"]["accuracy"],
     "macro-F1 %": 100 * r["macro_f1"], "invalid %": 100 * r["invalid_rate"],
     "p50 ms": 1000 * r["latency_p50_s"], "p95 ms": 1000 * r["latency_p95_s"], "q/s": r["throughput_qps"],
     "$ per 1k": r["cost_per_1k_usd"], f"$ per month at {volume:,}": r["monthly_cost_usd"],
@@ -23,7 +25,7 @@ missing = [c for c in ctx.live["comparison_set"] if c["status"] == "not run"]
 table = pd.concat([table, pd.DataFrame([{"approach": c["row"], "kind": "not run"} for c in missing])], ignore_index=True)
 fmt = st.column_config.NumberColumn
 st.dataframe(table, hide_index=True, width="stretch", column_config={
-    **{c: fmt(format="%.2f") for c in ("accuracy %", "CI low", "CI high", "macro-F1 %", "invalid %", "p50 ms", "p95 ms")},
+    **{c: fmt(format="%.2f") for c in ("accuracy %", "CI low", "CI high", "de-duplicated %", "macro-F1 %", "invalid %", "p50 ms", "p95 ms")},
     "q/s": fmt(format="%.1f"), "$ per 1k": fmt(format="$%.5f"), f"$ per month at {volume:,}": fmt(format="$%.2f"),
 })
 

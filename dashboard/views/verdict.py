@@ -17,10 +17,10 @@ st.caption(report["rule"])
 cols = st.columns(4)
 cols[0].metric("Recommendation", verdict["recommendation"] or "not yet decidable")
 cols[1].metric("Fine-tune?", fq["answer"], help=fq["reason"])
-if "delta_points" in fq:
+if fq.get("delta_ci95_points"):
     lo, hi = fq["delta_ci95_points"]
     cols[2].metric("Fine-tuned vs the choice", f"{fq['delta_points']:+.2f} points", help=f"{fq['finetuned']} vs {fq['against']} on {fq['n_shared']} shared examples; 95 % CI {lo:+.2f} to {hi:+.2f}")
-    cols[3].metric("McNemar p", f"{fq['p_value']:.3g}", help="paired exact test")
+    cols[3].metric("McNemar p", f"{fq['p_value']:.3g}", help="paired exact test (reported; the rule uses Tango's score interval)")
 cols = st.columns(2)
 be_text = "never" if be.get("never") else "—" if be.get("volume") is None else f"{be['volume']:,.0f} queries/month"
 cols[0].metric("Break-even volume", be_text, help=be["note"])
@@ -33,8 +33,11 @@ if report["standing"]:
     st.subheader("Each approach against the most accurate one")
     st.dataframe(pd.DataFrame([{
         "approach": e["challenger"], "standing": e["status"], "shared n": e.get("n_shared"),
-        "Δ points": None if "delta_points" not in e else round(e["delta_points"], 2),
+        "Δ points": None if e.get("delta_points") is None else round(e["delta_points"], 2),
         "$ per month": e["monthly_cost_usd"], "why": e["reason"]} for e in report["standing"]]), hide_index=True, width="stretch")
+dedup = report.get("dedup")
+if dedup:
+    st.caption(f"De-duplicated test subset: {dedup['note']}.")
 if report.get("stages"):
     st.subheader("Stages of the experiment")
     st.dataframe(pd.DataFrame(report["stages"])[["stage", "status", "detail"]], hide_index=True, width="stretch")
@@ -42,7 +45,8 @@ if report.get("stages"):
 st.subheader("Assumptions")
 tc = a.get("training_cost")
 rows = [
-    ("margin", f"{a['margin_points']:g} accuracy points; at least {a['min_shared_examples']} shared examples; p < {a['alpha']:g} for a win"),
+    ("margin", f"{a['margin_points']:g} accuracy points; at least {a['min_shared_examples']} shared examples to be adequate; one-sided level {a['alpha']:g}"
+               f" (Tango's paired score tests), power {a.get('power', 0.8):.0%} for the sample sizes"),
     ("monthly volume", f"{a['monthly_volume']:,} queries ({a['workload']} workload)"),
     ("latency budget", "none" if not a.get("max_p95_latency_ms") else f"p95 ≤ {a['max_p95_latency_ms']:g} ms"),
     ("self-hosted on", f"{a['hosting_hardware'] or 'as measured'}, {a['hours_per_month']:g} h a month"),

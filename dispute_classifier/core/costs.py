@@ -24,26 +24,63 @@ def money(value: float | None) -> str:
     return f"${value:.4f}" if abs(value) >= 0.0001 else f"${value:.2e}"
 
 
+@dataclass(frozen=True)
+class Machine:
+    """One machine size of the price table: what it holds, besides its hourly price."""
+
+    vcpus: float | None = None
+    """Virtual CPUs (None: not stated, so the machine is never picked by right-sizing)."""
+    memory_gib: float | None = None
+    """Memory in GiB (None: not stated)."""
+    kind: str = "cpu"
+    """cpu or gpu: capacity measured on one kind is never scaled to the other."""
+
+
 @dataclass
 class PriceTable:
-    """Prices from a small YAML file (see ``dispute_classifier/core/prices.yaml``)."""
+    """Prices from a small YAML file (see ``dispute_classifier/core/prices.yaml``).
+
+    A hardware entry is its hourly price, or a mapping with ``usd_per_hour`` and the machine's
+    ``vcpus``, ``memory_gib`` and ``kind`` (used to right-size self-hosted approaches)."""
 
     api: dict[str, dict[str, float]] = field(default_factory=dict)
     hardware: dict[str, float] = field(default_factory=dict)
+    """Hardware name → $ per hour."""
     default_hardware: str = "cpu-2core"
     path: Path | None = None
+    machines: dict[str, Machine] = field(default_factory=dict)
+    """Hardware name → what the machine holds (entries given as a plain price hold nothing stated)."""
+    as_of: str | None = None
+    """When the prices were read from their source."""
+    source: str | None = None
 
     @classmethod
     def load(cls, path: Path | None = None) -> "PriceTable":
         path = Path(path) if path else DEFAULT_PRICES
         raw = read_yaml(path)
-        unknown = set(raw) - {"api", "hardware", "default_hardware"}
+        unknown = set(raw) - {"api", "hardware", "default_hardware", "as_of", "source"}
         if unknown:
-            raise UserError(f"{path}: unknown key '{sorted(unknown)[0]}' (expected api, hardware, default_hardware)")
-        table = cls(raw.get("api") or {}, raw.get("hardware") or {}, raw.get("default_hardware", "cpu-2core"), path)
+            raise UserError(f"{path}: unknown key '{sorted(unknown)[0]}' (expected api, hardware, default_hardware, as_of, source)")
+        hourly, machines = {}, {}
+        for name, entry in (raw.get("hardware") or {}).items():
+            if isinstance(entry, dict):
+                extra = set(entry) - {"usd_per_hour", "vcpus", "memory_gib", "kind", "example"}
+                if "usd_per_hour" not in entry or extra:
+                    raise UserError(f"{path}: hardware '{name}' needs usd_per_hour (and optionally vcpus, memory_gib, kind, example); got {sorted(entry)}")
+                hourly[name] = float(entry["usd_per_hour"])
+                machines[name] = Machine(entry.get("vcpus"), entry.get("memory_gib"), entry.get("kind", "cpu"))
+            else:
+                hourly[name] = float(entry)
+                machines[name] = Machine()
+        table = cls(raw.get("api") or {}, hourly, raw.get("default_hardware", "cpu-2core"), path, machines, raw.get("as_of"), raw.get("source"))
         if table.default_hardware not in table.hardware:
             raise UserError(f"{path}: default_hardware '{table.default_hardware}' is not under 'hardware'")
         return table
+
+    def cheapest_machine(self, kind: str = "cpu") -> str | None:
+        """The cheapest machine of ``kind`` whose size the table states (None: none stated)."""
+        sized = [n for n, m in self.machines.items() if m.kind == kind and m.memory_gib]
+        return min(sized, key=lambda n: self.hardware[n], default=None)
 
     def api_price(self, model: str) -> dict[str, float] | None:
         """Price per million tokens for an API model, or None when the table has no entry."""

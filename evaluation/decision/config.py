@@ -34,12 +34,32 @@ class VerdictConfig:
     """online (list prices) or batch (API batch rates where the price table gives them, e.g. OpenAI's Batch API at half price)."""
     cached_input_share: float = 0.0
     """Share of API input tokens billed at the cached-input rate (the repeated instructions of a long prompt), where the price table gives one."""
+    hosting: dict[str, Any] = field(default_factory=dict)
+    """Hardware declared per approach or category, e.g. {finetuned: gpu-l4} or {finetuned: {hardware: gpu-l4, throughput_qps: 50}}; the others stay on what they were measured on."""
     hosting_hardware: str | None = None
-    """Hardware kind from the price table that hosts self-hosted models (default: the hardware each run was measured on)."""
+    """Hardware that hosts the fine-tuned model (shorthand for hosting.finetuned; the other approaches are not moved)."""
     hosting_throughput_qps: float | None = None
     """Queries/s of the fine-tuned model on hosting_hardware when that is not where it was measured; without it the cost there is unknown."""
+    cost_view: str = "dedicated"
+    """dedicated (whole machines a new service pays for) or shared (the machine-hours the load uses in a fleet it joins); both are reported."""
+    peak_factor: float = 3.0
+    """Peak load over the month's average: machines are sized for volume / seconds × peak_factor."""
+    service_base_memory_mb: float = 250.0
+    """Memory of a serving process before its model (Python, the web stack); added to the model's measured memory."""
+    memory_headroom: float = 1.25
+    """Memory a machine must have over the service's need (a machine is never filled)."""
+    cost_per_error_usd: float = 0.0
+    """What one wrong answer costs the business (a misrouted dispute: agent time, a chargeback); 0 leaves accuracy out of the money."""
+    cost_per_review_usd: float = 0.0
+    """What one answer routed to a person costs (with review_coverage)."""
+    review_coverage: float | None = None
+    """Share of queries answered automatically; the rest (least confident, threshold chosen on validation) go to review. None: no review."""
+    min_saving_usd: float = 1.0
+    """Monthly differences below this are a tie (decided by the preference order), not 'cheaper'."""
+    min_saving_share: float = 0.01
+    """Monthly differences below this share of the cheaper cost are a tie too."""
     hours_per_month: float = 730.0
-    """Hours per month a self-hosted model's machine is kept on (one machine is always on)."""
+    """Hours per month a dedicated machine is kept on."""
     amortisation_months: int = 12
     """Months over which the one-off training cost of a fine-tuned model is spread."""
     training_cost_usd: float | None = None
@@ -72,6 +92,17 @@ class VerdictConfig:
             raise UserError(f"max_p95_latency_ms must be positive, got {self.max_p95_latency_ms}")
         if self.hosting_throughput_qps is not None and self.hosting_throughput_qps <= 0:
             raise UserError(f"hosting_throughput_qps must be positive, got {self.hosting_throughput_qps}")
+        if self.cost_view not in ("dedicated", "shared"):
+            raise UserError(f"cost_view must be dedicated or shared, got '{self.cost_view}' (set --set cost_view=shared)")
+        if self.peak_factor < 1 or self.memory_headroom < 1 or self.service_base_memory_mb < 0:
+            raise UserError("peak_factor and memory_headroom must be at least 1, service_base_memory_mb 0 or more")
+        if self.cost_per_error_usd < 0 or self.cost_per_review_usd < 0 or self.min_saving_usd < 0 or not 0 <= self.min_saving_share < 1:
+            raise UserError("cost_per_error_usd, cost_per_review_usd and min_saving_usd must be 0 or more, min_saving_share in [0, 1)")
+        if self.review_coverage is not None and not 0 < self.review_coverage <= 1:
+            raise UserError(f"review_coverage must be in (0, 1], got {self.review_coverage} (e.g. --set review_coverage=0.9)")
+        for key, value in self.hosting.items():
+            if not isinstance(value, (str, dict)) or (isinstance(value, dict) and "hardware" not in value):
+                raise UserError(f"hosting.{key} must be a hardware name or {{hardware: NAME, throughput_qps: N}}, got {value!r}")
         unknown = [c for c in self.preference_order if c not in CATEGORY_NAMES]
         if unknown or sorted(self.preference_order) != sorted(set(self.preference_order)):
             raise UserError(f"preference_order must list categories from {', '.join(CATEGORY_NAMES)} once each, got {self.preference_order}")
@@ -80,6 +111,22 @@ class VerdictConfig:
     def level(self) -> float:
         """Two-sided level of the reported intervals (0.95 at alpha 0.025)."""
         return 1 - 2 * self.alpha
+
+    def hosting_for(self, approach: str, category: str) -> tuple[str, float | None] | None:
+        """(hardware, stated throughput or None) declared for an approach (or its category), else None."""
+        declared = self.hosting.get(approach, self.hosting.get(category))
+        if declared is None and category == "finetuned" and self.hosting_hardware:
+            return self.hosting_hardware, self.hosting_throughput_qps
+        if declared is None:
+            return None
+        if isinstance(declared, str):
+            return declared, None
+        qps = declared.get("throughput_qps")
+        return str(declared["hardware"]), None if qps is None else float(qps)
+
+    def tie(self, a: float, b: float) -> bool:
+        """Whether two monthly costs are the same for the decision (the difference is immaterial)."""
+        return abs(a - b) < max(self.min_saving_usd, self.min_saving_share * min(a, b))
 
     @property
     def gain_points(self) -> float:

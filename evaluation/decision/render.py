@@ -26,10 +26,15 @@ def _assumptions(a: dict[str, Any]) -> list[str]:
         f"- margin: {a['margin_points']:g} accuracy points; one-sided level alpha {a['alpha']:g} (Tango's paired score tests; intervals at"
         f" {100 * (1 - 2 * a['alpha']):g} %); power {a.get('power', 0.8):.0%}; required gain for fine-tuning: {a['margin_points'] if gain is None else gain:g} points;"
         f" minimum shared examples to be adequate: {a['min_shared_examples']}",
+        f"- cost view: {a.get('cost_view', 'dedicated')} (peak factor {a.get('peak_factor', 3):g}); cost per error {money(a.get('cost_per_error_usd', 0))},"
+        f" per review {money(a.get('cost_per_review_usd', 0))}" + (f", {a['review_coverage']:.0%} answered automatically" if a.get("review_coverage") else ", no review")
+        + f"; differences under {money(a.get('min_saving_usd', 1))} or {a.get('min_saving_share', 0.01):.0%} a month are the same cost",
         f"- monthly volume: {a['monthly_volume']:,} queries; workload: {a['workload']}"
         + (f", cached input share {a['cached_input_share']:g}" if a.get("cached_input_share") else "")
         + (f"; latency budget p95 ≤ {a['max_p95_latency_ms']:g} ms" if a.get("max_p95_latency_ms") else "; no latency budget"),
-        f"- self-hosted on: {a['hosting_hardware'] or 'the hardware each run was measured on'}, {a['hours_per_month']:g} h/month; training cost amortised over {a['amortisation_months']} months"
+        f"- self-hosted on: the cheapest machine that holds each model and serves its peak"
+        + (f"; declared: {a.get('hosting')}" if a.get("hosting") else "") + (f"; fine-tuned on {a['hosting_hardware']}" if a.get("hosting_hardware") else "")
+        + f", {a['hours_per_month']:g} h/month; training cost amortised over {a['amortisation_months']} months"
         + (f" (training {money(a['training_cost']['usd'])}, {a['training_cost']['source']})" if a["training_cost"] else ""),
         f"- simplicity order for ties: {' → '.join(a['preference_order'])}",
         f"- price table: {a['prices']}",
@@ -65,6 +70,18 @@ def to_markdown(report: dict[str, Any]) -> str:
         flag = " ⚠ overlap" if r.get("overlap") else ""
         lines.append(f"| {r['label']}{flag} | {r['category']} | {r['n']} | {_pct(r['accuracy'])} ({_ci(r['accuracy_ci95'])}) | {dedup} | {_pct(r['macro_f1'])} | "
                      f"{_pct(r['invalid_rate'])} | {r['latency_p50_s']*1000:.1f} / {r['latency_p95_s']*1000:.1f} | {money(r['cost_per_1k_usd'])} | {money(r['monthly_cost_usd'])} |")
+    lines += ["", f"## Monthly cost at {report['assumptions']['monthly_volume']:,} queries, and why", "",
+              "| approach | hardware | machines | capacity q/s | serving | training | errors + reviews | total (accuracy CI) | how it is priced |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+    for r in report["leaderboard"]:
+        p = r.get("cost_parts") or {}
+        ci = r.get("monthly_cost_ci_usd")
+        total = money(r["monthly_cost_usd"]) + (f" ({money(ci[0])}–{money(ci[1])})" if ci and ci[0] != ci[1] else "")
+        why = r["cost_basis"] + (f" — unknown: needs {r['cost_missing']}" if r.get("cost_missing") else "")
+        lines.append(f"| {r['label']} | {p.get('hardware') or '—'} | {p.get('machines') or '—'} | {'—' if not p.get('capacity_qps') else format(p['capacity_qps'], '.1f')} |"
+                     f" {money(p.get('serving_usd'))} | {money(p.get('training_usd'))} | {money(p.get('errors_and_reviews_usd'))} | {total} | {why} |")
+    if len(report.get("answer_changes") or []) > 1:
+        lines += ["", "The cheapest adequate option by volume: " + "; ".join(f"{c['cheapest']} from {c['from_volume']:,.0f}" for c in report["answer_changes"]) + " queries/month."]
     lines += ["", "## Each approach against the most accurate one (paired, shared examples)", ""] + _standing_rows(report["standing"])
     dedup = report.get("dedup") or {}
     if dedup.get("standing"):

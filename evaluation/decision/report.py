@@ -8,7 +8,6 @@ subset, the headline, and the break-even volume against the best prompted API ru
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,11 @@ from dispute_classifier.core.config import to_dict
 from dispute_classifier.core.costs import PriceTable, money
 from evaluation.compare import latest_per_setting
 from evaluation.decision.config import CATEGORY_NAMES, VerdictConfig
-from evaluation.decision.costs import CostLine, break_even_volume, cost_line, training_cost, volume_grid
+from evaluation.decision.breakeven import answer_changes, break_even
+from evaluation.decision.costs import CostLine, cost_line, training_cost
 from evaluation.decision.evidence import best_run
 from evaluation.decision.rule import COMPARISON_SET, Recommendation, finetune_question, recommend
-from evaluation.decision.selection import choose_on_validation
+from evaluation.decision.selection import choose_on_validation, review_plan
 from evaluation.runmeta import Category
 from evaluation.runs import RunRecord, now_iso
 
@@ -59,8 +59,10 @@ def select_runs(runs: list[RunRecord], task: str, split: str, data_hash: str | N
 
 
 def leaderboard_row(run: RunRecord, cost: CostLine, volume: int) -> dict[str, Any]:
-    """One leaderboard line of the decision report, with the monthly cost at ``volume``."""
+    """One leaderboard line of the decision report, with the monthly cost at ``volume`` and its parts."""
     m, meta = run.metrics, run.meta
+    serving, quality = cost.serving(volume), cost.quality(volume)
+    interval = cost.monthly_interval(volume)
     return {
         "label": run.label, "run_id": run.run_id, "approach": meta.approach, "category": meta.category.value,
         "model": meta.model, "backend": run.backend, "billing": meta.billing.value,
@@ -68,7 +70,13 @@ def leaderboard_row(run: RunRecord, cost: CostLine, volume: int) -> dict[str, An
         "accuracy": m["accuracy"], "accuracy_ci95": m["accuracy_ci95"], "macro_f1": m["macro_f1"], "dedup": m.get("dedup"),
         "invalid_rate": m["invalid_rate"], "latency_p50_s": m["latency_p50_s"], "latency_p95_s": m["latency_p95_s"],
         "throughput_qps": m["throughput_qps"], "cost_per_1k_usd": m["cost_per_1k_usd"],
-        "monthly_cost_usd": cost.monthly(volume), "cost_basis": cost.basis, "cost_missing": cost.missing,
+        "monthly_cost_usd": cost.monthly(volume), "monthly_cost_ci_usd": list(interval) if interval else None,
+        "cost_parts": {"serving_usd": serving, "training_usd": cost.fixed_monthly_usd, "errors_and_reviews_usd": quality,
+                       "hardware": cost.hardware, "machines": cost.machines(volume) if cost.capacity_qps else None,
+                       "capacity_qps": cost.capacity_qps, "view": "dedicated" if cost.dedicated else "shared",
+                       "error_rate": cost.error_rate, "review_rate": cost.review_rate},
+        "latency_b1_p95_s": m.get("latency_b1_p95_s"), "model_rss_mb": m.get("model_rss_mb"),
+        "cost_basis": cost.basis + ("; " + "; ".join(cost.notes) if cost.notes else ""), "cost_missing": cost.missing,
     }
 
 
@@ -99,13 +107,16 @@ def headline(task: str, split: str, rule: Recommendation, costs: dict[str, CostL
     choice = rule.choice
     if not any_runs:
         text = f"No runs yet for {task}/{split}: run `dispute-classifier experiment --task {task}` first."
+    elif choice is None and rule.unknown_cost:
+        text = ("Not yet decidable: the approaches shown adequate have unknown costs ("
+                + ", ".join(s.evidence.challenger for s in rule.unknown_cost) + ").")
     elif choice is None:
         text = ("Not yet decidable: no approach is shown adequate"
                 + (f" within the {cfg.max_p95_latency_ms:g} ms latency budget" if cfg.max_p95_latency_ms else "") + ".")
     elif not rule.decided:
         first = rule.undecided_by[0]
         theirs, ours = first.monthly_cost_usd, costs[choice.run_id].monthly(cfg.monthly_volume)
-        if theirs is not None and ours is not None and round(theirs, 6) == round(ours, 6):
+        if theirs is not None and ours is not None and cfg.tie(theirs, ours):
             how = f"adequate at the same cost and preferred ({first.category.value} before {choice.meta.category.value})"
         elif theirs is not None and ours is not None:
             how = f"adequate and cheaper by {money(ours - theirs)} a month ({money(theirs)} against {money(ours)})"
@@ -116,34 +127,6 @@ def headline(task: str, split: str, rule: Recommendation, costs: dict[str, CostL
     else:
         text = f"Use {choice.label} ({CATEGORY_NAMES[choice.meta.category.value]}): the cheapest adequate approach at {cfg.monthly_volume:,} queries/month."
     return text + f" Fine-tune? {answer}."
-
-
-def break_even(best_ft: RunRecord | None, runs: list[RunRecord], costs: dict[str, CostLine], cfg: VerdictConfig) -> dict[str, Any]:
-    """Break-even monthly volume of the chosen fine-tuned model against the best prompted API run."""
-    api_runs = [r for r in runs if r.meta.category in (Category.PROMPTED, Category.RAG) and r.meta.is_api and costs[r.run_id].per_query_usd is not None]
-    best_api = best_run(api_runs)
-    out: dict[str, Any] = {
-        "formula": "fine-tuned $/month = T/m + max(H × h, V × c_ft);  API $/month = V × c_api;  "
-                   "break-even V* = (T/m + H × h) / c_api while one machine serves V* (V* ≤ H × h / c_ft), else (T/m) / (c_api − c_ft); "
-                   "never when c_api ≤ c_ft",
-        "curve": [{"volume": v, "label": line.label, "run_id": rid, "monthly_usd": line.monthly(v)}
-                  for rid, line in costs.items() for v in volume_grid() if line.monthly(v) is not None],
-    }
-    if best_ft is None or best_api is None:
-        missing = "a fine-tuned run" if best_ft is None else "a prompted API run (configure an API key and run the prompt stage with an API model)"
-        return {**out, "volume": None, "note": f"not computed: needs {missing}"}
-    ft, api = costs[best_ft.run_id], costs[best_api.run_id]
-    volume = break_even_volume(ft, api.per_query_usd)
-    out.update(
-        finetuned=best_ft.label, api=best_api.label, volume=None if volume in (None, math.inf) else volume, never=volume == math.inf,
-        terms={"T_usd": None if ft.fixed_monthly_usd is None else ft.fixed_monthly_usd * cfg.amortisation_months, "m_months": cfg.amortisation_months,
-               "H_usd_per_hour": ft.floor_monthly_usd / cfg.hours_per_month, "h_hours": cfg.hours_per_month,
-               "c_ft_usd": ft.per_query_usd, "c_api_usd": api.per_query_usd},
-        note=(f"unknown: needs {ft.missing}" if volume is None
-              else f"{best_api.label} costs no more per query than a busy machine for the fine-tuned model: fine-tuning never pays for itself on cost" if volume == math.inf
-              else f"fine-tuning is cheaper above {volume:,.0f} queries/month"),
-    )
-    return out
 
 
 def rule_text(cfg: VerdictConfig) -> str:
@@ -174,7 +157,7 @@ def build_report(
     prices = PriceTable.load(Path(cfg.prices) if cfg.prices else None)
     sel = select_runs(runs, task, split, data_hash, stages)
     split_size = split_size or max((r.metrics["n"] for r in sel.runs), default=None)
-    costs = {r.run_id: cost_line(r, cfg, prices) for r in sel.runs}
+    costs = {r.run_id: cost_line(r, cfg, prices, review_plan(r, sel.validation, cfg.review_coverage)) for r in sel.runs}
 
     comparison = []
     for row, matches, how in COMPARISON_SET:
@@ -193,6 +176,9 @@ def build_report(
     question = finetune_question(best_ft, why_ft, recommend(without_ft, cfg, costs, split_size=split_size), cfg, costs, split_size)
     dedup = dedup_check(options, rule, cfg, costs, split_size)
     be = break_even(best_ft, sel.runs, costs, cfg)
+    adequate = [costs[s.run.run_id] for s in rule.standing if s.evidence.status.value in ("adequate", "reference") and s.monthly_cost_usd is not None]
+    order = {s.run.run_id: f"{cfg.preference_order.index(s.category.value) if s.category.value in cfg.preference_order else 9}" for s in rule.standing}
+    changes = answer_changes(adequate, order, cfg)
 
     reasons: list[str] = []
     if rule.reference is not None:
@@ -205,6 +191,10 @@ def build_report(
     flagged = [r for r in sel.runs if r.meta.data.overlap]
     if flagged:
         reasons.append("warning: scored on rows the model was fitted on (forced with --allow-overlap): " + ", ".join(f"{r.label} ({r.meta.data.overlap})" for r in flagged))
+    for s in rule.unknown_cost:
+        reasons.append(f"{s.evidence.challenger} is adequate but its cost is unknown ({costs[s.run.run_id].missing}): listed, not recommended on cost")
+    if len(changes) > 1:
+        reasons.append("the cheapest adequate option changes with volume: " + "; ".join(f"{c['cheapest']} from {c['from_volume']:,.0f}" for c in changes) + " queries/month")
     reasons += sel.excluded
     if be.get("finetuned"):
         reasons.append(be["note"] + f" (against {be['api']})")
@@ -220,6 +210,7 @@ def build_report(
         "finetune": question,
         "dedup": dedup,
         "break_even": be,
+        "answer_changes": changes,
         "stages": stages,
         "excluded": sel.excluded,
         "verdict": {

@@ -14,7 +14,6 @@ when it is shown worse, or a gain of that size is excluded and it is not cheaper
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -56,6 +55,8 @@ class Recommendation:
     standing: list[Standing] = field(default_factory=list)
     undecided_by: list[Standing] = field(default_factory=list)
     """Options not yet judged that could undercut the choice."""
+    unknown_cost: list[Standing] = field(default_factory=list)
+    """Adequate options whose monthly cost is unknown: listed with what is missing, never chosen on cost."""
 
     @property
     def decided(self) -> bool:
@@ -89,16 +90,28 @@ def recommend(options: list[RunRecord], cfg: VerdictConfig, costs: dict[str, Cos
         standing.append(Standing(run, ev, costs[run.run_id].monthly(cfg.monthly_volume), within_budget(run, cfg)))
     order = {c: i for i, c in enumerate(cfg.preference_order)}
 
-    def price_key(s: Standing) -> tuple[float, int, float]:
-        cost = s.monthly_cost_usd
-        return (math.inf if cost is None else round(cost, 6), order.get(s.category.value, len(order)), -s.run.metrics["accuracy"])
+    def rank(s: Standing) -> tuple[int, float]:
+        return order.get(s.category.value, len(order)), -s.run.metrics["accuracy"]
 
+    def undercuts(s: Standing, than: Standing) -> bool:
+        """Materially cheaper, or the same cost (within the materiality settings) and preferred."""
+        a, b = s.monthly_cost_usd, than.monthly_cost_usd
+        assert a is not None and b is not None
+        return rank(s) < rank(than) if cfg.tie(a, b) else a < b
+
+    # An unknown cost is never recommended on cost and never blocks a known one: it is listed.
     adequate = [s for s in standing if s.evidence.status in (Status.ADEQUATE, Status.REFERENCE) and s.within_latency_budget]
-    chosen = min(adequate, key=price_key) if adequate else None
-    choice_key = price_key(chosen) if chosen else (math.inf, 99, 0.0)
-    undecided = [s for s in standing if s.evidence.status in (Status.INCONCLUSIVE, Status.NOT_COMPARABLE)
-                 and s.within_latency_budget and price_key(s) < choice_key]
-    return Recommendation(chosen.run if chosen else None, reference, standing, undecided)
+    known = [s for s in adequate if s.monthly_cost_usd is not None]
+    chosen = None
+    if known:
+        cheapest = min(s.monthly_cost_usd for s in known)  # type: ignore[type-var]
+        chosen = min((s for s in known if cfg.tie(s.monthly_cost_usd, cheapest) or s.monthly_cost_usd == cheapest), key=rank)  # type: ignore[arg-type]
+    undecided = [s for s in standing if chosen is not None and s.evidence.status in (Status.INCONCLUSIVE, Status.NOT_COMPARABLE)
+                 and s.within_latency_budget and s.monthly_cost_usd is not None and undercuts(s, chosen)]
+    rec = Recommendation(chosen.run if chosen else None, reference, standing, undecided)
+    rec.unknown_cost = [s for s in adequate if s.monthly_cost_usd is None]
+    return rec
+
 
 
 def finetune_question(ft: RunRecord | None, why_ft: str, without: Recommendation, cfg: VerdictConfig,
@@ -130,7 +143,7 @@ def finetune_question(ft: RunRecord | None, why_ft: str, without: Recommendation
         return answer(NO, f"its p95 latency {ft.metrics['latency_p95_s'] * 1000:.0f} ms is over the {cfg.max_p95_latency_ms:g} ms budget", "over budget")
     gain = cfg.gain_points
     lo, hi = ev.delta_ci95_points or (0.0, 0.0)
-    cheaper = None if cost_ft is None or cost_b is None else cost_ft < cost_b
+    cheaper = None if cost_ft is None or cost_b is None else (cost_ft < cost_b and not cfg.tie(cost_ft, cost_b))
     costs_txt = (f"{money(cost_ft)} vs {money(cost_b)} a month at {cfg.monthly_volume:,} queries" if cheaper is not None
                  else "monthly cost unknown: " + "; ".join(m for m in (costs[ft.run_id].missing, costs[base.run_id].missing) if m))
     shown = f"{ev.delta_points:+.2f} points ({100 * cfg.level:g} % CI {lo:+.2f} to {hi:+.2f}) against {base.label}"

@@ -1,4 +1,5 @@
-"""Which fine-tuned version stands for fine-tuning: the one chosen on validation, never on test."""
+"""What is chosen on validation, never on test: the fine-tuned version that stands for fine-tuning,
+and the confidence threshold below which answers go to review."""
 
 from __future__ import annotations
 
@@ -41,3 +42,23 @@ def choose_on_validation(test_runs: list[RunRecord], validation_runs: list[RunRe
         return chosen, how
     newest = max(test_runs, key=lambda r: r.meta.finished_at)
     return newest, "no validation record for any version: the newest is used (not selected on test)"
+
+
+def review_plan(run: RunRecord, validation: list[RunRecord], coverage: float | None) -> tuple[float, float, float] | None:
+    """(kept share, accuracy on it, threshold) when the least confident answers go to a person:
+    the threshold is the one the *validation* record of the same setting gives at ``coverage``;
+    its effect is then read off this run's own predictions. None without review or a validation record."""
+    if coverage is None:
+        return None
+    twin = next((v for v in validation if v.meta.approach == run.meta.approach and v.meta.model == run.meta.model
+                 and v.meta.config == run.meta.config), None)
+    if twin is None or not run.predictions:
+        return None
+    curve = twin.metrics.get("coverage_curve") or []
+    point = min(curve, key=lambda p: abs(p["coverage"] - coverage), default=None)
+    if point is None:
+        return None
+    kept = [p["predicted"] == p["gold"] for p in run.predictions if (p.get("confidence") or 0.0) >= point["threshold"]]
+    if not kept:
+        return 0.0, 1.0, point["threshold"]
+    return len(kept) / len(run.predictions), sum(kept) / len(kept), point["threshold"]

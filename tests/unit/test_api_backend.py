@@ -43,7 +43,8 @@ class FakeApi:
     order gets: ``ok``, ``429``, ``500``, ``401``, ``slow`` (answers after ``slow_s``);
     after the script, every request gets ``then``."""
 
-    def __init__(self, script=(), then="ok", answer=None, reject_structured=(), slow_s=1.0, delay_s=0.0):
+    def __init__(self, script=(), then="ok", answer=None, reject_structured=(), slow_s=1.0, delay_s=0.0, usage=True):
+        self.usage = usage
         self.script = list(script)
         self.then = then
         self.answer = answer or keyword_label
@@ -123,11 +124,10 @@ class FakeApi:
                 {"token": "x", "logprob": -0.1, "bytes": None, "top_logprobs": []},
                 {"token": "y", "logprob": -0.2, "bytes": None, "top_logprobs": []},
             ]}
-        h._send(200, {
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "fake-model-2024",
-            "choices": [choice],
-            "usage": {"prompt_tokens": 10 + len(json.dumps(body["messages"])) // 4, "completion_tokens": 5, "total_tokens": 0},
-        })
+        reply = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "fake-model-2024", "choices": [choice]}
+        if self.usage:  # some compatible servers send no usage block at all
+            reply["usage"] = {"prompt_tokens": 10 + len(json.dumps(body["messages"])) // 4, "completion_tokens": 5, "total_tokens": 0}
+        h._send(200, reply)
 
     def close(self):
         self.httpd.shutdown()

@@ -138,7 +138,7 @@ def world(tmp_path, monkeypatch, register_approach, request):
         runs, _ = scan_runs(tmp_path / "runs")
         return build_report(runs, "toy", "test", VerdictConfig(**cfg), data_hash=load_data(load_task(str(task))).data_hash)
 
-    yield type("World", (), {"run": staticmethod(run), "api_run": staticmethod(api_run), "report": staticmethod(report), "root": tmp_path})
+    yield type("World", (), {"run": staticmethod(run), "api_run": staticmethod(api_run), "report": staticmethod(report), "root": tmp_path, "task": task})
     for s in servers.values():
         s.httpd.shutdown()
 
@@ -155,7 +155,8 @@ def test_records_name_the_api_model_plainly_and_fill_the_api_row(world):
     board = report["leaderboard"][0]
     assert board["backend"] == "api" and "list price $0.15/$0.6" in board["cost_basis"]
     batch = world.report(min_shared_examples=100, workload="batch")
-    assert batch["leaderboard"][0]["monthly_cost_usd"] == pytest.approx(board["monthly_cost_usd"] / 2)  # OpenAI's batch rate
+    host = PriceTable.load().hourly(board["cost_parts"]["hardware"]) * 730  # the calling service's machine
+    assert batch["leaderboard"][0]["monthly_cost_usd"] - host == pytest.approx((board["monthly_cost_usd"] - host) / 2)  # OpenAI's batch rate
 
 
 def test_finetuning_faces_the_option_the_rule_chose_not_the_most_accurate(world):
@@ -268,7 +269,7 @@ def test_an_undecided_cheaper_option_is_named_with_both_monthly_costs(world):
     # only the fine-tuned model's training cost sets them apart, so the headline gives the figures
     world.run("sim-finetuned", sim={"model": "sim:v1", "wrong_every": 0})
     world.run("sim-classical", simc={"model": "simc:v1", "wrong_every": 43})
-    report = world.report()
+    report = world.report(training_cost_usd=120)  # $10 a month apart: a material difference
     assert not report["verdict"]["decided"] and report["verdict"]["recommendation"].startswith("sim-finetuned")
     costs = {e["challenger"]: e["monthly_cost_usd"] for e in report["standing"]}
     ours, theirs = costs["sim-finetuned [sim:v1]"], costs["sim-classical [simc:v1]"]
@@ -308,7 +309,7 @@ def test_unknown_training_cost_is_unknown_not_zero_and_other_hardware_needs_its_
     world.run("sim-finetuned", sim={"model": "sim:v1"})
     report = world.report(min_shared_examples=100, hosting_hardware="gpu-l4")
     ft_row = next(r for r in report["leaderboard"] if r["category"] == "finetuned")
-    assert ft_row["monthly_cost_usd"] is None and "throughput measured on gpu-l4" in ft_row["cost_missing"]
+    assert ft_row["monthly_cost_usd"] is None and "throughput on gpu-l4" in ft_row["cost_missing"]
     assert report["break_even"]["volume"] is None and "unknown" in report["break_even"]["note"]
     stated = world.report(min_shared_examples=100, hosting_hardware="gpu-l4", hosting_throughput_qps=400)
     assert next(r for r in stated["leaderboard"] if r["category"] == "finetuned")["monthly_cost_usd"] is not None
@@ -350,13 +351,14 @@ def test_report_round_trip_and_bad_config(world, tmp_path):
         read_report(bad)
 
 
-def test_break_even_past_one_machine_never_and_unknown():
-    # F = $100/month amortised training, L = $10/month machine, c_ft = $0.001, c_api = $0.002.
-    ft = CostLine("run-ft", "ft", per_query_usd=0.001, floor_monthly_usd=10.0, fixed_monthly_usd=100.0)
-    # One machine serves 10/0.001 = 10,000 queries; (100+10)/0.002 = 55,000 is past that, so
-    # V* = 100 / (0.002 - 0.001) = 100,000, where both cost $200.
-    assert break_even_volume(ft, 0.002) == pytest.approx(100_000)
-    assert ft.monthly(100_000) == pytest.approx(200.0)
-    assert break_even_volume(ft, 0.0005) == float("inf")  # the API is cheaper per query than a busy machine
-    assert break_even_volume(CostLine("run-ft", "ft", None), 0.002) is None  # unknown, not "never"
-    assert break_even_volume(CostLine("run-ft", "ft", 0.001, 10.0, None), 0.002) is None  # training cost unknown
+def test_break_even_where_the_curves_cross_never_and_unknown():
+    # fine-tuned: $100/month amortised training + one $10 machine (capacity far above the load);
+    # API: $0.002 a query and no machine of its own: they cross at (100 + 10) / 0.002 = 55,000
+    ft = CostLine("run-ft", "ft", per_query_usd=1e-9, floor_monthly_usd=10.0, fixed_monthly_usd=100.0, capacity_qps=1e6)
+    api = CostLine("run-api", "api", per_query_usd=0.002, floor_monthly_usd=0.0, dedicated=False)
+    assert break_even_volume(ft, api) == pytest.approx(55_000, rel=1e-3)
+    assert ft.monthly(55_000) == pytest.approx(api.monthly(55_000), rel=1e-3)
+    cheap = CostLine("run-api", "api", per_query_usd=1e-12, dedicated=False)
+    assert break_even_volume(ft, cheap) == float("inf")  # the API stays cheaper at every volume
+    assert break_even_volume(CostLine("run-ft", "ft", None), api) is None  # unknown, not "never"
+    assert break_even_volume(CostLine("run-ft", "ft", 0.001, 10.0, None), api) is None  # training cost unknown

@@ -48,6 +48,9 @@ class RecordingBackend:
     def describe(self):
         return {"backend": "recorder"}
 
+    def estimate_cost(self, prompts, labels):
+        return None
+
     def close(self):
         pass
 

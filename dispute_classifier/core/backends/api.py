@@ -240,7 +240,7 @@ class ApiBackend:
         self._endpoint_id = ""
         self._features: dict[str, bool] | None = None
         self._lock = threading.Lock()
-        self.stats = {"requests": 0, "retries": 0, "cache_hits": 0}
+        self.stats = {"requests": 0, "retries": 0, "cache_hits": 0, "usage_missing": 0}
         self.served_model: str | None = None
         self._server_info: dict[str, Any] | None = None
         self._warned_price = False
@@ -306,6 +306,23 @@ class ApiBackend:
             return self.config.billing
         managed = self.endpoint.managed if self.endpoint else resolve_endpoint(self.config, self._environ).managed
         return "self-hosted" if managed else "api"
+
+    def estimate_cost(self, prompts: Sequence[list[dict[str, str]]], labels: Sequence[str]) -> float | None:
+        """What sending ``prompts`` would cost, before sending any: input tokens counted as
+        characters / 4 (plus a few per message), the answer as the longest label's tokens plus
+        the JSON around it, priced from the table. None when not billed per token or unpriced."""
+        if self.billing != "api":
+            return None
+        model = self.model_id
+        answer = max((len(label) for label in labels), default=8) // 4 + 8
+        total = 0.0
+        for messages in prompts:
+            tokens_in = sum(len(m.get("content", "")) // 4 + 4 for m in messages) + 3
+            cost = self.prices.token_cost(model, tokens_in, answer)
+            if cost is None:
+                return None
+            total += cost
+        return total
 
     @property
     def model_id(self) -> str:
@@ -509,7 +526,10 @@ class ApiBackend:
         usage = body.get("usage") or {}
         inp, out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         cost = None
-        if self.billing == "api":
+        if not usage:  # some compatible servers send none: tokens and money are then unknown, never 0
+            with self._lock:
+                self.stats["usage_missing"] += 1
+        elif self.billing == "api":
             cost = self.prices.token_cost(self.endpoint.model, inp, out)
         self.served_model = body.get("model") or self.served_model
         return Prediction(

@@ -57,6 +57,10 @@ class Backend(Protocol):
         """One prediction per chat prompt, in order."""
         ...
 
+    def estimate_cost(self, prompts: Sequence[list[dict[str, str]]], labels: Sequence[str]) -> float | None:
+        """What answering ``prompts`` would cost in $, before sending them (None: not billed per token)."""
+        ...
+
 
 registry.register_backend(registry.BackendEntry(
     "api", "OpenAI-compatible endpoint (OpenAI, vLLM, Ollama; offline a llama.cpp server started for the run)",

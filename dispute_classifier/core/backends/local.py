@@ -153,6 +153,9 @@ class LocalBackend:
         """Model and where it runs, for display."""
         return f"{self.config.model} ({self.where})"
 
+    def estimate_cost(self, prompts: Sequence[list[dict[str, str]]], labels: Sequence[str]) -> float | None:
+        return None  # in-process: paid by the hour of the machine, not per token
+
     def describe(self) -> dict[str, Any]:
         """Provenance for the run record."""
         return {"backend": "local", "where": self.where, "model": self.config.model, "mode": self.config.mode, "dtype": self.config.dtype}
