@@ -12,13 +12,14 @@ reference, over categories (the predicted labels, or bins of the confidence).
   stored): goodness of fit to the shares, smoothed so that a share of 0 stays finite.
 
 The p-value is the chi-square distribution's tail when every expected window count is at
-least 5 (Cochran's rule), else a Monte-Carlo p-value: the statistic of ``simulations`` tables
-drawn from the (smoothed) reference shares, ``(1 + #{T* >= T}) / (1 + simulations)``, which is
-valid at any window size. A window is flagged when its Holm-adjusted p-value is at most
-``alpha``, so the chance of any false alarm over all windows of one report is at most ``alpha``.
+least 5 (Cochran's rule), else a Monte-Carlo p-value: the statistic of `SIMULATIONS` tables
+drawn from the smoothed reference shares (the reference resampled too, when it is a sample),
+``(1 + #{T* >= T}) / (1 + simulations)``. A window is flagged when its Holm-adjusted p-value is
+at most ``alpha``, so the chance of any false alarm over all windows of one report is at most
+``alpha``.
 
-Confidences are binned at the deciles of the reference confidences (equal reference counts per
-bin; tied edges merged). PSI is still reported beside the p-value as a size, never as a rule:
+Confidences are binned at quantiles of the reference confidences (equal reference counts per
+bin; tied edges merged): deciles, fewer for windows under 50 (`confidence_bins`). PSI is still reported beside the p-value as a size, never as a rule:
 its sampling noise grows as the window shrinks, so a fixed PSI cut fires on most small windows
 drawn from training itself (tests/serve/test_drift_simulation.py measures both).
 
@@ -85,15 +86,18 @@ def smoothed_shares(counts: np.ndarray, rows: int | None) -> np.ndarray:
     return c / c.sum()
 
 
-def chi2_statistic(reference: np.ndarray, windows: np.ndarray, two_sample: bool) -> np.ndarray:
-    """Pearson's X² of each window row against the reference row(s) (broadcast over rows)."""
+def goodness_of_fit(shares: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """Pearson's X² of each window row against fixed ``shares`` (no share may be 0)."""
     windows = np.asarray(windows, dtype=float)
-    n = windows.sum(axis=-1, keepdims=True)
-    if not two_sample:
-        expected = n * smoothed_shares(np.asarray(reference, dtype=float), None)
-        return ((windows - expected) ** 2 / np.where(expected > 0, expected, 1.0)).sum(axis=-1)
+    expected = windows.sum(axis=-1, keepdims=True) * shares
+    return ((windows - expected) ** 2 / expected).sum(axis=-1)
+
+
+def homogeneity(reference: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """Pearson's X² of the 2×K table (reference counts, window counts) for each window row."""
+    windows = np.asarray(windows, dtype=float)
     ref = np.broadcast_to(np.asarray(reference, dtype=float), windows.shape)
-    N = ref.sum(axis=-1, keepdims=True)
+    n, N = windows.sum(axis=-1, keepdims=True), ref.sum(axis=-1, keepdims=True)
     col = ref + windows
     total = np.where(N + n > 0, N + n, 1.0)
     e_w, e_r = n * col / total, N * col / total
@@ -104,46 +108,46 @@ def chi2_statistic(reference: np.ndarray, windows: np.ndarray, two_sample: bool)
 
 @lru_cache(maxsize=256)
 def _null(reference: tuple[float, ...], rows: int | None, n: int, simulations: int, seed: int) -> np.ndarray:
-    """Sorted statistics of ``simulations`` windows of ``n`` drawn under the null."""
+    """Sorted statistics of ``simulations`` windows of ``n`` drawn under the null: from the
+    smoothed reference shares, with the reference itself resampled from them when it is a
+    sample (``rows``), so its own noise is in the null."""
     counts = np.array(reference)
     shares = smoothed_shares(counts, rows)
     rng = np.random.default_rng([seed, n])
-    windows = rng.multinomial(n, shares, size=simulations).astype(float)
+    windows = rng.multinomial(n, shares, size=simulations)
     if rows is None:
-        stats = chi2_statistic(counts, windows, two_sample=False)
-    else:
-        refs = rng.multinomial(rows, shares, size=simulations).astype(float)
-        stats = chi2_statistic(refs, windows, two_sample=True)
-    return np.sort(stats)
+        return np.sort(goodness_of_fit(shares, windows))
+    return np.sort(homogeneity(rng.multinomial(rows, shares, size=simulations), windows))
 
 
 def p_values(reference: Reference, windows: np.ndarray, simulations: int = SIMULATIONS, seed: int = SEED) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(statistic, p-value, method) of each window row (counts in ``reference``'s columns)."""
+    """(statistic, p-value, method) of each window row (counts in ``reference``'s columns): the
+    2×K homogeneity statistic (goodness of fit to the smoothed shares without a row count), its
+    chi-square tail where every expected window count is at least `MIN_EXPECTED`, else a
+    Monte-Carlo p-value against `_null`."""
     windows = np.atleast_2d(np.asarray(windows, dtype=float))
     counts = np.array(reference.counts)
-    two_sample = reference.rows is not None
-    stats = chi2_statistic(counts, windows, two_sample)
-    out = np.ones(len(windows))
-    methods = [""] * len(windows)
-    sizes = windows.sum(axis=1).astype(int)
     shares = smoothed_shares(counts, reference.rows)
+    stats = homogeneity(counts, windows) if reference.rows is not None else goodness_of_fit(shares, windows)
+    out = np.ones(len(windows))
+    methods = ["none"] * len(windows)
     seen = counts > 0
     if seen.sum() < 2:  # one category: nothing can shift
-        return stats, out, ["none"] * len(windows)
+        return stats, out, methods
     from scipy.stats import chi2
 
     df = ((counts > 0) | (windows > 0)).sum(axis=1) - 1  # categories present in the table, per window
+    sizes = windows.sum(axis=1).astype(int)
     for n in np.unique(sizes):
         rows = np.flatnonzero(sizes == n)
         if n == 0:
-            methods = [m if i not in rows else "none" for i, m in enumerate(methods)]
             continue
         if n * shares[seen].min() >= MIN_EXPECTED:
             out[rows] = chi2.sf(stats[rows], df[rows])
             method = "chi2"
         else:
             null = _null(tuple(reference.counts), reference.rows, int(n), simulations, seed)
-            exceed = len(null) - np.searchsorted(null, stats[rows] - 1e-9, side="left")
+            exceed = len(null) - np.searchsorted(null, stats[rows] * (1 - 1e-12), side="left")  # ties count as exceeding
             out[rows] = (1 + exceed) / (1 + len(null))
             method = "monte-carlo"
         for i in rows:
@@ -162,6 +166,12 @@ def holm(p: Sequence[float]) -> np.ndarray:
     out = np.empty(m)
     out[order] = np.minimum(adjusted, 1.0)
     return out
+
+
+def confidence_bins(n: int) -> int:
+    """Confidence bins for a window of ``n``: deciles, fewer for small windows so that every bin
+    expects at least `MIN_EXPECTED` predictions (with 10 bins, 30 predictions missed alpha)."""
+    return int(max(2, min(10, n // MIN_EXPECTED)))
 
 
 def confidence_edges(reference: Sequence[float], bins: int = 10) -> np.ndarray:

@@ -7,7 +7,8 @@ rate and accuracy estimated without labels; and the shadow pair, label-free and 
   its Holm-adjusted p-value is at most ``alpha`` (0.05), so a report with many windows drawn
   from the training distribution raises a false alarm at most 5 % of the time. The PSI
   against the training label distribution is still reported, as a size, never as the rule.
-- **Confidence shift**: the same test over the deciles of the held-out confidences.
+- **Confidence shift**: the same test over quantile bins of the held-out confidences (deciles;
+  fewer for windows under 50 predictions, so that every bin expects 5).
 - **Estimated accuracy without labels**: the model's confidence is calibrated on held-out
   predictions (rows the model never trained on: out-of-fold at registration, or the
   validation cut) with isotonic regression (confidence → probability of being right); the
@@ -225,7 +226,7 @@ def drift_p_values(counts: Counter, confidences: Sequence[float], profile: dict[
         label_p = float(drift.p_values(ref, ref.vector(counts))[1][0])
     held = (profile or {}).get("validation", {}).get("confidence")
     if held and confidences:
-        cref, edges = drift.confidence_reference(held)
+        cref, edges = drift.confidence_reference(held, drift.confidence_bins(len(confidences)))
         if len(cref.categories) > 1:
             conf_p = float(drift.p_values(cref, drift.bin_counts(confidences, edges))[1][0])
     return label_p, conf_p
