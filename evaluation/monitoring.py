@@ -7,8 +7,9 @@ rate and accuracy estimated without labels; and the shadow pair, label-free and 
   its Holm-adjusted p-value is at most ``alpha`` (0.05), so a report with many windows drawn
   from the training distribution raises a false alarm at most 5 % of the time. The PSI
   against the training label distribution is still reported, as a size, never as the rule.
-- **Confidence shift**: the same test over quantile bins of the held-out confidences (deciles;
-  fewer for windows under 50 predictions, so that every bin expects 5).
+- **Confidence shift**: the same test over quantile bins of the served model's confidences on
+  the test split (`confidence_reference`; deciles, fewer for windows under 50 predictions so
+  that every bin expects 5).
 - **Estimated accuracy without labels**: the model's confidence is calibrated on held-out
   predictions (rows the model never trained on: out-of-fold at registration, or the
   validation cut) with isotonic regression (confidence → probability of being right); the
@@ -217,6 +218,14 @@ def label_reference(profile: dict[str, Any]) -> drift.Reference | None:
     return None
 
 
+def confidence_reference(profile: dict[str, Any]) -> list[float] | None:
+    """What a window's confidences are tested against: the served model's own confidences on the
+    test split (held out, and the same model: the out-of-fold copies learn from 4/5 of the rows
+    and are less confident, a shift a window of 640 test texts already flags), else on the
+    held-out predictions of the profile."""
+    return profile.get("test_confidence") or profile.get("validation", {}).get("confidence") or None
+
+
 def drift_p_values(counts: Counter, confidences: Sequence[float], profile: dict[str, Any] | None) -> tuple[float | None, float | None]:
     """Unadjusted p-values of one window: (predicted labels, confidences) against the profile."""
     label_p = conf_p = None
@@ -224,7 +233,7 @@ def drift_p_values(counts: Counter, confidences: Sequence[float], profile: dict[
     if ref is not None and counts:
         ref = ref.extend(list(counts))
         label_p = float(drift.p_values(ref, ref.vector(counts))[1][0])
-    held = (profile or {}).get("validation", {}).get("confidence")
+    held = confidence_reference(profile) if profile else None
     if held and confidences:
         cref, edges = drift.confidence_reference(held, drift.confidence_bins(len(confidences)))
         if len(cref.categories) > 1:
@@ -241,7 +250,8 @@ def window_stats(rows: list[dict[str, Any]], errors: list[dict[str, Any]], estim
     latencies = [r["latency_ms"] for r in rows]
     confidences = [r["confidence"] for r in rows if r["confidence"] is not None]
     label_psi = psi(profile["train_distribution"], counts) if profile and profile.get("train_distribution") else None
-    conf_psi = confidence_psi(profile["validation"]["confidence"], confidences) if profile and profile.get("validation") and confidences else None
+    ref_conf = confidence_reference(profile) if profile else None
+    conf_psi = confidence_psi(ref_conf, confidences) if ref_conf and confidences else None
     label_p, conf_p = drift_p_values(counts, confidences, profile)
     out: dict[str, Any] = {
         "predictions": len(rows), "requests": requests, "errors": len(errors),
@@ -418,15 +428,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         f" (estimated from confidence: {pct(summary['test_estimated_accuracy']).strip()}),"
         f" abstain below confidence {num(summary['threshold'], '{:.3f}')}",
         f"drift: flagged where the Holm-adjusted p-value over the judged windows is at most alpha {summary['alpha']:g}"
-        f" (label p: predicted labels against held-out predictions; conf p: confidence deciles); PSI is a size, not a rule",
-        f"{'window start':<26}{'preds':>6}{'err%':>7}{'p50ms':>8}{'p95ms':>8}{'labelPSI':>9}{'label p':>9}{'confPSI':>8}{'conf p':>8}{'abstain':>8}{'est.acc':>8}"
+        f" (label p: predicted labels against out-of-fold predictions; conf p: confidences against the test split's); PSI is a size, not a rule",
+        f"{'window start':<26}{'preds':>6}{'err%':>7}{'p50ms':>8}{'p95ms':>8}{'labelPSI':>9}{'label p':>9}{'confPSI':>9}{'conf p':>9}{'abstain':>8}{'est.acc':>8}"
         + (f"{'true.acc':>9}" if has_true else "") + "  flags" + ("   (true.acc: over the inputs the labels file names)" if has_true else ""),
     ]
     for w in [*summary["windows"], {"start": "all", **summary["overall"]}]:
         flags = ", ".join(f for f, on in (("LABEL DRIFT", w["label_drift"]), ("CONFIDENCE SHIFT", w["confidence_shift"])) if on)
         lines.append(
             f"{w['start']:<26}{w['predictions']:>6}{w['error_rate'] * 100:>6.1f}%{num(w['latency_p50_ms']):>8}{num(w['latency_p95_ms']):>8}"
-            f"{num(w['label_psi'], '{:.3f}'):>9}{pval(w['label_p']):>9}{num(w['confidence_psi'], '{:.3f}'):>8}{pval(w['confidence_p']):>8}"
+            f"{num(w['label_psi'], '{:.3f}'):>9}{pval(w['label_p']):>9}{num(w['confidence_psi'], '{:.3f}'):>9}{pval(w['confidence_p']):>9}"
             f"{pct(w['abstain_rate']):>8}{pct(w['estimated_accuracy']):>8}"
             + (f"{pct(w.get('true_accuracy')):>9}" if has_true else "") + (f"  {flags}" if flags else "")
         )
