@@ -124,3 +124,27 @@ def test_a_sqlite_log_of_another_version_is_refused(tmp_path):
         PredictionLog(db_url(str(old)))
     with pytest.raises(UserError, match="schema version 1"):
         read_log(db_url(str(old)))
+
+
+def test_the_service_flags_sampled_disagreements_for_review(serve_app, tmp_path):
+    """Through the real service: tfidf answers, knn shadows; with a review rate of 1 every
+    disagreement (and nothing else) is flagged in the log."""
+    import time
+
+    client, state = serve_app(shadow="knn")
+    state.log.review_rate = 1.0  # ServeConfig.review_rate once `serve` passes it on (see the merge note)
+    texts = ["please refund my order", "why this fee", "fraud, not my payment", "hello", "my card", "what is this",
+             "money", "order charged", "payment 7", "I did not"]
+    assert client.post("/v1/classify", json={"input": texts}, headers={"X-Request-ID": "rv-1"}).status_code == 200
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        rows = read_log(db_url(str(tmp_path / "log.db"))).predictions
+        if len(rows) == 2 * len(texts):
+            break
+        time.sleep(0.1)
+    champion = {p["input_index"]: p["label"] for p in rows if p["role"] == "champion"}
+    shadow = [p for p in rows if p["role"] == "shadow"]
+    assert len(shadow) == len(texts)
+    assert [p["review"] for p in shadow] == [p["label"] != champion[p["input_index"]] for p in shadow]
+    assert any(p["review"] for p in shadow) and not all(p["review"] for p in shadow)  # both kinds occur
+    assert not any(p["review"] for p in rows if p["role"] == "champion")
