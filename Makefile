@@ -19,7 +19,7 @@ ifeq ($(shell uname -m),x86_64)
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 endif
 
-.PHONY: setup run dashboard browser test bench clean
+.PHONY: setup run dashboard browser postgres test bench clean
 
 setup: $(VENV)/.installed
 
@@ -57,10 +57,18 @@ browser:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	else echo "chromium/chromium-driver missing and not root: the browser test will be skipped"; fi
 
-test: setup browser
+# Debian's PostgreSQL server for the prediction-log tests, which start their own cluster in a
+# temporary folder (tests/serve/pg.py; as root it runs as the postgres user). As root a missing
+# server fails those tests instead of skipping them.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	else echo "postgresql missing and not root: the PostgreSQL prediction-log tests will be skipped"; fi
+
+test: setup browser postgres
 	# the layer contract first: a back-edge fails in seconds, before the long suite
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest tests benchmarks --benchmark-disable -q
+	DISPUTE_CLASSIFIER_REQUIRE_POSTGRES=$$([ "$$(id -u)" = 0 ] && echo 1) $(PY) -m pytest tests benchmarks --benchmark-disable -q
 
 bench: setup
 	$(PY) -m pytest benchmarks --benchmark-only

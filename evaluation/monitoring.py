@@ -1,18 +1,28 @@
 """Monitoring over the prediction log: per time window volume, latency, errors, drift, abstain
-rate and accuracy estimated without labels; and the live verdict on a shadow pair.
+rate and accuracy estimated without labels; and the shadow pair, label-free and with labels.
 
-- **Label drift**: the population stability index (PSI) of the window's predicted-label
-  distribution against the training label distribution; above ``psi_threshold`` (0.2, the
-  usual "significant shift") the window is flagged.
-- **Confidence shift**: PSI of the window's confidences against the model's confidences on the
-  validation split, over ten equal-width bins.
-- **Estimated accuracy without labels**: the model's confidence is calibrated on the
-  validation split with isotonic regression (confidence → probability of being right); the
+- **Label drift**: a chi-square test of the window's predicted labels against the model's
+  predicted labels on held-out rows (its reference; `evaluation.drift`): a p-value per window,
+  Monte Carlo where the window is too small for the chi-square tail. A window is flagged when
+  its Holm-adjusted p-value is at most ``alpha`` (0.05), so a report with many windows drawn
+  from the training distribution raises a false alarm at most 5 % of the time. The PSI
+  against the training label distribution is still reported, as a size, never as the rule.
+- **Confidence shift**: the same test over quantile bins of the served model's confidences on
+  the test split (`confidence_reference`; deciles, fewer for windows under 50 predictions so
+  that every bin expects 5).
+- **Estimated accuracy without labels**: the model's confidence is calibrated on held-out
+  predictions (rows the model never trained on: out-of-fold at registration, or the
+  validation cut) with isotonic regression (confidence → probability of being right); the
   window's estimate is the mean calibrated confidence of its predictions.
-- **Shadow pair**: the share of inputs on which champion and challenger disagree (Wilson 95 %
-  interval), each model's estimated accuracy on the same inputs, and whether the challenger's
-  advantage measured on the test split holds on this traffic (a 95 % interval of the mean
-  per-input difference of calibrated confidences).
+- **Shadow pair, label-free**: only what needs no labels: the share of inputs on which
+  champion and challenger disagree (Wilson 95 % interval) and each model's *estimated*
+  accuracy. Which model is right where they disagree cannot be told from confidences (a more
+  confident model would always win), so there is no verdict without labels.
+- **Shadow pair, with labels** (``monitor --labels FILE``, e.g. a labelled sample of the
+  disagreements the service routed to review): the paired difference in accuracy on the
+  labelled disagreements (where the two models differ; agreements add 0 to a paired
+  difference) with a 95 % Wilson interval, and only then whether the challenger's advantage on
+  the test split holds.
 
 Everything here reads `evaluation.predlog.LogData`; nothing runs a model.
 """
@@ -28,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from dispute_classifier.core.errors import UserError
+from evaluation import drift
 from evaluation.predlog import text_hash
 
 EPS = 1e-4
@@ -40,16 +51,18 @@ class MonitorSettings:
 
     window_minutes: float = 15.0
     """Length of one time window in minutes."""
-    psi_threshold: float = 0.2
-    """PSI of the predicted-label distribution against training above which a window is flagged as drifted."""
-    confidence_psi_threshold: float = 0.2
-    """PSI of the confidences against validation above which a window is flagged as shifted."""
+    alpha: float = 0.05
+    """False-alarm rate of each drift check over all windows of one report (Holm-corrected p-values are flagged at or below it)."""
     min_window_predictions: int = 30
-    """Windows with fewer predictions are reported but not judged for drift (too noisy)."""
+    """Windows with fewer predictions are reported but not judged for drift (too little power to find any)."""
 
     def __post_init__(self) -> None:
-        if self.window_minutes <= 0:
-            raise UserError(f"window minutes must be above 0, got {self.window_minutes} (set --window-minutes)")
+        if not (self.window_minutes > 0 and math.isfinite(self.window_minutes)):
+            raise UserError(f"window minutes must be a number above 0, got {self.window_minutes} (set --window-minutes)")
+        if not 0 < self.alpha < 1:
+            raise UserError(f"alpha must be between 0 and 1, got {self.alpha} (set --alpha)")
+        if self.min_window_predictions < 1:
+            raise UserError(f"min window predictions must be at least 1, got {self.min_window_predictions} (set --min-window-predictions)")
 
 
 def threshold_for(confidences: Sequence[float], correct: Sequence[bool], target: float) -> float:
@@ -193,24 +206,62 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def label_reference(profile: dict[str, Any]) -> drift.Reference | None:
+    """What a window's predicted labels are tested against: the model's predicted labels on
+    held-out rows (a two-sample test) or, in profiles written before those were stored, the
+    training label shares (one-sample)."""
+    held = profile.get("validation", {}).get("label")
+    if held:
+        return drift.Reference.from_counts(Counter(held), profile.get("labels", ()))
+    if profile.get("train_distribution"):
+        return drift.Reference.from_counts(profile["train_distribution"], profile.get("labels", ()), shares_only=True)
+    return None
+
+
+def confidence_reference(profile: dict[str, Any]) -> list[float] | None:
+    """What a window's confidences are tested against: the served model's own confidences on the
+    test split (held out, and the same model: the out-of-fold copies learn from 4/5 of the rows
+    and are less confident, a shift a window of 640 test texts already flags), else on the
+    held-out predictions of the profile."""
+    return profile.get("test_confidence") or profile.get("validation", {}).get("confidence") or None
+
+
+def drift_p_values(counts: Counter, confidences: Sequence[float], profile: dict[str, Any] | None) -> tuple[float | None, float | None]:
+    """Unadjusted p-values of one window: (predicted labels, confidences) against the profile."""
+    label_p = conf_p = None
+    ref = label_reference(profile) if profile else None
+    if ref is not None and counts:
+        ref = ref.extend(list(counts))
+        label_p = float(drift.p_values(ref, ref.vector(counts))[1][0])
+    held = confidence_reference(profile) if profile else None
+    if held and confidences:
+        cref, edges = drift.confidence_reference(held, drift.confidence_bins(len(confidences)))
+        if len(cref.categories) > 1:
+            conf_p = float(drift.p_values(cref, drift.bin_counts(confidences, edges))[1][0])
+    return label_p, conf_p
+
+
 def window_stats(rows: list[dict[str, Any]], errors: list[dict[str, Any]], estimates: list[float | None], profile: dict[str, Any] | None,
                  settings: MonitorSettings, labels: dict[str, str] | None) -> dict[str, Any]:
-    """The numbers of one window of champion predictions (and the errors in it)."""
+    """The numbers of one window of champion predictions (and the errors in it); the drift
+    flags are set by `flag_drift` once every window's p-value is known."""
     requests = len({r["request_id"] for r in rows})
     counts = Counter(r["label"] for r in rows)
     latencies = [r["latency_ms"] for r in rows]
     confidences = [r["confidence"] for r in rows if r["confidence"] is not None]
-    judged = len(rows) >= settings.min_window_predictions and profile is not None
-    label_psi = psi(profile["train_distribution"], counts) if profile else None
-    conf_psi = confidence_psi(profile["validation"]["confidence"], confidences) if profile and confidences else None
+    label_psi = psi(profile["train_distribution"], counts) if profile and profile.get("train_distribution") else None
+    ref_conf = confidence_reference(profile) if profile else None
+    conf_psi = confidence_psi(ref_conf, confidences) if ref_conf and confidences else None
+    label_p, conf_p = drift_p_values(counts, confidences, profile)
     out: dict[str, Any] = {
         "predictions": len(rows), "requests": requests, "errors": len(errors),
         "error_rate": len(errors) / (requests + len(errors)) if requests + len(errors) else 0.0,
         "latency_p50_ms": percentile(latencies, 50), "latency_p95_ms": percentile(latencies, 95),
         "label_counts": dict(counts.most_common()),
-        "label_psi": label_psi, "label_drift": bool(judged and label_psi is not None and label_psi > settings.psi_threshold),
+        "judged": len(rows) >= settings.min_window_predictions,
+        "label_psi": label_psi, "label_p": label_p, "label_p_holm": None, "label_drift": False,
         "confidence_mean": _mean(confidences), "confidence_psi": conf_psi,
-        "confidence_shift": bool(judged and conf_psi is not None and conf_psi > settings.confidence_psi_threshold),
+        "confidence_p": conf_p, "confidence_p_holm": None, "confidence_shift": False,
         "abstain_rate": sum(bool(r["abstain"]) for r in rows) / len(rows) if rows else 0.0,
         "estimated_accuracy": _mean(estimates),
     }
@@ -220,6 +271,16 @@ def window_stats(rows: list[dict[str, Any]], errors: list[dict[str, Any]], estim
         out["labeled"] = len(known)
         out["true_accuracy"] = sum(g == p for g, p in known) / len(known) if known else None
     return out
+
+
+def flag_drift(windows: list[dict[str, Any]], alpha: float) -> None:
+    """Holm-adjust each check's p-values over the judged windows and flag those at or below
+    ``alpha`` (in place): the chance of any false alarm in the report stays at most ``alpha``."""
+    for check, flag in (("label", "label_drift"), ("confidence", "confidence_shift")):
+        judged = [w for w in windows if w["judged"] and w[f"{check}_p"] is not None]
+        for w, adjusted in zip(judged, drift.holm([w[f"{check}_p"] for w in judged])):
+            w[f"{check}_p_holm"] = float(adjusted)
+            w[flag] = bool(adjusted <= alpha)
 
 
 def summarize(log, settings: MonitorSettings | None = None, labels: dict[str, str] | None = None, model: str | None = None) -> dict[str, Any]:
@@ -242,9 +303,11 @@ def summarize(log, settings: MonitorSettings | None = None, labels: dict[str, st
         errs = [e for e in log.errors if start <= e["ts"] < start + width]
         stats = window_stats([rows[i] for i in idx], errs, [estimates[i] for i in idx], profile, settings, labels)
         windows.append({"start": _iso(start), "start_ts": start, **stats})
+    flag_drift(windows, settings.alpha)
     overall = window_stats(rows, log.errors, estimates, profile, settings, labels)
+    flag_drift([overall], settings.alpha)  # one test of its own
     return {
-        "model": latest["model"], "version": latest["version"], "window_minutes": settings.window_minutes,
+        "model": latest["model"], "version": latest["version"], "window_minutes": settings.window_minutes, "alpha": settings.alpha,
         "from": _iso(rows[0]["ts"]), "to": _iso(latest["ts"]),
         "test_accuracy": profile.get("test_accuracy") if profile else None,
         "test_estimated_accuracy": test_estimate(profile) if profile else None,
@@ -255,8 +318,37 @@ def summarize(log, settings: MonitorSettings | None = None, labels: dict[str, st
     }
 
 
+def paired_difference_ci(first_right: Sequence[bool], second_right: Sequence[bool], z: float = 1.96) -> tuple[float, tuple[float, float]]:
+    """Accuracy of ``first`` minus ``second`` on the same inputs, with Newcombe's hybrid score
+    interval for a paired difference of proportions (his method 10: Wilson intervals of both
+    accuracies, combined with the phi correlation of the 2×2 table)."""
+    n = len(first_right)
+    if n == 0:
+        return 0.0, (-1.0, 1.0)
+    a = sum(f and s for f, s in zip(first_right, second_right))
+    b = sum(f and not s for f, s in zip(first_right, second_right))
+    c = sum(s and not f for f, s in zip(first_right, second_right))
+    d = n - a - b - c
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson(a + b, n, z)
+    l2, u2 = wilson(a + c, n, z)
+    den = (a + b) * (c + d) * (a + c) * (b + d)
+    phi = (a * d - b * c) / math.sqrt(den) if den else 0.0
+    lower = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    upper = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    diff = p1 - p2
+    return diff, (max(-1.0, diff - lower), min(1.0, diff + upper))
+
+
 def shadow_stats(log, champion: list[dict[str, Any]], champion_est: list[float | None], labels: dict[str, str] | None) -> dict[str, Any] | None:
-    """Champion against the shadow challenger on the inputs both answered, or None."""
+    """Champion against the shadow challenger on the inputs both answered, or None.
+
+    Label-free: the disagreement rate (Wilson 95 % interval) and each model's *estimated*
+    accuracy. With ``labels``: on the labelled disagreements, the challenger's accuracy minus the
+    champion's (Newcombe 95 % interval); times the disagreement rate that is the advantage on all
+    of the traffic (agreements add nothing), which is then set against the test advantage. The
+    labelled disagreements must be a random sample of them (as `--review-rate` routes) for that
+    to hold."""
     shadow = _served(log, "shadow")
     if not shadow:
         return None
@@ -267,33 +359,20 @@ def shadow_stats(log, champion: list[dict[str, Any]], champion_est: list[float |
     if not pairs:
         return None
     n = len(pairs)
-    disagree = sum(c["label"] != s["label"] for c, _, s, _ in pairs)
-    diffs = [se - ce for _, ce, _, se in pairs if ce is not None and se is not None]
-    s_first = pairs[-1][2]
+    disagreeing = [(c, s) for c, _, s, _ in pairs if c["label"] != s["label"]]
+    s_last = pairs[-1][2]
     c_profile = log.profiles.get((champion[-1]["model"], champion[-1]["version"])) or {}
-    s_profile = log.profiles.get((s_first["model"], s_first["version"])) or {}
+    s_profile = log.profiles.get((s_last["model"], s_last["version"])) or {}
     test_adv = None
     if c_profile.get("test_accuracy") is not None and s_profile.get("test_accuracy") is not None:
         test_adv = s_profile["test_accuracy"] - c_profile["test_accuracy"]
-    estimated = _mean(diffs)
-    # The estimates carry calibration error; the same error is in their difference on test, so
-    # the advantage on this traffic is the test advantage moved by how much the estimated
-    # advantage moved from test to traffic.
-    est_c, est_s = test_estimate(c_profile), test_estimate(s_profile)
-    shift = None if estimated is None or est_c is None or est_s is None else estimated - (est_s - est_c)
-    live = test_adv + shift if test_adv is not None and shift is not None else estimated
-    interval = None
-    if len(diffs) >= 2 and live is not None:
-        sd = math.sqrt(sum((d - estimated) ** 2 for d in diffs) / (len(diffs) - 1))
-        half = 1.96 * sd / math.sqrt(len(diffs))
-        interval = (live - half, live + half)
     out: dict[str, Any] = {
-        "champion": f"{champion[-1]['model']}:{champion[-1]['version']}", "challenger": f"{s_first['model']}:{s_first['version']}",
-        "paired": n, "disagreement_rate": disagree / n, "disagreement_ci95": wilson(disagree, n),
+        "champion": f"{champion[-1]['model']}:{champion[-1]['version']}", "challenger": f"{s_last['model']}:{s_last['version']}",
+        "paired": n, "disagreements": len(disagreeing), "disagreement_rate": len(disagreeing) / n, "disagreement_ci95": wilson(len(disagreeing), n),
+        "routed_to_review": sum(bool(s.get("review")) for _, s in disagreeing),
         "champion_estimated_accuracy": _mean([ce for _, ce, _, _ in pairs]),
         "challenger_estimated_accuracy": _mean([se for _, _, _, se in pairs]),
-        "test_advantage": test_adv, "estimated_advantage": estimated, "live_advantage": live, "live_advantage_ci95": interval,
-        "verdict": shadow_verdict(test_adv, live, interval),
+        "test_advantage": test_adv, "labeled_disagreements": 0,
     }
     if labels is not None:
         known = [(gold_for(c, labels), c["label"], s["label"]) for c, _, s, _ in pairs]
@@ -302,20 +381,33 @@ def shadow_stats(log, champion: list[dict[str, Any]], champion_est: list[float |
             out["labeled"] = len(known)
             out["champion_true_accuracy"] = sum(g == c for g, c, _ in known) / len(known)
             out["challenger_true_accuracy"] = sum(g == s for g, _, s in known) / len(known)
+        on_disagreements = [(g == s, g == c) for g, c, s in known if c != s]
+        out["labeled_disagreements"] = len(on_disagreements)
+        if on_disagreements:
+            diff, (lo, hi) = paired_difference_ci([x for x, _ in on_disagreements], [y for _, y in on_disagreements])
+            rate = out["disagreement_rate"]
+            out["disagreement_advantage"], out["disagreement_advantage_ci95"] = diff, (lo, hi)
+            out["live_advantage"], out["live_advantage_ci95"] = rate * diff, (rate * lo, rate * hi)
+    out["verdict"] = shadow_verdict(out)
     return out
 
 
-def shadow_verdict(test_adv: float | None, live: float | None, interval: tuple[float, float] | None) -> str:
-    """One line: does the challenger's advantage on test hold on this traffic?"""
-    if live is None or interval is None:
-        return "not enough paired predictions with calibrated confidences to judge yet"
-    est = f"{live * 100:+.1f} points on this traffic (95% CI {interval[0] * 100:+.1f} to {interval[1] * 100:+.1f})"
+def shadow_verdict(shadow: dict[str, Any]) -> str:
+    """One line: what can be said about the challenger against the champion, and on what."""
+    test_adv = shadow["test_advantage"]
     on_test = "no test accuracy recorded" if test_adv is None else f"{test_adv * 100:+.1f} points on test"
-    if interval[0] > 0:
-        return f"challenger ahead: {est}; {on_test}" + ("; the advantage holds" if test_adv is not None and test_adv > 0 else "")
-    if interval[1] < 0:
+    if "live_advantage" not in shadow:
+        return (f"label-free, no verdict: they disagree on {shadow['disagreements']} of {shadow['paired']} inputs and which one is right there"
+                " needs labels; label a random sample of the disagreements (serve --review-rate routes them to review) and run"
+                f" `monitor --labels FILE` ({on_test})")
+    lo, hi = shadow["live_advantage_ci95"]
+    est = (f"{shadow['live_advantage'] * 100:+.1f} points on this traffic (95% CI {lo * 100:+.1f} to {hi * 100:+.1f},"
+           f" from {shadow['labeled_disagreements']} labelled disagreements)")
+    if lo > 0:
+        return f"challenger ahead: {est}; {on_test}" + ("; the test advantage holds" if test_adv is not None and test_adv > 0 else "")
+    if hi < 0:
         return f"challenger behind: {est}; {on_test}" + ("; the test advantage does NOT hold on this traffic" if test_adv is not None and test_adv > 0 else "")
-    return f"no clear difference yet: {est}; {on_test}"
+    return f"no clear difference yet: {est}; {on_test}; label more disagreements to tell"
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -326,20 +418,26 @@ def format_summary(summary: dict[str, Any]) -> str:
     def num(v: float | None, fmt: str = "{:.1f}") -> str:
         return "-" if v is None else fmt.format(v)
 
+    def pval(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1e}" if v < 0.001 else f"{v:.3f}"
+
     has_true = "true_accuracy" in summary["overall"]
     lines = [
         f"model {summary['model']} ({summary['version']}), {summary['from']} .. {summary['to']},"
         f" windows of {summary['window_minutes']:g} min; test accuracy {pct(summary['test_accuracy']).strip()}"
         f" (estimated from confidence: {pct(summary['test_estimated_accuracy']).strip()}),"
         f" abstain below confidence {num(summary['threshold'], '{:.3f}')}",
-        f"{'window start':<26}{'preds':>6}{'err%':>7}{'p50ms':>8}{'p95ms':>8}{'labelPSI':>9}{'confPSI':>8}{'abstain':>8}{'est.acc':>8}"
+        f"drift: flagged where the Holm-adjusted p-value over the judged windows is at most alpha {summary['alpha']:g}"
+        f" (label p: predicted labels against out-of-fold predictions; conf p: confidences against the test split's); PSI is a size, not a rule",
+        f"{'window start':<26}{'preds':>6}{'err%':>7}{'p50ms':>8}{'p95ms':>8}{'labelPSI':>9}{'label p':>9}{'confPSI':>9}{'conf p':>9}{'abstain':>8}{'est.acc':>8}"
         + (f"{'true.acc':>9}" if has_true else "") + "  flags" + ("   (true.acc: over the inputs the labels file names)" if has_true else ""),
     ]
     for w in [*summary["windows"], {"start": "all", **summary["overall"]}]:
         flags = ", ".join(f for f, on in (("LABEL DRIFT", w["label_drift"]), ("CONFIDENCE SHIFT", w["confidence_shift"])) if on)
         lines.append(
             f"{w['start']:<26}{w['predictions']:>6}{w['error_rate'] * 100:>6.1f}%{num(w['latency_p50_ms']):>8}{num(w['latency_p95_ms']):>8}"
-            f"{num(w['label_psi'], '{:.3f}'):>9}{num(w['confidence_psi'], '{:.3f}'):>8}{pct(w['abstain_rate']):>8}{pct(w['estimated_accuracy']):>8}"
+            f"{num(w['label_psi'], '{:.3f}'):>9}{pval(w['label_p']):>9}{num(w['confidence_psi'], '{:.3f}'):>9}{pval(w['confidence_p']):>9}"
+            f"{pct(w['abstain_rate']):>8}{pct(w['estimated_accuracy']):>8}"
             + (f"{pct(w.get('true_accuracy')):>9}" if has_true else "") + (f"  {flags}" if flags else "")
         )
     shadow = summary.get("shadow")
@@ -347,8 +445,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         lo, hi = shadow["disagreement_ci95"]
         lines += [
             f"shadow: champion {shadow['champion']} vs challenger {shadow['challenger']} on {shadow['paired']} inputs",
-            f"  disagreement {shadow['disagreement_rate'] * 100:.1f}% (95% CI {lo * 100:.1f}–{hi * 100:.1f});"
-            f" estimated accuracy champion {pct(shadow['champion_estimated_accuracy']).strip()}, challenger {pct(shadow['challenger_estimated_accuracy']).strip()}"
+            f"  disagreement {shadow['disagreement_rate'] * 100:.1f}% (95% CI {lo * 100:.1f}–{hi * 100:.1f}), {shadow['routed_to_review']} routed to review;"
+            f" ESTIMATED accuracy (calibrated confidence, not measured) champion {pct(shadow['champion_estimated_accuracy']).strip()},"
+            f" challenger {pct(shadow['challenger_estimated_accuracy']).strip()}"
             + (f"; true accuracy on the {shadow['labeled']} labeled inputs champion {pct(shadow['champion_true_accuracy']).strip()},"
                f" challenger {pct(shadow['challenger_true_accuracy']).strip()}"
                if "champion_true_accuracy" in shadow else ""),

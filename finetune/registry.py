@@ -10,7 +10,10 @@ interrupted: ``--resume``).
 **Aliases** (MLflow's semantics: a named pointer such as ``champion`` to one version; a version
 may carry several; no stages) live in ``models/<name>/aliases.json`` as an append-only list of
 events, each with who, when and why. ``promote`` points an alias at a version; ``rollback``
-points it back at the version it held before its latest promotion.
+points it back at the version it held before its latest promotion. Both read, append and
+replace the history under an exclusive lock on ``models/<name>/aliases.lock`` and write a
+unique temporary file that replaces the history atomically, so simultaneous promotes (40
+processes in the tests) keep every event and readers never see half a file.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ import getpass
 import json
 import os
 import re
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.locks import exclusive
 from evaluation.runs import code_version, package_versions
 
 CARD = "model_card.json"
@@ -164,12 +169,22 @@ def aliases(name: str, root: Path | None = None) -> dict[str, int]:
     return {alias: stack[-1] for alias, stack in _alias_stacks(alias_events(name, root)).items()}
 
 
-def _record(name: str, event: dict[str, Any], root: Path | None) -> None:
+def _lock_path(name: str, root: Path | None = None) -> Path:
+    return (root or models_dir()) / name / "aliases.lock"
+
+
+def _write_events(name: str, events: list[dict[str, Any]], root: Path | None) -> None:
+    """Replace the alias history (call with the lock held)."""
     path = _aliases_path(name, root)
-    events = [*alias_events(name, root), event]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"name": name, "events": events}, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # readers see the old history or the new one, never half of it
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".aliases-", suffix=".tmp")  # unique per writer
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"name": name, "events": events}, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # readers see the old history or the new one, never half of it
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _who() -> str:
@@ -187,19 +202,26 @@ def promote(ref: str, alias: str, why: str = "", root: Path | None = None) -> in
         raise UserError(f"promote needs NAME:VERSION, got '{ref}' (see `dispute-classifier models list`)")
     name = ref.partition(":")[0]
     version = int(resolve(ref, root).name[1:])
-    _record(name, {"action": "promote", "alias": alias, "version": version, "by": _who(), "at": _now(), "why": why}, root)
+    with exclusive(_lock_path(name, root)):
+        event = {"action": "promote", "alias": alias, "version": version, "by": _who(), "at": _now(), "why": why}
+        _write_events(name, [*alias_events(name, root), event], root)
     return version
 
 
 def rollback(name: str, alias: str, why: str = "", root: Path | None = None) -> tuple[int, int | None]:
     """Point ``alias`` back at the version it held before its latest promotion; returns
     (version it left, version it points at now or None when it no longer exists)."""
-    stacks = _alias_stacks(alias_events(name, root))
-    if alias not in stacks:
-        raise UserError(f"model '{name}' has no alias '{alias}' to roll back (aliases: {', '.join(stacks) or 'none'})")
-    left = stacks[alias][-1]
-    now = stacks[alias][-2] if len(stacks[alias]) > 1 else None
-    _record(name, {"action": "rollback", "alias": alias, "version": now, "from_version": left, "by": _who(), "at": _now(), "why": why}, root)
+    if not (root or models_dir()).joinpath(name).is_dir():
+        raise UserError(f"no saved model '{name}' under {root or models_dir()} to roll back (see `dispute-classifier models list`)")
+    with exclusive(_lock_path(name, root)):  # the stack read and the event appended as one step
+        events = alias_events(name, root)
+        stacks = _alias_stacks(events)
+        if alias not in stacks:
+            raise UserError(f"model '{name}' has no alias '{alias}' to roll back (aliases: {', '.join(stacks) or 'none'})")
+        left = stacks[alias][-1]
+        now = stacks[alias][-2] if len(stacks[alias]) > 1 else None
+        event = {"action": "rollback", "alias": alias, "version": now, "from_version": left, "by": _who(), "at": _now(), "why": why}
+        _write_events(name, [*events, event], root)
     return left, now
 
 

@@ -149,4 +149,4 @@ class DashboardArgs:
     host: str = "127.0.0.1"
     """Address to listen on."""
     log_db: str | None = None
-    """Prediction log of `serve` for the Monitoring page (default: predictions.db)."""
+    """Prediction log of `serve` for the Monitoring page (default: runs/serve/predictions.db)."""

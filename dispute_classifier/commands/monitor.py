@@ -17,9 +17,9 @@ class MonitorConfig(MonitorSettings):
     """One monitoring report over the prediction log."""
 
     log_db: str | None = None
-    """Prediction log written by `serve`: a SQLite file or a SQLAlchemy URL (default: predictions.db)."""
+    """Prediction log written by `serve`: a SQLite file or a SQLAlchemy URL such as postgresql+psycopg://USER@HOST/DB (default: runs/serve/predictions.db)."""
     labels: str | None = None
-    """CSV of gold labels (id,label as `replay --labels-out` writes, or text,label) to report true accuracy next to the estimate."""
+    """CSV of gold labels (id,label as `replay --labels-out` writes, or text,label): true accuracy next to the estimate, and the shadow pair judged on the labelled disagreements."""
     model: str | None = None
     """Report on this champion model only (default: every champion prediction in the log)."""
     json: str | None = None

@@ -74,3 +74,10 @@ def test_psi_and_threshold():
     # right on the top 3 of 4: 75 % overall; 100 % at or above 0.8
     assert threshold_for([0.9, 0.85, 0.8, 0.3], [True, True, True, False], 0.95) == 0.8
     assert threshold_for([0.9, 0.3], [True, True], 0.95) == 0.0
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--alpha", "1.5"), ("--alpha", "nan"), ("--window-minutes", "inf"), ("--min-window-predictions", "0")])
+def test_bad_monitor_settings_are_one_line_errors(flag, value, capsys):
+    assert main(["monitor", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"(set {flag})" in err and "Traceback" not in err
