@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.data import context
+from dashboard.tables import UNKNOWN, styled
 from dispute_classifier.core.costs import PriceTable
 from evaluation.verdict import api_model, best_run, break_even_volume, category, cost_line, is_api, training_cost, volume_grid
 
@@ -71,6 +72,8 @@ if curve.empty:
     st.info("No run has a known cost per query.")
 else:
     st.altair_chart(charts.monthly_cost_lines(curve, max(int(volume), 1), volume_be if volume_be not in (None, float("inf")) else None), width="stretch")
-table = pd.DataFrame([{"approach": label, f"$ per month at {int(volume):,}": line.monthly(volume), "how it is priced": line.basis} for label, line in lines.items()])
-st.dataframe(table.sort_values(table.columns[1]), hide_index=True, width="stretch",
-             column_config={table.columns[1]: st.column_config.NumberColumn(format="$%.2f")})
+table = pd.DataFrame([{"approach": label, f"$ per month at {int(volume):,}": line.monthly(volume),
+                       "how it is priced": f"{UNKNOWN}: needs {line.missing}; {line.basis}" if line.missing else line.basis}
+                      for label, line in lines.items()])
+table = table.sort_values(table.columns[1]).reset_index(drop=True)
+st.dataframe(styled(table, {table.columns[1]: "${:,.2f}"}), hide_index=True, width="stretch")

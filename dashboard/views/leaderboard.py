@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.data import context, pareto_front
+from dashboard.tables import UNKNOWN, styled
 
 ctx = context()
 rows = ctx.live["leaderboard"]
@@ -18,13 +19,17 @@ table = pd.DataFrame([{
     "macro-F1 %": 100 * r["macro_f1"], "invalid %": 100 * r["invalid_rate"],
     "p50 ms": 1000 * r["latency_p50_s"], "p95 ms": 1000 * r["latency_p95_s"], "q/s": r["throughput_qps"],
     "$ per 1k": r["cost_per_1k_usd"], f"$ per month at {volume:,}": r["monthly_cost_usd"],
+    "how it is priced": f"{UNKNOWN}: needs {r['cost_missing']}" if r.get("cost_missing") else r.get("cost_basis"),
 } for r in rows])
 missing = [c for c in ctx.live["comparison_set"] if c["status"] == "not run"]
-table = pd.concat([table, pd.DataFrame([{"approach": c["row"], "kind": "not run"} for c in missing])], ignore_index=True)
-fmt = st.column_config.NumberColumn
-st.dataframe(table, hide_index=True, width="stretch", column_config={
-    **{c: fmt(format="%.2f") for c in ("accuracy %", "CI low", "CI high", "macro-F1 %", "invalid %", "p50 ms", "p95 ms")},
-    "q/s": fmt(format="%.1f"), "$ per 1k": fmt(format="$%.5f"), f"$ per month at {volume:,}": fmt(format="$%.2f"),
+table = pd.concat([table, pd.DataFrame([{"approach": c["row"], "kind": "not run", "how it is priced": f"not run: `{c['how']}`"}
+                                        for c in missing])], ignore_index=True)
+not_run = table.index[table["kind"] == "not run"]
+formats = {**{c: "{:.2f}" for c in ("accuracy %", "CI low", "CI high", "macro-F1 %", "invalid %", "p50 ms", "p95 ms")},
+           "n": "{:,.0f}", "q/s": "{:.1f}", "$ per 1k": "${:.5f}", f"$ per month at {volume:,}": "${:,.2f}"}
+cost_help = f"{UNKNOWN} when a price is missing (the last column says which); — for a row nobody ran"
+st.dataframe(styled(table, formats, not_applicable=not_run), hide_index=True, width="stretch", column_config={
+    "$ per 1k": st.column_config.Column(help=cost_help), f"$ per month at {volume:,}": st.column_config.Column(help=cost_help),
 })
 
 points = pd.DataFrame([{

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.data import context
+from dashboard.tables import UNKNOWN, styled
 
 ctx = context()
 report = ctx.report
@@ -15,8 +16,10 @@ st.caption(f"Task **{ctx.task}**, split **{ctx.split}** · decision report {ctx.
 st.caption(report["rule"])
 
 cols = st.columns(4)
-cols[0].metric("Recommendation", verdict["recommendation"] or "not yet decidable")
-cols[1].metric("Fine-tune?", fq["answer"], help=fq["reason"])
+# Answers are words of any length (a run label, "not yet decidable"): st.metric would cut them to
+# its column's width, so they are written as text that wraps; the numbers stay metrics.
+cols[0].markdown(f"Recommendation  \n**{verdict['recommendation'] or 'not yet decidable'}**")
+cols[1].markdown(f"Fine-tune?  \n**{fq['answer']}**", help=fq["reason"])
 if "delta_points" in fq:
     lo, hi = fq["delta_ci95_points"]
     cols[2].metric("Fine-tuned vs the choice", f"{fq['delta_points']:+.2f} points", help=f"{fq['finetuned']} vs {fq['against']} on {fq['n_shared']} shared examples; 95 % CI {lo:+.2f} to {hi:+.2f}")
@@ -31,10 +34,17 @@ st.markdown("\n".join(f"- {reason}" for reason in verdict["reasons"]) or "No com
 
 if report["standing"]:
     st.subheader("Each approach against the most accurate one")
-    st.dataframe(pd.DataFrame([{
+    missing = {r["label"]: r.get("cost_missing") for r in report["leaderboard"]}
+    standing = pd.DataFrame([{
         "approach": e["challenger"], "standing": e["status"], "shared n": e.get("n_shared"),
-        "Δ points": None if "delta_points" not in e else round(e["delta_points"], 2),
-        "$ per month": e["monthly_cost_usd"], "why": e["reason"]} for e in report["standing"]]), hide_index=True, width="stretch")
+        "Δ points": e.get("delta_points"), "$ per month": e["monthly_cost_usd"], "why": e["reason"],
+        "cost": f"{UNKNOWN}: needs {missing[e['challenger']]}" if missing.get(e["challenger"]) else "known"} for e in report["standing"]])
+    if (standing["cost"] == "known").all():
+        standing = standing.drop(columns="cost")  # the column speaks only when a cost is unknown
+    # the reference is compared with itself: it has no shared n and no Δ
+    reference = [i for i, e in enumerate(report["standing"]) if e["challenger"] == e.get("incumbent")]
+    st.dataframe(styled(standing, {"shared n": "{:,.0f}", "Δ points": "{:+.2f}", "$ per month": "${:,.2f}"}, not_applicable=reference),
+                 hide_index=True, width="stretch")
 if report.get("stages"):
     st.subheader("Stages of the experiment")
     st.dataframe(pd.DataFrame(report["stages"])[["stage", "status", "detail"]], hide_index=True, width="stretch")
@@ -55,5 +65,7 @@ st.caption("Change them with `dispute-classifier report --set KEY=VALUE` (see `r
 
 st.subheader("The comparison set")
 comp = pd.DataFrame(report["comparison_set"])
-comp["accuracy %"] = comp["accuracy"].map(lambda x: None if x is None or pd.isna(x) else round(100 * x, 2))
-st.dataframe(comp[["row", "status", "label", "accuracy %", "how"]], hide_index=True, width="stretch")
+comp["accuracy %"] = 100 * comp["accuracy"].astype(float)
+# a row nobody ran has no run and no accuracy, and a row that ran needs no command
+st.dataframe(styled(comp[["row", "status", "label", "accuracy %", "how"]], {"accuracy %": "{:.2f}"}, not_applicable=comp.index),
+             hide_index=True, width="stretch")
