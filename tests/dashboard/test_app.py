@@ -259,3 +259,15 @@ def test_the_empty_state_names_the_task_of_a_data_check_or_a_placeholder(dashboa
     text = page_text(at)
     assert "dispute-classifier experiment --task TASK" in text and "the path to your task YAML" in text
     assert "--task disputes" not in text
+
+
+@pytest.mark.xfail(strict=True, reason="issue 22: evaluation/verdict.py (being moved to evaluation/decision/) still writes --task NAME;"
+                   " build the command with core.task.task_command(..., task_ref(task, run task_file)) and drop this marker")
+def test_not_run_rows_suggest_the_task_yaml_path(dashboard_folders):
+    from evaluation.runs import scan_runs
+    from evaluation.verdict import build_report
+
+    toy = str(dashboard_folders.runs.parent / "task" / "toy.yaml")
+    report = build_report(scan_runs(dashboard_folders.runs)[0], "toy", "test")
+    hows = [c["how"] for c in report["comparison_set"] if c["status"] == "not run"]
+    assert hows and all(how.startswith(f"dispute-classifier evaluate --task {toy} --approach ") for how in hows)
