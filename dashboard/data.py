@@ -81,6 +81,12 @@ class Context:
         return {r.label: r for r in self.runs}
 
 
+UNKNOWN = "unknown"
+"""What a table cell shows for a value that exists but is not known (a cost without a price);
+pages pass it as st.dataframe's ``placeholder``, the text the browser draws for a missing
+value (without one it draws "None"), and say why in an adjacent column or the column's help."""
+NOT_APPLICABLE = "—"
+"""The placeholder of a table whose missing values do not apply to their row (a row nobody ran)."""
 TASK_PLACEHOLDER = "TASK"
 """Stands for the task in a suggested command when nothing on disk names one."""
 

@@ -7,8 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.data import context
-from dashboard.tables import UNKNOWN, styled
+from dashboard.data import UNKNOWN, context
 from dispute_classifier.core.costs import PriceTable
 from evaluation.verdict import api_model, best_run, break_even_volume, category, cost_line, is_api, training_cost, volume_grid
 
@@ -76,4 +75,5 @@ table = pd.DataFrame([{"approach": label, f"$ per month at {int(volume):,}": lin
                        "how it is priced": f"{UNKNOWN}: needs {line.missing}; {line.basis}" if line.missing else line.basis}
                       for label, line in lines.items()])
 table = table.sort_values(table.columns[1]).reset_index(drop=True)
-st.dataframe(styled(table, {table.columns[1]: "${:,.2f}"}), hide_index=True, width="stretch")
+st.dataframe(table, hide_index=True, width="stretch", placeholder=UNKNOWN,
+             column_config={table.columns[1]: st.column_config.NumberColumn(format="$%.2f", help=f"{UNKNOWN}: see how it is priced")})

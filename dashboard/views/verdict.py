@@ -3,8 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard.data import context
-from dashboard.tables import UNKNOWN, styled
+from dashboard.data import NOT_APPLICABLE, UNKNOWN, context
 
 ctx = context()
 report = ctx.report
@@ -34,17 +33,20 @@ st.markdown("\n".join(f"- {reason}" for reason in verdict["reasons"]) or "No com
 
 if report["standing"]:
     st.subheader("Each approach against the most accurate one")
-    missing = {r["label"]: r.get("cost_missing") for r in report["leaderboard"]}
+    rows = {r["label"]: r for r in report["leaderboard"]}
     standing = pd.DataFrame([{
-        "approach": e["challenger"], "standing": e["status"], "shared n": e.get("n_shared"),
-        "Δ points": e.get("delta_points"), "$ per month": e["monthly_cost_usd"], "why": e["reason"],
-        "cost": f"{UNKNOWN}: needs {missing[e['challenger']]}" if missing.get(e["challenger"]) else "known"} for e in report["standing"]])
+        "approach": e["challenger"], "standing": e["status"],
+        # the reference is compared with itself: every one of its examples is shared, Δ is 0
+        "shared n": rows.get(e["challenger"], {}).get("n") if e["challenger"] == e.get("incumbent") else e.get("n_shared"),
+        "Δ points": 0.0 if e["challenger"] == e.get("incumbent") else e.get("delta_points"),
+        "$ per month": e["monthly_cost_usd"], "why": e["reason"],
+        "cost": f"{UNKNOWN}: needs {rows[e['challenger']]['cost_missing']}" if rows.get(e["challenger"], {}).get("cost_missing") else "known",
+    } for e in report["standing"]])
     if (standing["cost"] == "known").all():
         standing = standing.drop(columns="cost")  # the column speaks only when a cost is unknown
-    # the reference is compared with itself: it has no shared n and no Δ
-    reference = [i for i, e in enumerate(report["standing"]) if e["challenger"] == e.get("incumbent")]
-    st.dataframe(styled(standing, {"shared n": "{:,.0f}", "Δ points": "{:+.2f}", "$ per month": "${:,.2f}"}, not_applicable=reference),
-                 hide_index=True, width="stretch")
+    st.dataframe(standing, hide_index=True, width="stretch", placeholder=UNKNOWN, column_config={
+        "shared n": st.column_config.NumberColumn(format="%d"), "Δ points": st.column_config.NumberColumn(format="%+.2f"),
+        "$ per month": st.column_config.NumberColumn(format="$%.2f", help=f"{UNKNOWN} when a price is missing: the cost column says which")})
 if report.get("stages"):
     st.subheader("Stages of the experiment")
     st.dataframe(pd.DataFrame(report["stages"])[["stage", "status", "detail"]], hide_index=True, width="stretch")
@@ -67,5 +69,5 @@ st.subheader("The comparison set")
 comp = pd.DataFrame(report["comparison_set"])
 comp["accuracy %"] = 100 * comp["accuracy"].astype(float)
 # a row nobody ran has no run and no accuracy, and a row that ran needs no command
-st.dataframe(styled(comp[["row", "status", "label", "accuracy %", "how"]], {"accuracy %": "{:.2f}"}, not_applicable=comp.index),
-             hide_index=True, width="stretch")
+st.dataframe(comp[["row", "status", "label", "accuracy %", "how"]], hide_index=True, width="stretch", placeholder=NOT_APPLICABLE,
+             column_config={"accuracy %": st.column_config.NumberColumn(format="%.2f")})

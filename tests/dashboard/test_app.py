@@ -69,7 +69,7 @@ def test_leaderboard_page(folders, dashboard_folders):
     tfidf = table[table["approach"] == "tfidf"].iloc[0]
     assert tfidf["accuracy %"] == pytest.approx(100 * dashboard_folders.tfidf_accuracy)
     assert set(table["approach"]) >= {"tfidf", "prompt [gpt-4o-mini @ OpenAI]", "finetuned [smol-ft:1]"}
-    assert "not run" in set(table["kind"])
+    assert "not run" in set(at.dataframe[1].value["kind"])  # the rows nobody ran, each with its command
     assert charts(at) == 1 and "Pareto front" in page_text(at)
 
 
@@ -175,11 +175,12 @@ def test_only_corrupt_runs(tmp_path, monkeypatch):
 # ------------------------------------------------------------- polish: answers, unknowns, chart, task
 
 
-def shown(element) -> "pd.DataFrame":
-    """The cells of a table as the page displays them (the Styler's display values)."""
-    import pyarrow as pa
-
-    return pa.ipc.open_stream(element.proto.arrow_data.styler.display_values).read_pandas()
+def cell_text(element) -> "pd.DataFrame":
+    """The cells of a table as the browser draws them: a missing value is the table's
+    placeholder, or "None" when it has none (checked in headless Chromium)."""
+    frame = element.value.astype(object)
+    placeholder = element.proto.placeholder if element.proto.HasField("placeholder") else "None"
+    return frame.where(frame.notna(), placeholder).astype(str)
 
 
 def test_verdict_answers_are_text_that_wraps_not_metrics_that_cut(folders, dashboard_folders):
@@ -205,25 +206,29 @@ def test_unknown_costs_read_unknown_never_none(page, dashboard_folders, tmp_path
     reports = tmp_path / "reports"  # no decision report on file: the pages compute it with the new run
     shutil.copytree(dashboard_folders.reports, reports, ignore=shutil.ignore_patterns("decision-*"))
     at = open_page(page, runs, reports, monkeypatch)
-    tables = [shown(d) for d in at.dataframe]
+    tables = [cell_text(d) for d in at.dataframe]
     assert tables
     for table in tables:
-        cells = set(table.astype(str).to_numpy().ravel())
+        cells = set(table.to_numpy().ravel())
         assert not cells & {"None", "nan", "NaN", "<NA>"}, (page, table)
     if page == "leaderboard":
         row = tables[0][tables[0]["approach"] == label].iloc[0]
         assert row["$ per 1k"] == "unknown" and row["$ per month at 100,000"] == "unknown"
         assert row["how it is priced"].startswith(f"unknown: needs a price for '{UNPRICED}'")
-        not_run = tables[0][tables[0]["kind"] == "not run"].iloc[0]
-        assert not_run["accuracy %"] == "—" and not_run["how it is priced"].startswith("not run: `dispute-classifier evaluate --task")
+        assert set(tables[0]["kind"]) <= {"classical", "prompted", "finetuned", "rag"}  # runs only: a missing cell is unknown
+        assert tables[1]["run it with"].str.startswith("dispute-classifier evaluate --task").all()
         assert f"Not plotted (cost unknown): {label}" in page_text(at)
     if page == "break_even":
         row = tables[0][tables[0]["approach"] == label].iloc[0]
         assert row.iloc[1] == "unknown" and row["how it is priced"].startswith(f"unknown: needs a price for '{UNPRICED}'")
     if page == "verdict":
         standing = tables[0]
-        assert standing[standing["approach"] == "tfidf"].iloc[0]["shared n"] == "—"  # the reference, compared with itself
-        assert standing[standing["approach"] == label].iloc[0]["cost"].startswith(f"unknown: needs a price for '{UNPRICED}'")
+        reference = standing[standing["approach"] == "tfidf"].iloc[0]  # compared with itself
+        assert reference["shared n"] == "6" and float(reference["Δ points"]) == 0
+        unpriced = standing[standing["approach"] == label].iloc[0]
+        assert unpriced["$ per month"] == "unknown" and unpriced["cost"].startswith(f"unknown: needs a price for '{UNPRICED}'")
+        comparison = tables[-1]
+        assert comparison[comparison["status"] == "not run"].iloc[0]["accuracy %"] == "—"
 
 
 def test_cost_chart_names_approaches_in_a_legend_not_in_text_beside_points(folders):
