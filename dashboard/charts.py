@@ -18,22 +18,25 @@ def _label_axis() -> Any:
 def cost_accuracy_scatter(frame: Any, front: list[str]) -> Any:
     """Accuracy against cost per 1,000 queries (log axis), with the Pareto front as a line.
 
-    ``frame`` has columns label, kind, cost_per_1k_usd, accuracy (0–1), acc_lo, acc_hi.
+    Each approach is a colour in the legend and each kind a shape, not a text label beside its
+    point: approaches of similar cost and accuracy (embedding and kNN, the prompted runs) sit
+    on top of each other, and their labels would overlap. ``frame`` has columns label, kind,
+    cost_per_1k_usd, accuracy (0–1), acc_lo, acc_hi.
     """
     import altair as alt
 
     x = alt.X("cost_per_1k_usd:Q", scale=alt.Scale(type="log"), title="cost per 1,000 queries (USD, log scale)")
+    color = alt.Color("label:N", title="approach", legend=alt.Legend(labelLimit=320, symbolLimit=0))
     base = alt.Chart(frame)
-    points = base.mark_circle(size=120).encode(
+    points = base.mark_point(size=140, filled=True, opacity=0.85).encode(
         x=x, y=alt.Y("accuracy:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format="%"), title="accuracy"),
-        color=alt.Color("kind:N", title="kind"),
+        color=color, shape=alt.Shape("kind:N", title="kind"),
         tooltip=["label", "kind", alt.Tooltip("accuracy:Q", format=".2%"), alt.Tooltip("cost_per_1k_usd:Q", format="$.4g")],
     )
-    bars = base.mark_rule(opacity=0.5).encode(x=x, y="acc_lo:Q", y2="acc_hi:Q", color="kind:N")
-    labels = base.mark_text(align="left", dx=8, dy=-6).encode(x=x, y="accuracy:Q", text="label:N")
+    bars = base.mark_rule(opacity=0.5).encode(x=x, y="acc_lo:Q", y2="acc_hi:Q", color=color)
     on_front = frame[frame["label"].isin(front)].sort_values("cost_per_1k_usd")
     line = alt.Chart(on_front).mark_line(strokeDash=[4, 3], color="gray").encode(x=x, y="accuracy:Q")
-    return (line + bars + points + labels).properties(height=380, title="accuracy vs cost (dashed: Pareto front)")
+    return (line + bars + points).properties(height=380, title="accuracy vs cost (dashed: Pareto front)")
 
 
 def monthly_cost_lines(frame: Any, volume: float, break_even: float | None) -> Any:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.task import task_command, task_ref
 from evaluation.compare import latest_per_setting
 from evaluation.runs import RECORD, RunRecord, runs_dir, scan_runs
 from evaluation.decision import VerdictConfig, build_report, config_from_assumptions, read_report, report_paths
@@ -72,6 +73,9 @@ class Context:
     always show the latest runs even when the file is older."""
     config: Any = None
     """The `VerdictConfig` of those assumptions."""
+    task_ref: str = ""
+    """What ``--task`` takes to load the task again in a suggested command: its name, or the
+    path of its YAML for a user's own task (from the run records' ``task_file``)."""
 
     def by_label(self) -> dict[str, RunRecord]:
         return {r.label: r for r in self.runs}
@@ -82,9 +86,40 @@ class Context:
         return [r for r in self.all_runs if r.meta.task == self.task and r.meta.split == "validation"]
 
 
-def how_to_fill(runs_root: Path) -> str:
-    return (f"Run `make run` (or `dispute-classifier experiment --task disputes --runs-dir {runs_root}`) "
-            f"to evaluate the approaches, then reload this page.")
+UNKNOWN = "unknown"
+"""What a table cell shows for a value that exists but is not known (a cost without a price);
+pages pass it as st.dataframe's ``placeholder``, the text the browser draws for a missing
+value (without one it draws "None"), and say why in an adjacent column or the column's help."""
+NOT_APPLICABLE = "—"
+"""The placeholder of a table whose missing values do not apply to their row (a row nobody ran)."""
+TASK_PLACEHOLDER = "TASK"
+"""Stands for the task in a suggested command when nothing on disk names one."""
+
+
+def reported_task(reports_root: Path) -> str | None:
+    """The ``--task`` of the first data-check report under ``reports_root`` (the experiment
+    writes one before any run, so it names the task of a run that has not finished yet)."""
+    for path in sorted(reports_root.glob("data-check-*.json")):
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+            return task_ref(report["task"], report.get("task_file"))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def how_to_fill(runs_root: Path, task: str | None = None) -> str:
+    """What to run to fill an empty runs folder, for ``task`` (a `task_ref`) when one is known."""
+    command = task_command("experiment", task or TASK_PLACEHOLDER, f"--runs-dir {runs_root}")
+    where = "" if task else f" ({TASK_PLACEHOLDER}: a task from `dispute-classifier tasks`, or the path to your task YAML)"
+    return (f"Run `{command}`{where} to evaluate the approaches (`make run` does it for the worked disputes task),"
+            " then reload this page.")
+
+
+def run_task_ref(runs: list[RunRecord], task: str) -> str:
+    """The `task_ref` of ``task`` as its latest run records it."""
+    files = [r.meta.task_file for r in sorted(runs, key=lambda r: r.run_id) if r.meta.task == task]  # ids start with the time
+    return task_ref(task, next((f for f in reversed(files) if f), None))
 
 
 def context(require_runs: bool = True) -> Context:
@@ -105,9 +140,9 @@ def context(require_runs: bool = True) -> Context:
         if require_runs:
             where = "no readable run records" if runs_root.is_dir() else "no runs folder"
             st.info(f"There is {where} at `{runs_root}`" + (f" ({len(skipped)} unreadable folder(s) skipped, see the sidebar)" if skipped else "")
-                    + f". {how_to_fill(runs_root)}")
+                    + f". {how_to_fill(runs_root, reported_task(reports_root))}")
             st.stop()
-        return Context(runs_root, reports_root, "", "", [], [], skipped)
+        return Context(runs_root, reports_root, "", "", [], [], skipped, task_ref=reported_task(reports_root) or "")
     tasks = sorted({t for t, _ in pairs})
     task = st.sidebar.selectbox("task", tasks, index=tasks.index("disputes") if "disputes" in tasks else 0, key="task")
     splits = sorted({s for t, s in pairs if t == task}, key=lambda s: (s != "test", s))
@@ -130,10 +165,11 @@ def context(require_runs: bool = True) -> Context:
     except UserError as exc:  # e.g. a run priced on hardware the price table lacks
         st.error(f"Cannot build the decision report: {exc}")
         st.stop()
+    ref = run_task_ref(all_runs, task)
     if report is None:
         report = live
-        source = f"computed now from the run records with the default assumptions (write it with `dispute-classifier report --task {task} --split {split}`)"
-    return Context(runs_root, reports_root, task, split, runs, all_runs, skipped, report, source, live, cfg)
+        source = f"computed now from the run records with the default assumptions (write it with `{task_command('report', ref, f'--split {split}')}`)"
+    return Context(runs_root, reports_root, task, split, runs, all_runs, skipped, report, source, live, cfg, ref)
 
 
 def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:

@@ -56,7 +56,8 @@ def paired_test(a: RunRecord, b: RunRecord, shared_only: bool = False, exclude: 
 def compare(runs: list[RunRecord]) -> Comparison:
     """Compare runs that share one task and split; anything else is an error."""
     if not runs:
-        raise UserError("no runs to compare; run `dispute-classifier evaluate --task disputes --approach tfidf` first")
+        raise UserError("no runs to compare; run `dispute-classifier evaluate --task TASK --approach tfidf` first"
+                        " (TASK: a task from `dispute-classifier tasks`, or the path to its YAML)")
     keys = {(r.meta.task, r.meta.split) for r in runs}
     if len(keys) > 1:
         raise UserError(

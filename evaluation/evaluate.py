@@ -11,6 +11,7 @@ from dispute_classifier.core import registry
 from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.datacheck import exact_overlap, near_twins
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.progress import progress_bar
 from dispute_classifier.core.runconfig import RunConfig
 from dispute_classifier.core.task import Split, TaskData, stratified_sample
 from dispute_classifier.core.types import INVALID, Billing, Classifier, Prediction
@@ -146,11 +147,10 @@ def run_config_hash(
 
 def _predict_in_batches(clf: Classifier, texts: list[str], batch_size: int, progress: bool) -> tuple[list[Prediction], float]:
     """Predict with a progress bar; batch models get their batch time spread over the batch."""
-    from tqdm.auto import tqdm
-
     preds: list[Prediction] = []
     total = 0.0
-    with tqdm(total=len(texts), desc=f"predict {clf.name}", unit="ex", disable=not progress, file=sys.stderr) as bar:
+    # a tqdm bar in a terminal, one line at the end in a log (core.progress)
+    with progress_bar(len(texts), f"predict {clf.name}", unit="ex", enabled=progress) as bar:
         for start in range(0, len(texts), batch_size):
             chunk = texts[start : start + batch_size]
             t0 = time.perf_counter()

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.data import context
+from dashboard.data import UNKNOWN, context
 from dispute_classifier.core.costs import PriceTable
 from evaluation.decision import api_model, best_run, break_even_volume, cost_line, training_cost, volume_grid
 from evaluation.decision.selection import review_plan
@@ -80,6 +80,9 @@ if curve.empty:
     st.info("No run has a known cost per query.")
 else:
     st.altair_chart(charts.monthly_cost_lines(curve, max(int(volume), 1), volume_be if volume_be not in (None, float("inf")) else None), width="stretch")
-table = pd.DataFrame([{"approach": line.label, f"$ per month at {int(volume):,}": line.monthly(volume), "how it is priced": line.basis} for line in lines.values()])
-st.dataframe(table.sort_values(table.columns[1]), hide_index=True, width="stretch",
-             column_config={table.columns[1]: st.column_config.NumberColumn(format="$%.2f")})
+table = pd.DataFrame([{"approach": line.label, f"$ per month at {int(volume):,}": line.monthly(volume),
+                       "how it is priced": f"{UNKNOWN}: needs {line.missing}; {line.basis}" if line.missing else line.basis}
+                      for line in lines.values()])
+table = table.sort_values(table.columns[1]).reset_index(drop=True)
+st.dataframe(table, hide_index=True, width="stretch", placeholder=UNKNOWN,
+             column_config={table.columns[1]: st.column_config.NumberColumn(format="$%.2f", help=f"{UNKNOWN}: see how it is priced")})

@@ -7,14 +7,15 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.data import context
+from dashboard.data import TASK_PLACEHOLDER, context
+from dispute_classifier.core.task import task_command
 
 ctx = context(require_runs=False)
 st.title("Learning curve and label noise")
 
 found = sorted(ctx.reports_root.glob("curves-*.json"))
 if not found:
-    st.info(f"No curves report under `{ctx.reports_root}`. Run `dispute-classifier curves --task {ctx.task or 'disputes'} --out {ctx.reports_root}`"
+    st.info(f"No curves report under `{ctx.reports_root}`. Run `{task_command('curves', ctx.task_ref or TASK_PLACEHOLDER, f'--out {ctx.reports_root}')}`"
             " (seconds to minutes for tfidf and embedding), then reload this page.")
     st.stop()
 names = [p.stem.removeprefix("curves-") for p in found]

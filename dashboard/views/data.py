@@ -6,26 +6,31 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.data import context
+from dashboard.data import TASK_PLACEHOLDER, context
+from dispute_classifier.core.task import task_command, task_ref
 
 ctx = context(require_runs=False)
 st.title("Data")
 
 # Without runs there is no task in the sidebar: show the first data check there is.
 found = sorted(ctx.reports_root.glob("data-check-*.json"))
-task = ctx.task or (found[0].stem.removeprefix("data-check-") if found else "disputes")
-path = ctx.reports_root / f"data-check-{task}.json"
+task = ctx.task or (found[0].stem.removeprefix("data-check-") if found else "")
+ref = ctx.task_ref or TASK_PLACEHOLDER  # what --task takes: a name, or the path of the task's YAML
+path = ctx.reports_root / f"data-check-{task or TASK_PLACEHOLDER}.json"
+check = task_command("data check", ref, f"--out {ctx.reports_root}")
 try:
     report = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(report, dict) or not {"sizes", "class_counts", "sample"} <= set(report):
         raise ValueError("not a data-check report")
 except FileNotFoundError:
-    st.info(f"No data-check report at `{path}`. Run `dispute-classifier data check --task {task} --out {ctx.reports_root}` "
-            f"(the experiment writes it too), then reload this page.")
+    st.info(f"No data-check report at `{path}`. Run `{check}`"
+            + ("" if ctx.task_ref else f" ({TASK_PLACEHOLDER}: a task from `dispute-classifier tasks`, or the path to your task YAML)")
+            + " (the experiment writes it too), then reload this page.")
     st.stop()
 except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
-    st.warning(f"`{path}` is not a readable data-check report ({exc}). Run `dispute-classifier data check --task {task} --out {ctx.reports_root}` again.")
+    st.warning(f"`{path}` is not a readable data-check report ({exc}). Run `{check}` again.")
     st.stop()
+ref = ctx.task_ref or task_ref(report["task"], report.get("task_file"))
 
 st.caption(f"Task **{report['task']}** · `{path}`")
 cols = st.columns(len(report["sizes"]) + 2)
@@ -53,7 +58,7 @@ if report["bad_rows"]:
 st.subheader("Suspected label errors")
 issues = report.get("label_issues")
 if not issues:
-    st.caption(f"Not computed: run `dispute-classifier data check --task {task} --label-issues --out {ctx.reports_root}` to flag training rows"
+    st.caption(f"Not computed: run `{task_command('data check', ref, f'--label-issues --out {ctx.reports_root}')}` to flag training rows"
                " whose label cross-validated baselines find implausible.")
 else:
     st.caption(f"{issues['n_issues']} of {issues['n_rows']:,} {issues['split']} rows flagged ({issues['method']}; "

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.data import context, pareto_front
+from dashboard.data import UNKNOWN, context, pareto_front
 
 ctx = context()
 rows = ctx.live["leaderboard"]
@@ -20,14 +20,19 @@ table = pd.DataFrame([{
     "macro-F1 %": 100 * r["macro_f1"], "invalid %": 100 * r["invalid_rate"],
     "p50 ms": 1000 * r["latency_p50_s"], "p95 ms": 1000 * r["latency_p95_s"], "q/s": r["throughput_qps"],
     "$ per 1k": r["cost_per_1k_usd"], f"$ per month at {volume:,}": r["monthly_cost_usd"],
+    "how it is priced": f"{UNKNOWN}: needs {r['cost_missing']}" if r.get("cost_missing") else r.get("cost_basis"),
 } for r in rows])
-missing = [c for c in ctx.live["comparison_set"] if c["status"] == "not run"]
-table = pd.concat([table, pd.DataFrame([{"approach": c["row"], "kind": "not run"} for c in missing])], ignore_index=True)
 fmt = st.column_config.NumberColumn
-st.dataframe(table, hide_index=True, width="stretch", column_config={
+cost_help = f"{UNKNOWN} when a price is missing: the last column says which"
+# Every row here ran, so a missing cell is an unknown value; the rows nobody ran are listed below.
+st.dataframe(table, hide_index=True, width="stretch", placeholder=UNKNOWN, column_config={
     **{c: fmt(format="%.2f") for c in ("accuracy %", "CI low", "CI high", "de-duplicated %", "macro-F1 %", "invalid %", "p50 ms", "p95 ms")},
-    "q/s": fmt(format="%.1f"), "$ per 1k": fmt(format="$%.5f"), f"$ per month at {volume:,}": fmt(format="$%.2f"),
+    "q/s": fmt(format="%.1f"), "$ per 1k": fmt(format="$%.5f", help=cost_help), f"$ per month at {volume:,}": fmt(format="$%.2f", help=cost_help),
 })
+missing = [c for c in ctx.live["comparison_set"] if c["status"] == "not run"]
+if missing:
+    st.caption("Not run yet (each is one command):")
+    st.dataframe(pd.DataFrame([{"approach": c["row"], "kind": "not run", "run it with": c["how"]} for c in missing]), hide_index=True, width="stretch")
 
 points = pd.DataFrame([{
     "label": r["label"], "kind": r["category"], "cost_per_1k_usd": r["cost_per_1k_usd"], "accuracy": r["accuracy"],

@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.data import context, sweep_trials, training_log
+from dispute_classifier.core.task import task_command
 from evaluation.runmeta import Category
 
 ctx = context()
@@ -30,7 +31,7 @@ if not finetuned and not trials.empty:
     st.stop()
 if not finetuned:
     st.info(f"No fine-tuned run on {ctx.task}/{ctx.split} yet. Run the fine-tuned stage: "
-            f"`dispute-classifier experiment --task {ctx.task}` (or `dispute-classifier evaluate --task {ctx.task} --approach finetuned`).")
+            f"`{task_command('experiment', ctx.task_ref)}` (or `{task_command('evaluate', ctx.task_ref, '--approach finetuned')}`).")
     st.stop()
 
 for run in finetuned:

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard.data import context
+from dashboard.data import NOT_APPLICABLE, UNKNOWN, context
 
 ctx = context()
 report = ctx.report
@@ -15,8 +15,10 @@ st.caption(f"Task **{ctx.task}**, split **{ctx.split}** · decision report {ctx.
 st.caption(report["rule"])
 
 cols = st.columns(4)
-cols[0].metric("Recommendation", verdict["recommendation"] or "not yet decidable")
-cols[1].metric("Fine-tune?", fq["answer"], help=fq["reason"])
+# Answers are words of any length (a run label, "not yet decidable"): st.metric would cut them to
+# its column's width, so they are written as text that wraps; the numbers stay metrics.
+cols[0].markdown(f"Recommendation  \n**{verdict['recommendation'] or 'not yet decidable'}**")
+cols[1].markdown(f"Fine-tune?  \n**{fq['answer']}**", help=fq["reason"])
 if fq.get("delta_ci95_points"):
     lo, hi = fq["delta_ci95_points"]
     cols[2].metric("Fine-tuned vs the choice", f"{fq['delta_points']:+.2f} points", help=f"{fq['finetuned']} vs {fq['against']} on {fq['n_shared']} shared examples; 95 % CI {lo:+.2f} to {hi:+.2f}")
@@ -31,10 +33,20 @@ st.markdown("\n".join(f"- {reason}" for reason in verdict["reasons"]) or "No com
 
 if report["standing"]:
     st.subheader("Each approach against the most accurate one")
-    st.dataframe(pd.DataFrame([{
-        "approach": e["challenger"], "standing": e["status"], "shared n": e.get("n_shared"),
-        "Δ points": None if e.get("delta_points") is None else round(e["delta_points"], 2),
-        "$ per month": e["monthly_cost_usd"], "why": e["reason"]} for e in report["standing"]]), hide_index=True, width="stretch")
+    rows = {r["run_id"]: r for r in report["leaderboard"]}
+    standing = pd.DataFrame([{
+        "approach": e["challenger"], "standing": e["status"],
+        # the reference is compared with itself: every one of its examples is shared, Δ is 0
+        "shared n": rows.get(e["challenger_run_id"], {}).get("n") if e["challenger_run_id"] == e.get("incumbent_run_id") else e.get("n_shared"),
+        "Δ points": 0.0 if e["challenger_run_id"] == e.get("incumbent_run_id") else e.get("delta_points"),
+        "$ per month": e["monthly_cost_usd"], "why": e["reason"],
+        "cost": f"{UNKNOWN}: needs {rows[e['challenger_run_id']]['cost_missing']}" if rows.get(e["challenger_run_id"], {}).get("cost_missing") else "known",
+    } for e in report["standing"]])
+    if (standing["cost"] == "known").all():
+        standing = standing.drop(columns="cost")  # the column speaks only when a cost is unknown
+    st.dataframe(standing, hide_index=True, width="stretch", placeholder=UNKNOWN, column_config={
+        "shared n": st.column_config.NumberColumn(format="%d"), "Δ points": st.column_config.NumberColumn(format="%+.2f"),
+        "$ per month": st.column_config.NumberColumn(format="$%.2f", help=f"{UNKNOWN} when a price is missing: the cost column says which")})
 dedup = report.get("dedup")
 if dedup:
     st.caption(f"De-duplicated test subset: {dedup['note']}.")
@@ -59,5 +71,7 @@ st.caption("Change them with `dispute-classifier report --set KEY=VALUE` (see `r
 
 st.subheader("The comparison set")
 comp = pd.DataFrame(report["comparison_set"])
-comp["accuracy %"] = comp["accuracy"].map(lambda x: None if x is None or pd.isna(x) else round(100 * x, 2))
-st.dataframe(comp[["row", "status", "label", "accuracy %", "how"]], hide_index=True, width="stretch")
+comp["accuracy %"] = 100 * comp["accuracy"].astype(float)
+# a row nobody ran has no run and no accuracy, and a row that ran needs no command
+st.dataframe(comp[["row", "status", "label", "accuracy %", "how"]], hide_index=True, width="stretch", placeholder=NOT_APPLICABLE,
+             column_config={"accuracy %": st.column_config.NumberColumn(format="%.2f")})

@@ -32,6 +32,9 @@ class DataCheckArgs:
     """Seed of the reading sample and the label-issue folds."""
     label_issues: bool = False
     """Also find suspected label errors in the train split (cross-validated baselines + cleanlab)."""
+    allow_bad_rows: bool = False
+    """Exit 0 even when rows are bad (empty, too long, a label the task does not list); by default
+    bad rows make the command fail after writing the report, so a CI pipeline stops."""
 
 
 @dataclass

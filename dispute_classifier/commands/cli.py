@@ -116,6 +116,9 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     if args.label_issues:
         print(f"suspected label errors in train: {report['label_issues']['n_issues']} of {report['label_issues']['n_rows']:,} rows")
     print(f"wrote {js} and {md}")
+    if report["bad_rows"] and not args.allow_bad_rows:
+        print(f"error: {len(report['bad_rows']):,} bad row(s), listed in {md}: fix them, or pass --allow-bad-rows to go on", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -194,7 +197,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     lo, hi = m["accuracy_ci95"]
     cost = money(m["cost_per_1k_usd"])
     print(
-        f"{cfg.task}/{cfg.split} {run.label}: accuracy {m['accuracy']*100:.2f}% (95% CI {lo*100:.2f}–{hi*100:.2f}),"
+        f"{data.spec.name}/{cfg.split} {run.label}: accuracy {m['accuracy']*100:.2f}% (95% CI {lo*100:.2f}–{hi*100:.2f}),"
         f" macro-F1 {m['macro_f1']*100:.2f}%, invalid {m['invalid_rate']*100:.1f}%,"
         f" {m['throughput_qps']:.1f} q/s, cost per 1k {cost}"
     )
@@ -467,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="dispute-classifier",
-        description="Prompt, retrieve or fine-tune? Evaluate every approach to a payment-dispute classifier on one held-out test set.",
+        description="Prompt, retrieve or fine-tune? Evaluate every approach to a classification task (a task YAML:"
+        " `dispute-classifier tasks` lists the shipped ones, or pass the path to your own) on one held-out test set.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

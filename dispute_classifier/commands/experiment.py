@@ -10,9 +10,11 @@ dashboard close the run.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +25,7 @@ from dispute_classifier.core.config import from_dict, merge, parse_overrides, re
 from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import run_config
-from dispute_classifier.core.task import load_data, load_task
+from dispute_classifier.core.task import TaskData, load_data, load_task, stratified_sample
 from evaluation.evaluate import evaluate_config
 from evaluation.runs import runs_dir, scan_runs
 from evaluation.decision import build_report, write_report, write_stages
@@ -68,7 +70,9 @@ class Profile:
     stages: list[Stage]
     """The evaluations, in order (cheap ones first, so a failure late costs least)."""
     cuts: list[str] = field(default_factory=list)
-    """What this profile cuts compared to the full reference run, printed at start and end."""
+    """What this profile cuts compared to the full reference run that its stages do not show,
+    printed at start and end after the cuts measured on the task (`measured_cuts`: subsample
+    sizes, per-label counts, interval widths, shortened training)."""
     name: str = ""
     """Filled in from the file name."""
 
@@ -114,6 +118,58 @@ def _one_line(exc: BaseException) -> str:
     """The first line of an error; unexpected ones keep their type name."""
     first = (str(exc).strip().splitlines() or [""])[0]
     return first if isinstance(exc, UserError) else f"{type(exc).__name__}: {first}"
+
+
+def interval_ratio(n_full: int, n_sub: int) -> float:
+    """How many times as wide a 95 % accuracy interval on ``n_sub`` examples is as one on
+    ``n_full``: a binomial interval's width shrinks as 1/√n (the bootstrap's too, which the
+    run records report; a test checks this against it)."""
+    return math.sqrt(n_full / n_sub)
+
+
+def _per_label(sample: Any, labels: set[str]) -> str:
+    """Examples per label of a subsample: "3 per label", "1–3 per label", and how many of the
+    split's ``labels`` it leaves out when it is smaller than the label set."""
+    have = Counter(sample.labels)
+    counts = [have[label] for label in labels]
+    lo, hi = min(counts), max(counts)
+    text = f"{lo} per label" if lo == hi else f"{lo}–{hi} per label"
+    absent = sum(c == 0 for c in counts)
+    return text + (f"; {absent} of {len(labels)} labels have none" if absent else "")
+
+
+def measured_cuts(profile: Profile, data: TaskData, split: str, seed: int, task: str) -> list[str]:
+    """What the profile's stages cut, in the numbers of this task: each subsample size with its
+    examples per label and how much wider its intervals are, and each shortened training with
+    the share of an epoch it is."""
+    rows = data.split(split)
+    by_limit: dict[int, list[str]] = {}
+    for stage in profile.stages:
+        if stage.limit and stage.limit < len(rows):
+            by_limit.setdefault(stage.limit, []).append(stage.label)
+    lines = []
+    for limit, names in by_limit.items():
+        sample = stratified_sample(rows, limit, seed)  # the rows the evaluator scores (same seed)
+        lines.append(
+            f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} scored on a seeded, stratified subsample of {limit:,} of the"
+            f" {len(rows):,} {split} examples ({_per_label(sample, set(rows.labels))}), so {'its' if len(names) == 1 else 'their'}"
+            f" 95 % intervals are about {interval_ratio(len(rows), limit):.1f} times as wide"
+        )
+    for stage in profile.stages:
+        if not stage.recipe:
+            continue
+        try:
+            recipe = load_recipe(stage.recipe, [f"task={task}", *stage.recipe_overrides])
+        except UserError:
+            continue  # the stage itself reports a broken recipe when it runs
+        t = recipe.train
+        if t.max_steps > 0:
+            fit = data.fit_split("test") if recipe.fit_split == "train+validation" else data.split("train")
+            epochs = t.max_steps * t.batch_size * t.gradient_accumulation_steps / len(fit)
+            share = f"{epochs:.2g} of an epoch" if epochs < 1 else f"{epochs:.2g} epochs"
+            lines.append(f"{stage.label} trains {recipe.name} for {t.max_steps:,} steps, about {share} over its"
+                         f" {len(fit):,} training rows, instead of the recipe's {t.epochs:g} epochs")
+    return lines
 
 
 def _summary(run: Any) -> str:
@@ -186,13 +242,14 @@ def run_experiment(
 
     started = time.perf_counter()
     root = runs_dir(runs_root)
-    say(f"experiment: task {task}, split {split}, profile {profile.name} ({len(profile.stages)} stages), runs in {root}")
-    say(f"  {profile.description}")
-    for cut in profile.cuts:
-        say(f"  cut: {cut}")
-
     prices = PriceTable.load(Path(prices_path) if prices_path else None)
     data = load_data(load_task(task), Path(data_dir) if data_dir else None)
+    cuts = measured_cuts(profile, data, split, seed, task) + profile.cuts
+    say(f"experiment: task {data.spec.name}, split {split}, profile {profile.name} ({len(profile.stages)} stages), runs in {root}")
+    say(f"  {profile.description}")
+    for cut in cuts:
+        say(f"  cut: {cut}")
+
     check = datacheck.check(data)
     datacheck.write_report(check, Path(reports_dir))
     say(f"[data] {data.spec.name}: " + ", ".join(f"{k} {v:,}" for k, v in check["sizes"].items())
@@ -217,8 +274,8 @@ def run_experiment(
     counts = {s: sum(r.status == s for r in results) for s in ("ran", "reused", "not available", "skipped", "failed")}
     say("")
     say("stages: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" in {time.perf_counter() - started:.0f} s")
-    if profile.cuts:
-        say(f"profile {profile.name} cut: " + "; ".join(profile.cuts) + ". Use --profile full for the reference run.")
+    if cuts:
+        say(f"profile {profile.name} cut: " + "; ".join(cuts) + ". Use --profile full for the reference run.")
     say(f"verdict: {report['verdict']['headline']}")
     for reason in report["verdict"]["reasons"]:
         say(f"  - {reason}")

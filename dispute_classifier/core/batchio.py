@@ -13,6 +13,10 @@ last committed chunk ended:
 Row numbers are the ones a person sees when opening the file: CSV counts the header as
 row 1 (as a spreadsheet does), JSONL counts lines, Parquet counts rows from 1.
 
+The same readers load a task's labelled files (`dispute_classifier.core.task`): a reader can
+also return a label column, and ``setting`` names, in its errors, where a column is set
+(``--text-column`` for ``classify``, ``columns.text`` in a task YAML).
+
 pyarrow is imported only when a Parquet file is read or written.
 """
 
@@ -85,6 +89,8 @@ class RawRow:
     """Value of the text column (None when missing); may hold undecodable bytes as surrogates."""
     problem: tuple[str, str] | None = None
     """(kind, reason) when the row could not be read at all (a malformed line)."""
+    label: str | None = None
+    """Value of the label column, when the reader was asked for one (task files)."""
 
 
 # ---------------------------------------------------------------------------- readers
@@ -113,6 +119,10 @@ class _LineReader:
         self.f.close()
 
 
+CLASSIFY_SETTING = "--{role}-column"
+"""How `classify` names the setting of a column (``role`` is text, id or label) in errors."""
+
+
 def _find_column(name: str | None, columns: list[str], path: Path, flag: str) -> int | None:
     if name is None:
         return None
@@ -124,7 +134,10 @@ def _find_column(name: str | None, columns: list[str], path: Path, flag: str) ->
 class CsvReader:
     """Rows of a CSV file with a header row; resumes at a byte offset."""
 
-    def __init__(self, path: Path, text_column: str, id_column: str | None, position: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, path: Path, text_column: str, id_column: str | None, position: dict[str, Any] | None = None,
+        *, label_column: str | None = None, setting: str = CLASSIFY_SETTING,
+    ) -> None:
         self.path = path
         # Huge fields (a stray quote can swallow the rest of a file) become one over-long
         # text that the length check reports, instead of an exception.
@@ -137,8 +150,9 @@ class CsvReader:
         if header is None:
             raise UserError(f"{path}: empty file; expected a header row naming the columns")
         header = [printable(h) or "" for h in header]
-        self._text = _find_column(text_column, header, path, "--text-column")
-        self._id = _find_column(id_column, header, path, "--id-column")
+        self._text = _find_column(text_column, header, path, setting.format(role="text"))
+        self._label = _find_column(label_column, header, path, setting.format(role="label"))
+        self._id = _find_column(id_column, header, path, setting.format(role="id"))
         start = position or {"offset": head.offset, "rows": 0}
         self._lines = _LineReader(path, start["offset"])
         self.rows = start["rows"]
@@ -157,7 +171,7 @@ class CsvReader:
             self.rows += 1
             # csv.reader pulls exactly the lines of one record, so the offset is now at its end.
             get = lambda i: fields[i] if i is not None and i < len(fields) else None  # noqa: E731
-            yield RawRow(self.rows + 1, get(self._id), get(self._text))
+            yield RawRow(self.rows + 1, get(self._id), get(self._text), label=get(self._label))
 
     def position(self) -> dict[str, Any]:
         return {"offset": self._lines.offset, "rows": self.rows}
@@ -178,10 +192,15 @@ def _json_value(value: Any) -> str | None:
 class JsonlReader:
     """Objects of a JSON Lines file, one per line; blank lines are skipped."""
 
-    def __init__(self, path: Path, text_column: str, id_column: str | None, position: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, path: Path, text_column: str, id_column: str | None, position: dict[str, Any] | None = None,
+        *, label_column: str | None = None, setting: str = CLASSIFY_SETTING,
+    ) -> None:
         self.path = path
         self.text_column = text_column
         self.id_column = id_column
+        self.label_column = label_column
+        self.setting = setting
         start = position or {"offset": 0, "rows": 0, "line": 0}
         self._lines = _LineReader(path, start["offset"])
         self.rows = start["rows"]
@@ -191,9 +210,12 @@ class JsonlReader:
     def _check_columns(self, obj: dict[str, Any]) -> None:
         """The first object must have the columns; otherwise every row would be an error."""
         self._checked = True
-        for name, flag in ((self.text_column, "--text-column"), (self.id_column, "--id-column")):
+        for name, role in ((self.text_column, "text"), (self.label_column, "label"), (self.id_column, "id")):
             if name is not None and name not in obj:
-                raise UserError(f"{self.path}: line {self.line} has no field '{name}'; fields found: {', '.join(obj) or '(none)'}. Set {flag}")
+                raise UserError(
+                    f"{self.path}: line {self.line} has no field '{name}'; fields found: {', '.join(obj) or '(none)'}."
+                    f" Set {self.setting.format(role=role)}"
+                )
 
     def __iter__(self) -> Iterator[RawRow]:
         for line in self._lines.lines():
@@ -221,7 +243,12 @@ class JsonlReader:
             if text is None and raw_text is not None:
                 yield RawRow(self.line, rid, None, ("malformed", f"field '{self.text_column}' is not text but {type(raw_text).__name__}"))
                 continue
-            yield RawRow(self.line, rid, text)
+            raw_label = obj.get(self.label_column) if self.label_column else None
+            label = _json_value(raw_label)
+            if label is None and raw_label is not None:
+                yield RawRow(self.line, rid, text, ("malformed", f"field '{self.label_column}' is not text but {type(raw_label).__name__}"))
+                continue
+            yield RawRow(self.line, rid, text, label=label)
 
     def position(self) -> dict[str, Any]:
         return {"offset": self._lines.offset, "rows": self.rows, "line": self.line}
@@ -233,7 +260,10 @@ class JsonlReader:
 class ParquetReader:
     """Rows of a Parquet file, read one record batch at a time; resumes at a row count."""
 
-    def __init__(self, path: Path, text_column: str, id_column: str | None, position: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, path: Path, text_column: str, id_column: str | None, position: dict[str, Any] | None = None,
+        *, label_column: str | None = None, setting: str = CLASSIFY_SETTING,
+    ) -> None:
         import pyarrow.parquet as pq
 
         self.path = path
@@ -242,9 +272,11 @@ class ParquetReader:
         except Exception as exc:  # pyarrow raises several types for a damaged file
             raise UserError(f"{path}: not a readable Parquet file ({exc})") from None
         names = self._file.schema_arrow.names
-        _find_column(text_column, names, path, "--text-column")
-        _find_column(id_column, names, path, "--id-column")
-        self._columns = [text_column] + ([id_column] if id_column else [])
+        _find_column(text_column, names, path, setting.format(role="text"))
+        _find_column(label_column, names, path, setting.format(role="label"))
+        _find_column(id_column, names, path, setting.format(role="id"))
+        # text, id and label column (None where not asked for), in the order `__iter__` unpacks them
+        self._columns = [text_column, id_column, label_column]
         self.rows = (position or {}).get("rows", 0)
 
     @staticmethod
@@ -270,12 +302,14 @@ class ParquetReader:
         groups = list(range(first_group, meta.num_row_groups))
         if not groups:
             return
-        for batch in self._file.iter_batches(batch_size=4096, row_groups=groups, columns=self._columns):
-            texts = self._values(batch.column(0))
-            ids = self._values(batch.column(1)) if len(self._columns) > 1 else [None] * len(texts)
-            for text, rid in list(zip(texts, ids))[skip:]:
+        wanted = list(dict.fromkeys(c for c in self._columns if c is not None))
+        for batch in self._file.iter_batches(batch_size=4096, row_groups=groups, columns=wanted):
+            texts, ids, labels = (
+                self._values(batch.column(wanted.index(c))) if c is not None else [None] * batch.num_rows for c in self._columns
+            )
+            for text, rid, label in list(zip(texts, ids, labels))[skip:]:
                 self.rows += 1
-                yield RawRow(self.rows, rid, text)
+                yield RawRow(self.rows, rid, text, label=label)
             skip = 0
 
     def position(self) -> dict[str, Any]:
@@ -288,12 +322,19 @@ class ParquetReader:
 READERS = {"csv": CsvReader, "jsonl": JsonlReader, "parquet": ParquetReader}
 
 
-def open_reader(path: Path, text_column: str, id_column: str | None, position: dict[str, Any] | None = None):
-    """A reader of ``path`` (format from its ending), at ``position`` when resuming."""
-    fmt = file_format(path, "input")
+def open_reader(
+    path: Path, text_column: str, id_column: str | None, position: dict[str, Any] | None = None,
+    *, label_column: str | None = None, setting: str = CLASSIFY_SETTING, what: str = "input",
+):
+    """A reader of ``path`` (format from its ending), at ``position`` when resuming.
+
+    ``label_column`` also reads the gold label (a task's files); ``setting`` is how errors name
+    the setting of a column (``{role}`` is text, id or label); ``what`` names the file in them.
+    """
+    fmt = file_format(path, what)
     if not Path(path).is_file():
-        raise UserError(f"input {path}: file not found")
-    return READERS[fmt](Path(path), text_column, id_column, position)
+        raise UserError(f"{what} {path}: file not found")
+    return READERS[fmt](Path(path), text_column, id_column, position, label_column=label_column, setting=setting)
 
 
 def count_rows(path: Path, text_column: str, id_column: str | None) -> int:

@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from dispute_classifier.core.task import Split, TaskData
+from dispute_classifier.core.task import Split, TaskData, did_you_mean
 
 _SPACE = re.compile(r"\s+")
 
@@ -80,7 +80,8 @@ def check(data: TaskData, sample_size: int = 50, seed: int = 0) -> dict[str, Any
     labels = set(spec.labels)
     train = data.fit_split("test")  # the whole training file (train + validation)
     test = data.splits["test"]
-    report: dict[str, Any] = {"task": spec.name, "sha256": data.sha256, "files": {k: str(v) for k, v in data.files.items()}}
+    report: dict[str, Any] = {"task": spec.name, "task_file": str(spec.path) if spec.path else None, "sha256": data.sha256,
+                              "files": {k: str(v) for k, v in data.files.items()}}
     report["sizes"] = {name: len(s) for name, s in data.splits.items()}
     report["dropped_other_labels"] = data.dropped_other_labels
     report["class_counts"] = {
@@ -96,7 +97,9 @@ def check(data: TaskData, sample_size: int = 50, seed: int = 0) -> dict[str, Any
             elif len(text) > spec.max_text_chars:
                 bad.append({"split": name, "id": rid, "reason": f"text longer than {spec.max_text_chars} characters"})
             if label not in labels:
-                bad.append({"split": name, "id": rid, "reason": f"label '{label}' not in the task's label set"})
+                near = did_you_mean(label, spec.label_list)
+                hint = f" (did you mean '{near}'? fix the spelling under 'labels' or in the row)" if near else ""
+                bad.append({"split": name, "id": rid, "reason": f"label '{label}' not in the task's label set{hint}"})
     report["bad_rows"] = bad
 
     def dupes(key) -> list[dict[str, Any]]:
@@ -192,11 +195,20 @@ def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     return js, md
 
 
+def _reasons(bad: list[dict[str, Any]], shown: int = 3) -> str:
+    """The commonest reasons of the bad rows, with their counts, for the summary line."""
+    if not bad:
+        return ""
+    counts = Counter(b["reason"] for b in bad).most_common()
+    text = "; ".join(f"{n:,} × {reason}" for reason, n in counts[:shown])
+    return f" ({text}" + (f"; {len(counts) - shown} other reason(s)" if len(counts) > shown else "") + ")"
+
+
 def summary(report: dict[str, Any]) -> str:
     """The lines printed to the terminal."""
     return "\n".join([
         f"task {report['task']}: " + ", ".join(f"{k} {v:,}" for k, v in report["sizes"].items()),
-        f"bad rows: {len(report['bad_rows'])}",
+        f"bad rows: {len(report['bad_rows'])}" + _reasons(report["bad_rows"]),
         f"duplicate groups in train: {len(report['train_duplicates_exact'])} exact, {len(report['train_duplicates_normalised'])} normalised",
         f"texts with conflicting labels: {len(report['conflicting_labels'])}",
         f"test texts with a same-label near-duplicate in train (cosine ≥ {report['near_duplicates']['threshold']:g}): {report['near_duplicates']['n']}",

@@ -8,12 +8,11 @@ file, or a cut when the task has none), which is touched only to report.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import hashlib
-import io
 import os
 import random
+import shlex
 import shutil
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from dispute_classifier.core import batchio
 from dispute_classifier.core.config import from_dict, read_yaml
 from dispute_classifier.core.errors import UserError
 
@@ -46,7 +46,8 @@ class SourceSpec:
     """Where a task's rows come from."""
 
     files: dict[str, str]
-    """Logical file name (``train``, ``test``) to a CSV file name or path. Relative paths are
+    """Logical file name (``train``, ``test``) to a CSV, JSONL or Parquet file (read by its
+    ending, as `classify` reads its input) name or path. Relative paths are
     looked up in --data-dir, then next to the task YAML, then in $DISPUTE_CLASSIFIER_DATA,
     then in the download cache."""
     name: str = ""
@@ -63,7 +64,7 @@ class SourceSpec:
 
 @dataclass
 class ColumnSpec:
-    """Column names in the source CSV files."""
+    """Column names (CSV, Parquet) or field names (JSONL) in the source files."""
 
     text: str = "text"
     """Column holding the customer message."""
@@ -129,6 +130,10 @@ class TaskSpec:
     def __post_init__(self) -> None:
         if len(self.labels) < 2:
             raise UserError(f"task '{self.name}': needs at least two labels under 'labels', found {len(self.labels)}")
+        # `x:` is rejected by the config reader; `x: ""` must be too: prompts describe each label by it
+        empty = [label for label, text in self.labels.items() if not str(text).strip()]
+        if empty:
+            raise UserError(f"config key 'labels.{empty[0]}' may not be empty; give the label a short description (the prompts use it)")
         if "train" not in self.source.files:
             raise UserError(f"task '{self.name}': source.files must name a 'train' file")
         if not 0 < self.near_duplicate_threshold <= 1:
@@ -138,6 +143,11 @@ class TaskSpec:
     def label_list(self) -> list[str]:
         """Labels in the order the YAML lists them (stable class indices)."""
         return list(self.labels)
+
+    @property
+    def ref(self) -> str:
+        """What ``--task`` takes to load this task again (see `task_ref`)."""
+        return task_ref(self.name, self.path)
 
 
 @dataclass
@@ -202,6 +212,24 @@ class TaskData:
 
 def available_tasks() -> list[str]:
     return sorted(p.stem for p in TASK_DIR.glob("*.yaml"))
+
+
+def task_ref(name: str, task_file: str | Path | None = None) -> str:
+    """What to pass as ``--task`` to load task ``name`` again: the name when it is one of the
+    project's tasks (``data/tasks/<name>.yaml``) or no file is known, else the path of its YAML
+    file ``task_file`` (a user's own task, given as a path, has no name `load_task` knows).
+    Run records keep the file as ``task_file``."""
+    if task_file:
+        path = Path(task_file)
+        if path.resolve() != (TASK_DIR / f"{name}.yaml").resolve():
+            return str(path)
+    return name
+
+
+def task_command(command: str, task: str, rest: str = "") -> str:
+    """A command line to suggest to the user: ``dispute-classifier COMMAND --task TASK REST``,
+    the task (a name or a path, see `task_ref`) quoted for a shell; ``rest`` is appended as is."""
+    return " ".join(part for part in ("dispute-classifier", command, "--task", shlex.quote(task), rest) if part)
 
 
 def load_task(name_or_path: str | Path) -> TaskSpec:
@@ -285,34 +313,37 @@ def resolve_file(spec: TaskSpec, key: str, data_dir: Path | None = None) -> Path
 
 
 def read_rows(path: Path, spec: TaskSpec) -> list[tuple[str, str, str, int]]:
-    """Read ``(id, text, label, row_number)`` rows from a CSV, with errors that name the row.
+    """Read ``(id, text, label, row_number)`` rows of a task file, with errors that name the row.
 
-    Row numbers count the header as row 1, as a spreadsheet shows them.
+    CSV, JSONL and Parquet, by the file's ending, through the readers of `classify`
+    (`dispute_classifier.core.batchio`), so a file reads the same, and fails with the same
+    message, as a task file and as batch input. Row numbers are the ones a person sees when
+    opening the file: CSV counts the header as row 1 (as a spreadsheet shows it), JSONL counts
+    lines, Parquet counts rows from 1.
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise UserError(f"{path}: line {line} is not UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    found = reader.fieldnames or []
     cols = spec.columns
-    missing = [c for c in (cols.text, cols.label, cols.id) if c and c not in found]
-    if missing:
-        raise UserError(
-            f"{path}: missing column(s) {', '.join(missing)}; columns found: {', '.join(found) or '(none)'}."
-            f" Set columns.text / columns.label in task '{spec.name}'"
-        )
+    where = _row_word(path, spec)
+    reader = batchio.open_reader(
+        path, cols.text, cols.id, label_column=cols.label, setting=f"columns.{{role}} in task '{spec.name}'", what=f"task '{spec.name}' file",
+    )
     rows = []
-    stem = path.stem
-    for i, row in enumerate(reader, start=2):
-        rid = row[cols.id] if cols.id else f"{stem}:{i}"
-        rows.append((rid, row[cols.text] or "", row[cols.label] or "", i))
+    try:
+        for raw in reader:
+            if raw.problem is not None and raw.problem[0] != "not_utf8":
+                raise UserError(f"{path}: {where} {raw.row}: {raw.problem[1]}; fix the {where} or remove it")
+            bad = next((reason for reason in map(batchio.bad_bytes, (raw.text, raw.label, raw.id)) if reason), None)
+            if bad:
+                raise UserError(f"{path}: {where} {raw.row} is not UTF-8 ({bad}); re-save the file as UTF-8")
+            rid = raw.id if raw.id is not None else f"{path.stem}:{raw.row}"
+            rows.append((rid, raw.text or "", raw.label or "", raw.row))
+    finally:
+        reader.close()
     return rows
+
+
+def _row_word(path: Path, spec: TaskSpec) -> str:
+    """How errors count the rows of ``path``: lines in JSONL, rows otherwise."""
+    return "line" if batchio.file_format(path, f"task '{spec.name}' file") == "jsonl" else "row"
 
 
 def stratified_cut(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -350,27 +381,31 @@ def load_data(spec: TaskSpec, data_dir: Path | None = None, strict: bool = True)
     labels = set(spec.labels)
     per_file: dict[str, Split] = {}
     dropped = 0
-    dropped_labels: Counter[str] = Counter()
+    other_labels: Counter[str] = Counter()  # rows per label the task does not list (dropped, or bad rows when not strict)
     for key, path in files.items():
         ids, texts, golds = [], [], []
+        where = _row_word(path, spec)
         for rid, text, label, row in read_rows(path, spec):
             if label not in labels:
+                other_labels[label] += 1
                 if spec.other_labels == "drop":
                     dropped += 1
-                    dropped_labels[label] += 1
                     continue
                 if strict:
+                    near = did_you_mean(label, spec.label_list)
                     raise UserError(
-                        f"{path}: row {row} has label '{label}', which is not in task '{spec.name}'"
-                        f" ({len(labels)} labels). Add it under 'labels' or fix the row"
+                        f"{path}: {where} {row} has label '{label}', which is not in task '{spec.name}'"
+                        f" ({len(labels)} labels). "
+                        + (f"Did you mean '{near}' (listed under 'labels')? Fix the spelling there or in the row" if near
+                           else "Add it under 'labels' or fix the row")
                     )
             if strict and not text.strip():
-                raise UserError(f"{path}: row {row} has an empty text; remove the row or fill it in")
+                raise UserError(f"{path}: {where} {row} has an empty text; remove the {where} or fill it in")
             ids.append(rid)
             texts.append(text)
             golds.append(label)
         per_file[key] = Split(key, ids, texts, golds)
-    _check_label_coverage(spec, per_file, dropped_labels)
+    _check_label_coverage(spec, per_file, other_labels)
 
     splits: dict[str, Split] = {}
     remaining = dict(per_file)
@@ -399,19 +434,28 @@ def load_data(spec: TaskSpec, data_dir: Path | None = None, strict: bool = True)
     return TaskData(spec, splits, sha, files, dropped)
 
 
-def _check_label_coverage(spec: TaskSpec, per_file: dict[str, "Split"], dropped_labels: Counter[str]) -> None:
-    """A listed label with no rows is a mistake or a warning: with ``other_labels: drop`` a
-    near-spelling among the dropped labels means a typo that silently drops a real class."""
+def did_you_mean(word: str, choices: list[str]) -> str | None:
+    """The one choice spelt nearly like ``word`` (a typo), or None."""
+    near = difflib.get_close_matches(word, choices, n=1, cutoff=0.8)
+    return near[0] if near else None
+
+
+def _check_label_coverage(spec: TaskSpec, per_file: dict[str, "Split"], other_labels: Counter[str]) -> None:
+    """A listed label with no rows is a mistake or a warning: a near-spelling among the labels
+    the task does not list means a typo in the YAML. With ``other_labels: drop`` it silently
+    drops a real class, so it is an error; otherwise (the data check, which counts those rows as
+    bad) the warning names the spelling the data has."""
     counts = Counter(label for split in per_file.values() for label in split.labels)
     for label in spec.label_list:
         if counts[label]:
             continue
-        near = difflib.get_close_matches(label, list(dropped_labels), n=1, cutoff=0.8)
-        if near:
+        near = did_you_mean(label, list(other_labels))
+        if near and spec.other_labels == "drop":
             raise UserError(
-                f"task '{spec.name}': label '{label}' has no rows, but the data has '{near[0]}' ({dropped_labels[near[0]]:,} rows),"
+                f"task '{spec.name}': label '{label}' has no rows, but the data has '{near}' ({other_labels[near]:,} rows),"
                 " which other_labels: drop is dropping; fix the spelling under 'labels'")
-        print(f"warning: task '{spec.name}': label '{label}' has 0 rows in {', '.join(per_file)}; no model can learn it", file=sys.stderr)
+        hint = f"; did you mean '{near}'? The data has {other_labels[near]:,} rows of it: fix the spelling under 'labels'" if near else "; no model can learn it"
+        print(f"warning: task '{spec.name}': label '{label}' has 0 rows in {', '.join(per_file)}{hint}", file=sys.stderr)
 
 
 def stratified_sample(split: Split, n: int, seed: int) -> Split:

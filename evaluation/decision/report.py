@@ -14,6 +14,7 @@ from typing import Any
 
 from dispute_classifier.core.config import to_dict
 from dispute_classifier.core.costs import PriceTable, money
+from dispute_classifier.core.task import task_command, task_ref
 from evaluation.compare import latest_per_setting
 from evaluation.decision.config import CATEGORY_NAMES, VerdictConfig
 from evaluation.decision.breakeven import answer_changes, break_even
@@ -106,7 +107,7 @@ def headline(task: str, split: str, rule: Recommendation, costs: dict[str, CostL
     """The one sentence the report leads with."""
     choice = rule.choice
     if not any_runs:
-        text = f"No runs yet for {task}/{split}: run `dispute-classifier experiment --task {task}` first."
+        text = f"No runs yet for {task}/{split}: run `{task_command('experiment', task)}` first."
     elif choice is None and rule.unknown_cost:
         text = ("Not yet decidable: the approaches shown adequate have unknown costs ("
                 + ", ".join(s.evidence.challenger for s in rule.unknown_cost) + ").")
@@ -159,12 +160,14 @@ def build_report(
     split_size = split_size or max((r.metrics["n"] for r in sel.runs), default=None)
     costs = {r.run_id: cost_line(r, cfg, prices, review_plan(r, sel.validation, cfg.review_coverage)) for r in sel.runs}
 
+    # suggested commands repeat the task as the user can give it again: its name, or its YAML path
+    ref = task_ref(task, next((r.meta.task_file for r in sorted(sel.runs, key=lambda r: r.run_id, reverse=True) if r.meta.task_file), None))
     comparison = []
     for row, matches, how in COMPARISON_SET:
         best = best_run([r for r in sel.runs if matches(r.meta)])
         comparison.append({"row": row, "status": "run" if best else "not run", "label": best.label if best else None,
                            "accuracy": best.metrics["accuracy"] if best else None,
-                           "how": None if best else f"dispute-classifier evaluate --task {task} {how}"})
+                           "how": None if best else task_command("evaluate", ref, how)})
 
     # Fine-tuned versions compete as one option: the one chosen on validation.
     is_ft = [r.meta.category is Category.FINETUNED for r in sel.runs]
@@ -220,7 +223,7 @@ def build_report(
             "decided": rule.decided,
             "finetune": question["answer"],
             "holds_on_dedup": dedup["holds"],
-            "headline": headline(task, split, rule, costs, cfg, question["answer"], bool(sel.runs)),
+            "headline": headline(ref, split, rule, costs, cfg, question["answer"], bool(sel.runs)),
             "reasons": reasons,
         },
         "skipped": skipped or [],

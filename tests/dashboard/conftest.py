@@ -111,6 +111,24 @@ def add_sweep(runs: Path, root: Path, models: Path) -> None:
         evaluate(clf, data, split, approach="finetuned", model=f"{folder.name}:1", extra=extra, runs_root=runs, progress=False)
 
 
+UNPRICED = "mystery-model-xl"
+"""An API model the price table does not list: its cost is unknown."""
+
+
+def add_unpriced_run(runs: Path, root: Path) -> str:
+    """A prompted API run of a model without a price (its costs unknown), made by the evaluator;
+    returns its label."""
+    from dispute_classifier.core.task import load_data, load_task
+    from evaluation.evaluate import evaluate
+
+    data = load_data(load_task(str(root / "task" / "toy.yaml")))
+    test = data.split("test")
+    clf = Scripted("prompt", dict(zip(test.texts, test.labels)), {test.texts[1]}, data.spec.label_list, model=UNPRICED)
+    run = evaluate(clf, data, "test", approach="prompt", model=UNPRICED, extra={"llm": {"backend": "api", "model": UNPRICED, "where": "elsewhere"}},
+                   runs_root=runs, progress=False)
+    return run.label
+
+
 @pytest.fixture(scope="session")
 def dashboard_folders(tmp_path_factory: pytest.TempPathFactory) -> Folders:
     return make_folders(tmp_path_factory.mktemp("dashboard"))

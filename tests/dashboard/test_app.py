@@ -54,7 +54,7 @@ def test_verdict_page(folders, dashboard_folders):
     report = json.loads((dashboard_folders.reports / "decision-toy-test.json").read_text())
     assert report["verdict"]["headline"] in text and report["rule"] in text
     fq = report["finetune"]
-    assert f"Fine-tune?: {fq['answer']}" in text
+    assert f"Fine-tune?  \n**{fq['answer']}**" in text  # text that wraps, not a metric that cuts it
     assert f"Fine-tuned vs the choice: {fq['delta_points']:+.2f} points" in text
     assert f"McNemar p: {fq['p_value']:.3g}" in text
     assert f"Break-even volume: {dashboard_folders.break_even:,.0f} queries/month" in text
@@ -69,7 +69,7 @@ def test_leaderboard_page(folders, dashboard_folders):
     tfidf = table[table["approach"] == "tfidf"].iloc[0]
     assert tfidf["accuracy %"] == pytest.approx(100 * dashboard_folders.tfidf_accuracy)
     assert set(table["approach"]) >= {"tfidf", "prompt [gpt-4o-mini @ OpenAI]", "finetuned [smol-ft:1]"}
-    assert "not run" in set(table["kind"])
+    assert "not run" in set(at.dataframe[1].value["kind"])  # the rows nobody ran, each with its command
     assert charts(at) == 1 and "Pareto front" in page_text(at)
 
 
@@ -170,3 +170,107 @@ def test_only_corrupt_runs(tmp_path, monkeypatch):
     at = open_page("verdict", tmp_path / "runs", tmp_path / "reports", monkeypatch)
     text = page_text(at)
     assert "no readable run records" in text and "1 unreadable folder(s) skipped" in text and "make run" in text
+
+
+# ------------------------------------------------------------- polish: answers, unknowns, chart, task
+
+
+def cell_text(element) -> "pd.DataFrame":
+    """The cells of a table as the browser draws them: a missing value is the table's
+    placeholder, or "None" when it has none (checked in headless Chromium)."""
+    frame = element.value.astype(object)
+    placeholder = element.proto.placeholder if element.proto.HasField("placeholder") else "None"
+    return frame.where(frame.notna(), placeholder).astype(str)
+
+
+def test_verdict_answers_are_text_that_wraps_not_metrics_that_cut(folders, dashboard_folders):
+    """st.metric cuts a value to its column ("Fine-tune? not yet deci…"): the word answers are
+    markdown, and the metrics left hold numbers only."""
+    at = folders("verdict")
+    report = json.loads((dashboard_folders.reports / "decision-toy-test.json").read_text())
+    answers = [m.value for m in at.markdown]
+    assert f"Recommendation  \n**{report['verdict']['recommendation'] or 'not yet decidable'}**" in answers
+    assert f"Fine-tune?  \n**{report['finetune']['answer']}**" in answers
+    assert {m.label for m in at.metric}.isdisjoint({"Recommendation", "Fine-tune?"})
+    for m in at.metric:
+        assert m.value[:1].isdigit() or m.value[:1] in "+-−" or m.value in ("never", "—"), (m.label, m.value)
+
+
+@pytest.mark.parametrize("page", ["verdict", "leaderboard", "break_even", "errors"])
+def test_unknown_costs_read_unknown_never_none(page, dashboard_folders, tmp_path, monkeypatch):
+    from tests.dashboard.conftest import UNPRICED, add_unpriced_run
+
+    runs = tmp_path / "runs"
+    shutil.copytree(dashboard_folders.runs, runs)
+    label = add_unpriced_run(runs, dashboard_folders.runs.parent)
+    reports = tmp_path / "reports"  # no decision report on file: the pages compute it with the new run
+    shutil.copytree(dashboard_folders.reports, reports, ignore=shutil.ignore_patterns("decision-*"))
+    at = open_page(page, runs, reports, monkeypatch)
+    tables = [cell_text(d) for d in at.dataframe]
+    assert tables
+    for table in tables:
+        cells = set(table.to_numpy().ravel())
+        assert not cells & {"None", "nan", "NaN", "<NA>"}, (page, table)
+    if page == "leaderboard":
+        row = tables[0][tables[0]["approach"] == label].iloc[0]
+        assert row["$ per 1k"] == "unknown" and row["$ per month at 100,000"] == "unknown"
+        assert row["how it is priced"].startswith(f"unknown: needs a price for '{UNPRICED}'")
+        assert set(tables[0]["kind"]) <= {"classical", "prompted", "finetuned", "rag"}  # runs only: a missing cell is unknown
+        assert tables[1]["run it with"].str.startswith("dispute-classifier evaluate --task").all()
+        assert f"Not plotted (cost unknown): {label}" in page_text(at)
+    if page == "break_even":
+        row = tables[0][tables[0]["approach"] == label].iloc[0]
+        assert row.iloc[1] == "unknown" and row["how it is priced"].startswith(f"unknown: needs a price for '{UNPRICED}'")
+    if page == "verdict":
+        standing = tables[0]
+        reference = standing[standing["approach"] == "tfidf"].iloc[0]  # compared with itself
+        assert reference["shared n"] == "6" and float(reference["Δ points"]) == 0
+        unpriced = standing[standing["approach"] == label].iloc[0]
+        assert unpriced["$ per month"] == "unknown" and unpriced["cost"].startswith(f"unknown: needs a price for '{UNPRICED}'")
+        comparison = tables[-1]
+        assert comparison[comparison["status"] == "not run"].iloc[0]["accuracy %"] == "—"
+
+
+def test_cost_chart_names_approaches_in_a_legend_not_in_text_beside_points(folders):
+    """Text labels beside the points overlapped where approaches cost and score alike; each
+    approach is now a colour of the legend (and each kind a shape)."""
+    at = folders("leaderboard")
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    layers = spec.get("layer", [spec])
+    marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in layers]
+    assert "text" not in marks
+    points = next(layer for layer in layers if (layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]) == "point")
+    assert points["encoding"]["color"]["field"] == "label" and points["encoding"]["shape"]["field"] == "kind"
+
+
+def test_suggested_commands_repeat_the_task_yaml_path(dashboard_folders, tmp_path, monkeypatch):
+    """The runs were made on a task given as a YAML path (no shipped task has its name): the
+    pages suggest commands with that path, never a fixed --task disputes."""
+    toy = str(dashboard_folders.runs.parent / "task" / "toy.yaml")
+    at = open_page("data", dashboard_folders.runs, tmp_path / "no-reports", monkeypatch)  # runs, but no data check yet
+    text = page_text(at)
+    assert f"dispute-classifier data check --task {toy} --out {tmp_path / 'no-reports'}" in text
+    at = open_page("training", dashboard_folders.runs, dashboard_folders.reports, monkeypatch)
+    assert "--task disputes" not in page_text(at)
+
+
+def test_the_empty_state_names_the_task_of_a_data_check_or_a_placeholder(dashboard_folders, tmp_path, monkeypatch):
+    (tmp_path / "runs").mkdir()
+    toy = str(dashboard_folders.runs.parent / "task" / "toy.yaml")
+    at = open_page("leaderboard", tmp_path / "runs", dashboard_folders.reports, monkeypatch)  # the experiment's data check, no run yet
+    text = page_text(at)
+    assert f"dispute-classifier experiment --task {toy} --runs-dir {tmp_path / 'runs'}" in text
+    at = open_page("leaderboard", tmp_path / "runs", tmp_path / "no-reports", monkeypatch)
+    text = page_text(at)
+    assert "dispute-classifier experiment --task TASK" in text and "the path to your task YAML" in text
+    assert "--task disputes" not in text
+
+
+def test_not_run_rows_suggest_the_task_yaml_path(dashboard_folders):
+    from evaluation.decision import build_report
+    from evaluation.runs import scan_runs
+
+    toy = str(dashboard_folders.runs.parent / "task" / "toy.yaml")
+    report = build_report(scan_runs(dashboard_folders.runs)[0], "toy", "test")
+    hows = [c["how"] for c in report["comparison_set"] if c["status"] == "not run"]
+    assert hows and all(how.startswith(f"dispute-classifier evaluate --task {toy} --approach ") for how in hows)

@@ -345,3 +345,23 @@ def test_model_defaults_to_what_the_server_serves(fake):
     with backend(server.url, model=None) as b:
         assert b.endpoint.model == "fake-model"
         assert b.model_label == f"fake-model ({server.url.split('/')[2]})"
+
+
+def test_a_fallback_is_said_once_in_plain_words_and_the_servers_text_is_logged(fake, capsys, tmp_path):
+    """Each stage of an experiment builds its own backend: the fallback from JSON schema to a
+    grammar is one plain line for all of them, with no raw server error on the console; the
+    server's text goes to the negotiation log."""
+    from dispute_classifier.core.backends import api
+
+    api._NOTED.clear()
+    server = fake(reject_structured=("json_schema",))
+    for _ in range(4):
+        with backend(server.url) as b:
+            assert [p.label for p in b.classify(PROMPTS[:2], LABELS)] == EXPECTED[:2]
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: the server at {server.url} does not take JSON-schema answers; using a grammar that allows only the labels"
+                     f" instead (its replies are in {tmp_path / 'cache' / 'logs' / api.NEGOTIATION_LOG})"]
+    assert "validation error" not in err and "{" not in err
+    log = (tmp_path / "cache" / "logs" / api.NEGOTIATION_LOG).read_text()
+    assert log.count("1 validation error: json_schema is not allowed") == 8  # 4 backends × (with, without logprobs)

@@ -79,3 +79,39 @@ def test_damaged_run_is_not_reused(toy_task, tmp_path):
     (first[0].run_path / "predictions.jsonl").write_text("")  # truncated
     second, _, _ = run_experiment(str(toy_task), profile, runs_root=str(runs), reports_dir=str(tmp_path / "r"), progress=False, say=lambda s: None)
     assert second[0].status == "ran" and second[0].run_path != first[0].run_path
+
+
+def test_without_a_terminal_each_stage_prints_one_bar_line_and_one_result_line(toy_task, tmp_path, capsys):
+    """In a log (no terminal) a tqdm bar leaves every redraw behind; each stage now leaves one
+    progress line (count, time, rate) and one result line."""
+    profile = Profile("two stages", [Stage("tfidf"), Stage("tfidf", name="tfidf-c2", overrides=["tfidf.C=2"])], name="test")
+    run_experiment(str(toy_task), profile, runs_root=str(tmp_path / "runs"), reports_dir=str(tmp_path / "reports"), progress=True,
+                   verdict=VerdictConfig(min_shared_examples=3))
+    out, err = capsys.readouterr()
+    bars = [line for line in err.splitlines() if line.startswith("predict ")]
+    assert len(bars) == 2 and all(line.startswith("predict tfidf: 6/6 ex in ") and "ex/s" in line for line in bars), err
+    assert "\r" not in err and "%|" not in err  # no tqdm redraws
+    for i, name in ((1, "tfidf"), (2, "tfidf-c2")):
+        assert sum(line.startswith(f"[{i}/2] {name}: ran") for line in out.splitlines()) == 1, out
+
+
+def test_progress_bar_is_tqdm_in_a_terminal_and_nothing_when_quiet():
+    import io
+
+    from dispute_classifier.core.progress import LineBar, progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    with progress_bar(3, "predict x", unit="ex", file=Terminal()) as bar:
+        assert type(bar).__name__ == "tqdm" or "tqdm" in type(bar).__module__
+    log = io.StringIO()
+    with progress_bar(3, "predict x", unit="ex", file=log) as bar:
+        assert isinstance(bar, LineBar)
+        bar.update(3)
+    assert log.getvalue().startswith("predict x: 3/3 ex in ") and log.getvalue().count("\n") == 1
+    quiet = io.StringIO()
+    with progress_bar(3, "predict x", enabled=False, file=quiet) as bar:
+        bar.update(3)
+    assert quiet.getvalue() == ""

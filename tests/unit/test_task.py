@@ -74,7 +74,8 @@ def test_missing_file_says_where_it_looked(toy_task):
 def test_wrong_columns_are_named(tmp_path):
     path = write_task(tmp_path, header=("message", "label"))
     (tmp_path / "train.csv").write_text("body,label\nhello,refund\n")
-    with pytest.raises(UserError, match=r"missing column\(s\) message; columns found: body, label"):
+    # the message of `classify`'s reader (one reader for task files and batch input), naming the task's setting
+    with pytest.raises(UserError, match=r"train.csv: no column 'message'; columns found: body, label. Set columns.text in task 'toy'"):
         load_data(load_task(path))
 
 
@@ -94,7 +95,7 @@ def test_non_utf8_names_line(tmp_path):
     path = write_task(tmp_path)
     with open(tmp_path / "test.csv", "ab") as f:
         f.write(b"caf\xe9 fee,fee\n")
-    with pytest.raises(UserError, match=r"test.csv: line 8 is not UTF-8"):
+    with pytest.raises(UserError, match=r"test.csv: row 8 is not UTF-8 \(byte 0xe9 at character 4\)"):  # rows as a spreadsheet counts them
         load_data(load_task(path))
 
 

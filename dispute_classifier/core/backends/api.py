@@ -213,6 +213,39 @@ def answer_confidence(logprobs: Mapping[str, Any] | None) -> float | None:
     return float(min(1.0, math.exp(sum(values))))
 
 
+FORM_WORDS = {
+    "json_schema": "JSON-schema answers",
+    "grammar": "a grammar that allows only the labels",
+    "json_object": "JSON answers with a schema",
+    "none": "free-text answers, parsed (answers outside the labels count as invalid)",
+}
+"""Each way of restricting answers to the labels, in words for the console."""
+NEGOTIATION_LOG = "api-negotiation.log"
+"""File under ``<cache>/logs/`` that keeps the servers' own words when a request form is rejected."""
+_NOTED: set[tuple[str, str]] = set()
+"""(server, features) pairs already explained in this process: each stage of an experiment
+builds its own backend, and the same fallback is worth one line, not one per stage."""
+
+
+def _in_words(features: Mapping[str, Any]) -> str:
+    return FORM_WORDS.get(features["structured"], features["structured"]) + ("" if features["logprobs"] else ", without token probabilities")
+
+
+def log_rejections(where: str, endpoint_id: str, errors: Sequence[str], features: Mapping[str, Any]) -> Path | None:
+    """Append the server's rejection texts to the negotiation log; returns its path (None
+    when the cache folder cannot be written: the console note is enough then)."""
+    path = cache_dir() / "logs" / NEGOTIATION_LOG
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as log:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            log.write(f"{stamp} {where} ({endpoint_id}): using {dict(features)} after {len(errors)} rejected form(s)\n")
+            log.writelines(f"  rejected: {error}\n" for error in errors)
+    except OSError:
+        return None
+    return path
+
+
 class _Rejected(Exception):
     """The server refused a request's parameters (HTTP 400/422): try simpler ones."""
 
@@ -512,12 +545,26 @@ class ApiBackend:
                 continue
             self._features = features
             if errors:
-                print(f"note: {self._endpoint_id} rejected richer requests ({errors[0][:120]}); using {features}", file=sys.stderr)
+                self._explain_fallback(errors, features)
             return answer
         raise UserError(
             f"{self._endpoint_id} rejected every request form ({errors[-1][:200]}); with llm.api.structured={cfg.structured}"
             " the server must support that response_format: try llm.api.structured=auto"
         )
+
+    def _explain_fallback(self, errors: list[str], features: dict[str, Any]) -> None:
+        """Say once per process and server, in plain words, which request form the server
+        takes; its own error texts go to the negotiation log, not to the console."""
+        ep = self.endpoint
+        server = "the local llama.cpp server" if ep is not None and ep.managed else f"the server at {redact_url(ep.base_url or '') if ep else '?'}"
+        log = log_rejections(server, self._endpoint_id, errors, features)
+        if (server, repr(features)) in _NOTED:
+            return
+        _NOTED.add((server, repr(features)))
+        tried = {"structured": (self.config.structured if self.config.structured != "auto" else STRUCTURED_FORMS[0]), "logprobs": self.config.logprobs}
+        expected = "expected for llama.cpp; " if ep is not None and ep.managed else ""
+        replies = f"its replies are in {log}" if log else "its replies were not logged: the cache folder is not writable"
+        print(f"note: {server} does not take {_in_words(tried)}; using {_in_words(features)} instead ({expected}{replies})", file=sys.stderr)
 
     def _predict(self, body: dict[str, Any], latency: float, labels: Sequence[str]) -> Prediction:
         choice = (body.get("choices") or [{}])[0]
