@@ -29,11 +29,15 @@ st.caption(f"Task **{ctx.task}**, split **{ctx.split}**. Monthly cost = serving 
 c1, c2, c3 = st.columns(3)
 volume = c1.number_input("Monthly volume (queries)", min_value=0, value=int(cfg.monthly_volume), step=10_000, key="volume")
 hardware_kinds = list(prices.hardware)
-hosted_on = cfg.hosting_hardware or (ft.meta.hardware if ft else None) or prices.default_hardware
+# the machine the cost model picked for the fine-tuned model (right-sized), unless one was declared
+picked = cost_line(ft, cfg, prices).hardware if ft is not None else None
+hosted_on = cfg.hosting_hardware or picked or prices.default_hardware
 hardware = c2.selectbox("Fine-tuned model hosted on", hardware_kinds, index=hardware_kinds.index(hosted_on) if hosted_on in hardware_kinds else 0, key="hardware")
 hourly = c3.number_input(f"{hardware}: $ per hour", min_value=0.0, value=float(prices.hardware[hardware]), step=0.05, format="%.2f", key="hourly")
 prices.hardware[hardware] = hourly
-changes = {"monthly_volume": int(volume), "hosting_hardware": hardware}
+changes: dict = {"monthly_volume": int(volume)}
+if hardware != picked:  # moving the fine-tuned model moves only it (its throughput there must be stated or measured)
+    changes["hosting_hardware"] = hardware
 c1, c2, c3 = st.columns(3)
 changes["cost_per_error_usd"] = float(c1.number_input("Cost of one wrong answer ($)", min_value=0.0, value=float(cfg.cost_per_error_usd), step=0.5, format="%.2f", key="error_cost"))
 changes["cost_per_review_usd"] = float(c2.number_input("Cost of one human review ($)", min_value=0.0, value=float(cfg.cost_per_review_usd), step=0.5, format="%.2f", key="review_cost"))

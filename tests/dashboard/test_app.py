@@ -77,9 +77,12 @@ def test_break_even_page_recomputes_with_inputs(folders, dashboard_folders):
     at = folders("break_even")
     assert f"Break-even volume: {dashboard_folders.break_even:,.0f} queries/month" in page_text(at)
     assert charts(at) == 1
-    at.number_input(key="hourly").set_value(0.20).run()  # dearer hosting: break-even doubles (training is ~$0)
-    doubled = [m.value for m in at.metric if m.label == "Break-even volume"][0]
-    assert float(doubled.split()[0].replace(",", "")) == pytest.approx(2 * dashboard_folders.break_even, rel=1e-3)
+    # the API's calling service and the small fine-tuned model share a machine size, so what sets the
+    # break-even is the amortised training: ten times dearer training pays off at about ten times the volume
+    recorded = at.number_input(key="training").value
+    at.number_input(key="training").set_value(recorded * 10).run()
+    dearer = float([m.value for m in at.metric if m.label == "Break-even volume"][0].split()[0].replace(",", ""))
+    assert dearer == pytest.approx(10 * dashboard_folders.break_even, rel=0.05)
     at.number_input(key="volume").set_value(2_000_000).run()
     assert "$ per month at 2,000,000" in page_text(at) and not at.exception
 
