@@ -75,6 +75,6 @@ def test_experiment_report_and_dashboard_commands(toy_task, tmp_path):
     assert "verdict: Not yet decidable" in res.stdout  # the default minimum of 200 shared examples: six cannot decide
     assert "monthly volume: 5,000 queries" in (out / "decision-toy-test.md").read_text()
     res = cli("report", "--task", str(toy_task), "--runs-dir", str(runs), "--set", "alpha=3")
-    assert res.returncode == 2 and "alpha must be between 0 and 1" in res.stderr
+    assert res.returncode == 2 and "alpha must be between 0 and 0.5" in res.stderr
     res = cli("experiment", "--profile", "nope", "--runs-dir", str(runs))
     assert res.returncode == 2 and "unknown profile 'nope'" in res.stderr
