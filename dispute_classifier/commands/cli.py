@@ -45,7 +45,7 @@ from dispute_classifier.commands.replay import (
     format_replay,
     replay,
 )
-from dispute_classifier.commands.serve import ServeConfig, check_port_free, serve
+from dispute_classifier.commands.serve import serve
 from dispute_classifier.core import datacheck, registry
 from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig
 from dispute_classifier.core.config import (
@@ -61,6 +61,7 @@ from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import RunConfig, model_override, run_config
 from dispute_classifier.core.task import available_tasks, load_data, load_task
+from dispute_classifier.serving.config import ServeConfig, check_port_free
 from evaluation.compare import compare, format_leaderboard, latest_per_label
 from evaluation.curves import CurvesConfig, run_curves, write_curves
 from evaluation.evaluate import evaluate_config
