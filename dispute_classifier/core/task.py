@@ -129,6 +129,8 @@ class TaskSpec:
             raise UserError(f"task '{self.name}': needs at least two labels under 'labels', found {len(self.labels)}")
         if "train" not in self.source.files:
             raise UserError(f"task '{self.name}': source.files must name a 'train' file")
+        if isinstance(self.max_text_chars, bool) or not isinstance(self.max_text_chars, int) or self.max_text_chars < 1:
+            raise UserError(f"task '{self.name}': max_text_chars must be a whole number of at least 1, got {self.max_text_chars!r}")
 
     @property
     def label_list(self) -> list[str]:
