@@ -203,8 +203,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum, _frame):  # noqa: ANN001
+    raise KeyboardInterrupt
+
+
 def cmd_llama_server(args: argparse.Namespace) -> int:
+    import signal
+
     config = ServerConfig(model_path=args.model, n_ctx=args.n_ctx, threads=args.threads, **({"alias": args.alias} if args.alias else {}))
+    # SIGTERM (a supervisor's stop, `kill`) must end the child as Ctrl-C does: by default it
+    # ends this process at once, skipping the `with` that stops llama.cpp, which then keeps the port
+    signal.signal(signal.SIGTERM, _interrupt)
     with LlamaServer(config, port=args.port) as server:
         print(f"llama.cpp server for {server.model_path.name} (model '{config.alias}') on {server.base_url}")
         print(f"use it:  export OPENAI_BASE_URL={server.base_url}   (Ctrl-C stops the server)", flush=True)
