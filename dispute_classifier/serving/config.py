@@ -4,10 +4,8 @@ every number checked at construction with an error that names the flag."""
 from __future__ import annotations
 
 import math
-import os
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 
 from dispute_classifier.core.errors import UserError
 
@@ -101,17 +99,3 @@ def check_port_free(host: str, port: int, flag: str = "--port") -> None:
             s.bind((host, port))
         except OSError as exc:
             raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); is another server running there? pick another with {flag}") from None
-
-
-def check_writable_file(path: Path, flag: str) -> None:
-    """Refuse a file path the process cannot create or write, before any model loads
-    (otherwise the failure is a traceback minutes later)."""
-    path = path.expanduser()
-    if path.is_dir():
-        raise UserError(f"{flag} {path}: that is a folder; name a file inside it")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:  # the folders that would be created
-        parent = parent.parent
-    target = path if path.exists() else parent
-    if not parent.is_dir() or not os.access(target, os.W_OK) or (target is parent and not os.access(parent, os.X_OK)):
-        raise UserError(f"{flag} {path}: cannot write there (permission denied or not a folder); pick a writable path")
