@@ -112,25 +112,22 @@ def _rss_mb(pid: int) -> float:
 
 
 def _raw(port: int, head: bytes, body_chunks, timeout: float = 30) -> bytes:
-    """Send a request head, then body chunks until the server answers or closes; the reply."""
+    """Send a request head, then body chunks until the server answers or stops reading; the
+    reply's head. (Blocking sends: a partial non-blocking send would corrupt chunked framing.)"""
+    import select
+
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(head)
-        s.setblocking(False)
-        reply = b""
+        s.settimeout(2)
         for chunk in body_chunks:
-            try:
-                reply += s.recv(65536)
-            except BlockingIOError:
-                pass
-            if reply:
+            if select.select([s], [], [], 0)[0]:  # an answer (or a close) arrived: stop sending
                 break
             try:
                 s.sendall(chunk)
-            except BlockingIOError:  # the server stopped reading: wait for its answer
-                time.sleep(0.01)
-            except (BrokenPipeError, ConnectionResetError):
+            except (socket.timeout, BrokenPipeError, ConnectionResetError):  # the server stopped reading
                 break
-        s.setblocking(True)
+        s.settimeout(timeout)
+        reply = b""
         try:
             while b"\r\n\r\n" not in reply:
                 more = s.recv(65536)
