@@ -81,6 +81,7 @@ def _tables(metadata: Any) -> dict[str, Any]:
             Column("id", Integer, primary_key=True, autoincrement=True),
             Column("ts", Float, nullable=False, index=True),
             Column("request_id", String(128), nullable=False, index=True),
+            Column("client_request_id", String(128)),  # the client's X-Request-Id (request_id is the server's)
             Column("input_index", Integer, nullable=False),
             Column("role", String(16), nullable=False),
             Column("model", String(200), nullable=False),

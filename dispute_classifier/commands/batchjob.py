@@ -21,6 +21,7 @@ from dispute_classifier.core.batchio import Column, RawRow
 from dispute_classifier.core.config import merge, parse_overrides, read_yaml
 from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.paths import check_writable_file
 from dispute_classifier.core.runconfig import RunConfig, run_config
 from dispute_classifier.core.task import sha256_file
 from dispute_classifier.core.types import INVALID
@@ -32,7 +33,7 @@ OUTPUT_COLUMNS = [
     Column("output_tokens", "int"), Column("cost_usd", "float"),
 ]
 ERROR_COLUMNS = [Column("row", "int"), Column("id", "str"), Column("kind", "str"), Column("reason", "str"), Column("text", "str")]
-ERROR_KINDS = ("malformed", "not_utf8", "missing_text", "empty_text", "too_long", "missing_id", "duplicate_id")
+ERROR_KINDS = ("malformed", "not_utf8", "invalid_unicode", "missing_text", "empty_text", "too_long", "missing_id", "duplicate_id")
 """Every reason a row can go to the errors file, in the order they are checked."""
 ESTIMATE_SAMPLE = 200
 """Rows read ahead to estimate the cost of an API model."""
@@ -157,6 +158,9 @@ def check_row(row: RawRow, max_chars: int, need_id: bool) -> tuple[str, str] | N
         where = batchio.bad_bytes(value)
         if where:
             return "not_utf8", f"{what} is not UTF-8 ({where}); re-save the file as UTF-8"
+        where = batchio.lone_surrogate(value)
+        if where:  # valid JSON ("\ud800"), but no text: it would crash every write of the chunk
+            return "invalid_unicode", f"{what} holds a {where} (a \\u escape that is half of a pair); fix the escape in the source"
     if row.text is None:
         return "missing_text", "no text (the text column is missing or null in this row)"
     if not row.text.strip():
@@ -175,7 +179,7 @@ def check_chunk(chunk: list[RawRow], max_chars: int, ids: "IdIndex | None", done
     good: list[RawRow] = []
     bad: list[tuple[RawRow, str, str]] = []
     seen: dict[str, int] = {}
-    first = ids.first_rows([r.id for r in chunk if r.id is not None and batchio.bad_bytes(r.id) is None]) if ids else {}
+    first = ids.first_rows([r.id for r in chunk if r.id is not None and batchio.bad_bytes(r.id) is None and batchio.lone_surrogate(r.id) is None]) if ids else {}
     for r in chunk:
         problem = check_row(r, max_chars, ids is not None)
         if problem is None and ids is not None:
@@ -202,7 +206,7 @@ def route_rows(
     results: dict[str, list[dict[str, Any]]] = {"output": [], "review": [], "errors": []}
     for r, kind, reason in bad:
         results["errors"].append({"row": r.row, "id": batchio.printable(r.id), "kind": kind, "reason": reason, "text": batchio.printable(r.text, 200)})
-        counts["errors"][kind] += 1
+        counts["errors"][kind] = counts["errors"].get(kind, 0) + 1  # a job begun before a kind existed resumes too
     chunk_cost: float | None = 0.0
     for r, p in zip(good, preds):
         conf = None if p.confidence is None else round(float(p.confidence), 6)
@@ -345,6 +349,7 @@ class JobFiles:
         batchio.file_format(self.input, "input")
         for what, path in self.outputs():
             batchio.file_format(path, what)
+            check_writable_file(path, f"--{what}")
         paths = [self.input.resolve()] + [p.resolve() for _, p in self.outputs()]
         if len(set(paths)) != len(paths):
             raise UserError("input, output, errors and review files must all be different paths")

@@ -45,7 +45,7 @@ from dispute_classifier.commands.replay import (
     format_replay,
     replay,
 )
-from dispute_classifier.commands.serve import ServeConfig, check_port_free, serve
+from dispute_classifier.commands.serve import serve
 from dispute_classifier.core import datacheck, registry
 from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig
 from dispute_classifier.core.config import (
@@ -61,6 +61,7 @@ from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import RunConfig, model_override, run_config
 from dispute_classifier.core.task import available_tasks, load_data, load_task
+from dispute_classifier.serving.config import ServeConfig, check_port_free
 from evaluation.compare import compare, format_leaderboard, latest_per_setting
 from evaluation.curves import CurvesConfig, run_curves, write_curves
 from evaluation.evaluate import evaluate_config
@@ -205,8 +206,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum, _frame):  # noqa: ANN001
+    raise KeyboardInterrupt
+
+
 def cmd_llama_server(args: argparse.Namespace) -> int:
+    import signal
+
     config = ServerConfig(model_path=args.model, n_ctx=args.n_ctx, threads=args.threads, **({"alias": args.alias} if args.alias else {}))
+    # SIGTERM (a supervisor's stop, `kill`) must end the child as Ctrl-C does: by default it
+    # ends this process at once, skipping the `with` that stops llama.cpp, which then keeps the port
+    signal.signal(signal.SIGTERM, _interrupt)
     with LlamaServer(config, port=args.port) as server:
         print(f"llama.cpp server for {server.model_path.name} (model '{config.alias}') on {server.base_url}")
         print(f"use it:  export OPENAI_BASE_URL={server.base_url}   (Ctrl-C stops the server)", flush=True)

@@ -1,8 +1,10 @@
 """``dispute-classifier replay``: send a file (or a task split) through a running service, as
 traffic, so the monitoring loop can be shown offline.
 
-Each request carries ``X-Request-ID`` = a run prefix + the row id, so gold labels written with
-``--labels-out`` join the prediction log (`dispute-classifier monitor --labels`). ``--split
+Each request carries ``X-Request-ID`` = a run prefix + the row id (the log keeps it as the
+client's id); gold labels written with ``--labels-out`` are keyed by the id the service answered
+with (its ``X-Request-Id`` response header, the log's key), so they join the prediction log
+(`dispute-classifier monitor --labels`). ``--split
 other`` replays the texts of the task's source test file whose labels are *not* in the task
 (for the disputes task: the 61 other BANKING77 intents), i.e. drifted traffic.
 """
@@ -110,7 +112,8 @@ async def _send_all(cfg: ReplayConfig, batches: list[tuple[str, list[str]]], hea
             try:
                 r = await client.post("/v1/classify", json={"input": texts}, headers={**headers, "X-Request-ID": rid})
                 body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-                results.append({"status": r.status_code, "latency_s": time.perf_counter() - t0, "body": body})
+                results.append({"status": r.status_code, "latency_s": time.perf_counter() - t0, "body": body,
+                                "rid": rid, "server_id": r.headers.get("x-request-id")})
             except httpx.HTTPError as exc:
                 results.append({"status": 0, "latency_s": time.perf_counter() - t0, "body": {"error": {"message": str(exc) or exc.__class__.__name__}}})
 
@@ -138,10 +141,12 @@ def replay(cfg: ReplayConfig) -> dict[str, Any]:
         part = rows[start : start + cfg.batch_size]
         rid = prefix + (part[0][0] if cfg.batch_size == 1 else str(start))
         batches.append((rid, [text for _, text, _ in part]))
-        gold += [(rid if cfg.batch_size == 1 else f"{rid}/{i}", label) for i, (_, _, label) in enumerate(part)]
+        gold += [(rid, None if cfg.batch_size == 1 else i, label) for i, (_, _, label) in enumerate(part)]
     t0 = time.perf_counter()
     results = asyncio.run(_send_all(cfg, batches, headers))
     elapsed = time.perf_counter() - t0
+    server_ids = {r["rid"]: r["server_id"] for r in results if r.get("server_id")}  # the service's log keys
+    gold = [(server_ids.get(rid, rid) + ("" if i is None else f"/{i}"), label) for rid, i, label in gold]
     if cfg.labels_out:
         with open(cfg.labels_out, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)

@@ -40,6 +40,8 @@ PARQUET_ROW_GROUP = 65_536
 """Rows per row group of a finished Parquet file (the parts are merged up to this size)."""
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 """Undecodable bytes, as ``errors="surrogateescape"`` decoding leaves them."""
+_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
+"""Surrogates no byte decoded to: a JSON escape such as ``"\\ud800"``, which no UTF-8 file can hold."""
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -60,6 +62,7 @@ def printable(value: str | None, limit: int | None = None) -> str | None:
     """``value`` with undecodable bytes shown as U+FFFD, cut to ``limit`` characters."""
     if value is None:
         return None
+    value = _LONE_SURROGATE.sub("\ufffd", value)
     if _NOT_UTF8.search(value):
         value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if limit is not None and len(value) > limit:
@@ -67,14 +70,20 @@ def printable(value: str | None, limit: int | None = None) -> str | None:
     return value
 
 
+def _first(pattern: re.Pattern, value: str | None, describe) -> str | None:  # noqa: ANN001
+    match = pattern.search(value) if value is not None else None
+    return None if match is None else describe(match)
+
+
 def bad_bytes(value: str | None) -> str | None:
     """A description of the first undecodable byte in ``value`` (None when it is clean UTF-8)."""
-    if value is None:
-        return None
-    m = _NOT_UTF8.search(value)
-    if m is None:
-        return None
-    return f"byte 0x{ord(m.group()) - 0xDC00:02x} at character {m.start() + 1}"
+    return _first(_NOT_UTF8, value, lambda m: f"byte 0x{ord(m.group()) - 0xDC00:02x} at character {m.start() + 1}")
+
+
+def lone_surrogate(value: str | None) -> str | None:
+    """A description of the first lone surrogate in ``value`` that no undecodable byte left
+    (None when there is none): such a text cannot be written to any UTF-8 file."""
+    return _first(_LONE_SURROGATE, value, lambda m: f"lone surrogate U+{ord(m.group()):04X} at character {m.start() + 1}")
 
 
 @dataclass

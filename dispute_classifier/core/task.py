@@ -138,6 +138,8 @@ class TaskSpec:
             raise UserError(f"task '{self.name}': source.files must name a 'train' file")
         if not 0 < self.near_duplicate_threshold <= 1:
             raise UserError(f"task '{self.name}': near_duplicate_threshold must be in (0, 1], got {self.near_duplicate_threshold}")
+        if isinstance(self.max_text_chars, bool) or not isinstance(self.max_text_chars, int) or self.max_text_chars < 1:
+            raise UserError(f"task '{self.name}': max_text_chars must be a whole number of at least 1, got {self.max_text_chars!r}")
 
     @property
     def label_list(self) -> list[str]:

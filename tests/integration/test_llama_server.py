@@ -79,8 +79,10 @@ def test_a_server_that_cannot_start_reports_its_log(tmp_path):
         LlamaServer(ServerConfig(model_path=str(tmp_path / "missing.gguf"))).start()
 
 
-def test_llama_server_command_runs_until_interrupted(tmp_path):
-    """`dispute-classifier llama-server` prints the endpoint, answers on it, and stops on Ctrl-C."""
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_llama_server_command_runs_until_interrupted(tmp_path, stop):
+    """`dispute-classifier llama-server` prints the endpoint, answers on it, and stops its
+    llama.cpp child on Ctrl-C and on SIGTERM alike (the port is free afterwards)."""
     import json
     import signal
     import subprocess
@@ -100,7 +102,7 @@ def test_llama_server_command_runs_until_interrupted(tmp_path):
         assert f"export OPENAI_BASE_URL=http://127.0.0.1:{port}/v1" in lines[1], (lines, proc.stderr.read())
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10) as resp:
             assert json.loads(resp.read())["data"][0]["id"] == "smollm2-135m-instruct"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, stop))
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:

@@ -37,7 +37,9 @@ def serve_app(toy_task, tmp_path, models_root):
     """``serve_app(**settings)`` → (TestClient entered, state); closed after the test."""
     from fastapi.testclient import TestClient
 
-    from dispute_classifier.commands.serve import ServeConfig, build_state, create_app
+    from dispute_classifier.commands.serve import build_state
+    from dispute_classifier.serving.app import create_app
+    from dispute_classifier.serving.config import ServeConfig
 
     clients = []
 

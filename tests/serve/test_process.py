@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from dispute_classifier.commands.serve import check_port_free
+from dispute_classifier.serving.config import check_port_free
 from evaluation.predlog import db_url, read_log
 
 
@@ -43,7 +43,7 @@ def test_sigterm_finishes_in_flight_requests_and_frees_the_port(start_server, tm
     time.sleep(0.5)  # the request now waits in its micro-batch
     server.proc.send_signal(signal.SIGTERM)
     thread.join(timeout=30)
-    assert server.proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 0  # a clean drain is a normal stop, not a failure
     assert results == [200]
     assert "stopped: prediction log closed" in server.log.read_text()
     check_port_free("127.0.0.1", server.port)  # nothing listens there any more (a new server could start)

@@ -124,16 +124,18 @@ class Slow(ClassifierBase):
 
 
 def _served(state, clf):
-    from dispute_classifier.commands.serve import ServedModel
+    from dispute_classifier.serving.state import ServedVersion
 
-    state.champion = ServedModel("slow", "champion", clf, "slow", "v1", ["refund", "fee", "fraud"], 0.5)
+    state.champion = ServedVersion("slow", "champion", clf, "slow", "v1", ("refund", "fee", "fraud"), 0.5)
     return state
 
 
 def test_concurrent_requests_are_micro_batched(serve_app, toy_task, tmp_path):
     from fastapi.testclient import TestClient
 
-    from dispute_classifier.commands.serve import ServeConfig, ServiceState, create_app
+    from dispute_classifier.serving.app import create_app
+    from dispute_classifier.serving.config import ServeConfig
+    from dispute_classifier.serving.state import ServiceState
     from evaluation.predlog import PredictionLog
 
     clf = Slow()
@@ -153,7 +155,9 @@ def test_concurrent_requests_are_micro_batched(serve_app, toy_task, tmp_path):
 def test_a_failing_model_gets_a_500_and_the_service_lives_on(toy_task, tmp_path):
     from fastapi.testclient import TestClient
 
-    from dispute_classifier.commands.serve import ServeConfig, ServiceState, create_app
+    from dispute_classifier.serving.app import create_app
+    from dispute_classifier.serving.config import ServeConfig
+    from dispute_classifier.serving.state import ServiceState
     from evaluation.predlog import PredictionLog
 
     state = _served(ServiceState(ServeConfig(model="slow", task=str(toy_task)), None, PredictionLog(db_url(str(tmp_path / "f.db")))), Slow(fail_on="boom"))
@@ -174,9 +178,11 @@ def test_shadow_runs_off_the_request_path_and_both_are_logged(serve_app, tmp_pat
         if len(rows) == 6:
             break
         time.sleep(0.1)
-    by_role = {role: [(p["request_id"], p["input_index"], p["model"]) for p in rows if p["role"] == role] for role in ("champion", "shadow")}
-    assert by_role["champion"] == [("req-1", i, "tfidf") for i in range(3)]
-    assert by_role["shadow"] == [("req-1", i, "knn") for i in range(3)]
+    rid = r.headers["x-request-id"]  # the server's id is the log key; the client's is kept beside it
+    assert rid != "req-1" and r.json()["id"] == f"classify-{rid}"
+    by_role = {role: [(p["request_id"], p["client_request_id"], p["input_index"], p["model"]) for p in rows if p["role"] == role] for role in ("champion", "shadow")}
+    assert by_role["champion"] == [(rid, "req-1", i, "tfidf") for i in range(3)]
+    assert by_role["shadow"] == [(rid, "req-1", i, "knn") for i in range(3)]
     assert all(p["text"] is None and len(p["text_sha256"]) == 64 for p in rows)  # no raw text without --log-text
 
 

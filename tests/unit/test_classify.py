@@ -313,3 +313,54 @@ def test_config_errors_name_the_flag():
         C.ClassifyConfig(input="a.csv", output="b.csv", model="tfidf", chunk_size=0)
     with pytest.raises(UserError, match="--min-confidence"):
         C.ClassifyConfig(input="a.csv", output="b.csv", model="tfidf", min_confidence=1.5)
+
+
+def test_a_lone_surrogate_row_goes_to_the_errors_file_and_the_job_finishes(toy_task, tmp_path):
+    """A JSONL row whose text is the valid JSON escape "\\ud800" (no UTF-8 exists for it) is an
+    error row of its own kind; the other rows are classified, and a resume from a chunk that
+    holds it (the job stopped after writing it, before recording it) finishes too."""
+    rows = [{"id": f"t{i}", "text": f"refund my order {i}"} for i in range(20)]
+    lines = [json.dumps(r) for r in rows]
+    lines[9] = '{"id": "s1", "text": "refund \\ud800 please"}'
+    lines[15] = '{"id": "s2\\udfff", "text": "fee charged"}'
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = config(tmp_path, toy_task, input=str(tmp_path / "in.jsonl"), text_column="text", id_column="id", chunk_size=4)
+
+    class Stop(Exception):
+        pass
+
+    calls, real_write = 0, L.write_state
+
+    def crash_after_the_surrogate_chunk(path, state):
+        nonlocal calls
+        calls += 1
+        if calls == 4:  # the initial state, two chunks, then "killed" before recording the third (rows 9-12)
+            raise Stop
+        real_write(path, state)
+
+    L.write_state = crash_after_the_surrogate_chunk
+    try:
+        with pytest.raises(Stop):
+            run(cfg)
+    finally:
+        L.write_state = real_write
+    summary = run(cfg)
+    assert summary.resumed and summary.rows == 20 and summary.classified == 18
+    assert summary.error_counts == {"invalid_unicode": 2}
+    errors = read_csv(tmp_path / "out.errors.csv")
+    assert [(e["row"], e["kind"]) for e in errors] == [("10", "invalid_unicode"), ("16", "invalid_unicode")]
+    assert "lone surrogate" in errors[0]["reason"] and errors[0]["text"] == "refund \ufffd please"
+    assert "id" in errors[1]["reason"]
+    assert len(read_csv(tmp_path / "out.csv")) == 18
+
+
+def test_an_unwritable_output_is_one_line_before_the_model_loads(toy_task, tmp_path, capsys):
+    from dispute_classifier.commands.cli import main
+
+    write_input(tmp_path / "in.csv", bad=False)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for flags in (["--output", str(blocker / "out.csv")], ["--output", str(tmp_path / "o.csv"), "--errors", str(blocker / "e.csv")]):
+        rc = main(["classify", str(tmp_path / "in.csv"), "--model", "tfidf", "--task", str(toy_task), "--text-column", "message", *flags])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and "cannot write there" in err and flags[-2] in err, err
