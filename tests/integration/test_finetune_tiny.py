@@ -68,6 +68,12 @@ def test_few_steps_change_lora_only_and_reload_identically(env, mode):
     card = json.loads((out / "model_card.json").read_text())
     assert card["recipe"]["quantization"] == ("4bit" if mode == "qlora" else "none")
     assert card["training"]["steps"] == 4 and "validation" in card["evaluations"]
+    logged = [e["loss"] for e in map(json.loads, (out / "trainer_log.jsonl").read_text().splitlines()) if "loss" in e]
+    t = card["training"]
+    assert t["last_logged_loss"] == logged[-1] and t["last_logged_step"] == 4
+    assert t["mean_train_loss"] == pytest.approx(sum(logged) / len(logged), rel=1e-2)  # logging_steps=1: every step
+    assert t["dtype"] == "float32" and t["dtype_requested"] == "float32" and isinstance(t["thread_changes"], list)
+    assert "mean training loss" in (out / "model_card.md").read_text()
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "trainer_log.jsonl").is_file()
     assert registry.resolve(f"{recipe.name}:v{card['version']}") == out
     texts = ["refund please 5", "why this fee 7", "not my payment 1", "hello"]
