@@ -243,7 +243,16 @@ def preflight(
         checks.append(doctor.check_prompt_matches_inference(tokenizer, [rows[i] for i in probe], sample))
         checks.append(doctor.check_prompt_masked([rows[i] for i in probe], sample, tokenizer))
         checks.append(doctor.check_single_bos(tokenizer, prepared))
-        batch = trainer.data_collator([{"input_ids": s["input_ids"], "labels": s["labels"]} for s in sample])
+        if recipe.train.packing:
+            # the padding-free collator of a packed run concatenates the rows it gets into one
+            # sequence; collated one at a time, each row's labels stay readable on their own
+            singles = [trainer.data_collator([{"input_ids": s["input_ids"], "labels": s["labels"]}])["labels"][0] for s in sample]
+            labels = torch.full((len(singles), max(len(x) for x in singles)), -100)
+            for i, x in enumerate(singles):
+                labels[i, : len(x)] = x
+            batch = {"labels": labels}
+        else:
+            batch = trainer.data_collator([{"input_ids": s["input_ids"], "labels": s["labels"]} for s in sample])
         checks.append(doctor.check_end_of_turn_kept(tokenizer, [rows[i] for i in probe], batch))
         grad_batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)([{"input_ids": s["input_ids"], "labels": s["labels"]} for s in sample])
     else:
