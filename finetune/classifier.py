@@ -40,9 +40,16 @@ class FinetunedConfig:
     quantize: str = "none"
     """CPU inference of a full-precision model: none, or int8 (LoRA merged into the fp32 weights, then dynamic int8 quantisation of the blocks' Linear layers but down_proj)."""
 
+    decoding: str = "constrained"
+    """Generative models: constrained (score every label; always a valid label) or free (greedy
+    generation, parsed; answers outside the label set count as invalid — how the invalid-answer
+    rate of unconstrained decoding is measured)."""
+
     def __post_init__(self) -> None:
         if self.quantize not in ("none", "int8"):
             raise UserError(f"finetuned.quantize must be none or int8, got '{self.quantize}'")
+        if self.decoding not in ("constrained", "free"):
+            raise UserError(f"finetuned.decoding must be constrained or free, got '{self.decoding}'")
 
 
 def load_peft_model(card: dict[str, Any], folder, for_training: bool = False):
@@ -103,7 +110,7 @@ class FinetunedClassifier(ClassifierBase):
 
     def __init__(
         self, ref: str, batch_size: int = 8, model: Any = None, tokenizer: Any = None, folder=None, models_dir: str | None = None,
-        threads: int | None = None, card: dict[str, Any] | None = None, quantize: str = "none",
+        threads: int | None = None, card: dict[str, Any] | None = None, quantize: str = "none", decoding: str = "constrained",
     ) -> None:
         self.ref = ref
         if card is None:  # a saved model; a model still in training passes its own card (finetune.sweep)
@@ -114,6 +121,9 @@ class FinetunedClassifier(ClassifierBase):
         self.card = card
         self.threads = threads
         self.quantize = quantize
+        if decoding == "free" and self.card["recipe"]["head"] != "generative":
+            raise UserError(f"finetuned.decoding=free needs a generative model; {ref} has a {self.card['recipe']['head']} head (drop the setting)")
+        self.decoding = decoding
         self.name = f"finetuned:{self.card['name']}:v{self.card['version']}"
         self.hardware = self.card["recipe"].get("hardware")
         self.batch_size = batch_size
@@ -129,12 +139,15 @@ class FinetunedClassifier(ClassifierBase):
     @property
     def model_name(self) -> str:
         """The saved model, and how it is quantised for inference when it is."""
-        return self.name + ("+int8" if self.quantize == "int8" else "")
+        # free decoding is another way of answering: its records must not stand for the
+        # constrained model's in the verdict, which keys records by model
+        return self.name + ("+int8" if self.quantize == "int8" else "") + ("+free" if self.decoding == "free" else "")
 
     @classmethod
     def from_config(cls, config: FinetunedConfig) -> "FinetunedClassifier":
         """The saved model that ``config`` names."""
-        return cls(config.model, batch_size=config.batch_size, models_dir=config.models_dir, threads=config.threads, quantize=config.quantize)
+        return cls(config.model, batch_size=config.batch_size, models_dir=config.models_dir, threads=config.threads, quantize=config.quantize,
+                   decoding=config.decoding)
 
     @property
     def tokenizer(self):
@@ -202,7 +215,7 @@ class FinetunedClassifier(ClassifierBase):
         if self.card["recipe"]["head"] == "classification":
             return self._predict_head(texts)
 
-        backend = LocalBackend(LocalConfig(model=self.ref, batch_size=self.batch_size), model=self.model, tokenizer=self.tokenizer)
+        backend = LocalBackend(LocalConfig(model=self.ref, batch_size=self.batch_size, mode=self.decoding), model=self.model, tokenizer=self.tokenizer)
         return backend.classify(self.messages(texts), self.labels)
 
     def _predict_head(self, texts: Sequence[str]) -> list[Prediction]:

@@ -112,8 +112,10 @@ class Recipe:
     """Alias kept for recipes written for other tools; same as quantization: 4bit."""
     load_in_8bit: bool = False
     """Alias; same as quantization: 8bit."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weights and compute dtype: float32 on CPU, bfloat16 on a GPU."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    """Weights and compute dtype: float32 on CPU, bfloat16 on a GPU; auto picks at load time
+    (bfloat16 where the GPU supports it, else float16, float32 without a GPU) and the model
+    card records the choice."""
     quant_storage: Literal["uint8", "compute"] = "uint8"
     """Storage of the packed 4-bit weights: uint8, or compute (the dtype above), which FSDP needs to
     shard them (FSDP-QLoRA: accelerate launch --config_file finetune/accelerate/fsdp-qlora.yaml)."""

@@ -19,6 +19,7 @@ same LoRA with a softmax head on the last prompt token, with the plain transform
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -36,6 +37,7 @@ from dispute_classifier.core.models import (
     load_causal_lm,
     load_tokenizer,
     model_fingerprint,
+    resolve_dtype,
 )
 from dispute_classifier.core.runconfig import RunConfig
 from dispute_classifier.core.task import load_data, load_task
@@ -87,6 +89,51 @@ def weights_digest(model) -> str:
     return digest.hexdigest()[:16]
 
 
+def resolve_recipe_dtype(recipe: Recipe) -> tuple[Recipe, str]:
+    """``recipe`` with ``dtype: auto`` replaced by the dtype this machine supports, and why.
+    Everything downstream (the model's load dtype, bitsandbytes' 4-bit compute dtype, the
+    trainer's bf16/fp16 flags, the saved recipe that inference reloads) reads the result."""
+    dtype, reason = resolve_dtype(recipe.dtype)
+    return dataclasses.replace(recipe, dtype=dtype), reason
+
+
+def threads_callback(requested: int | None):
+    """A TrainerCallback that chooses torch's CPU threads again at every epoch end and
+    checkpoint: a run started while another job held a core would otherwise keep the one
+    thread it got for its whole length (README, "CPU throughput"). ``requested``
+    (``train.threads``) fixes the count instead. ``changes`` lists (step, old, new)."""
+    import torch
+    from transformers import TrainerCallback
+
+    class RecheckThreads(TrainerCallback):
+        def __init__(self) -> None:
+            self.changes: list[tuple[int, int, int]] = []
+
+        def _recheck(self, state) -> None:
+            before = torch.get_num_threads()
+            after = set_torch_threads(requested)
+            if after != before:
+                self.changes.append((state.global_step, before, after))
+                print(f"step {state.global_step}: torch threads {before} -> {after} (cores free now)", flush=True)
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            self._recheck(state)
+
+        def on_save(self, args, state, control, **kwargs):
+            self._recheck(state)
+
+    return RecheckThreads()
+
+
+def loss_summary(log_history: list[dict[str, Any]], mean_loss: float) -> dict[str, Any]:
+    """The two losses a model card reports, named for what they are: the mean training loss
+    over all steps (what ``Trainer.train`` returns) and the last logged step's loss (what the
+    model ended at), with that step."""
+    logged = [entry for entry in log_history if "loss" in entry]
+    last = logged[-1] if logged else {}
+    return {"mean_train_loss": mean_loss, "last_logged_loss": last.get("loss"), "last_logged_step": last.get("step")}
+
+
 def lora_config(recipe: Recipe):
     """The PEFT LoraConfig of a recipe."""
     from peft import LoraConfig, TaskType
@@ -102,7 +149,9 @@ def training_args(recipe: Recipe, output_dir: Path, **override: Any):
     """SFTConfig (generative head) or TrainingArguments (classification head) of a recipe.
 
     ``override`` replaces arguments, e.g. ``use_cpu=True`` to build a GPU recipe's config on
-    a machine without one (transformers refuses bf16 there otherwise)."""
+    a machine without one (transformers refuses bf16 there otherwise). ``dtype: auto`` is
+    resolved first, so the bf16/fp16 flags match the dtype the model loads in."""
+    recipe, _ = resolve_recipe_dtype(recipe)
     t = recipe.train
     common: dict[str, Any] = dict(
         output_dir=str(output_dir), num_train_epochs=t.epochs, max_steps=t.max_steps,
@@ -194,7 +243,16 @@ def preflight(
         checks.append(doctor.check_prompt_matches_inference(tokenizer, [rows[i] for i in probe], sample))
         checks.append(doctor.check_prompt_masked([rows[i] for i in probe], sample, tokenizer))
         checks.append(doctor.check_single_bos(tokenizer, prepared))
-        batch = trainer.data_collator([{"input_ids": s["input_ids"], "labels": s["labels"]} for s in sample])
+        if recipe.train.packing:
+            # the padding-free collator of a packed run concatenates the rows it gets into one
+            # sequence; collated one at a time, each row's labels stay readable on their own
+            singles = [trainer.data_collator([{"input_ids": s["input_ids"], "labels": s["labels"]}])["labels"][0] for s in sample]
+            labels = torch.full((len(singles), max(len(x) for x in singles)), -100)
+            for i, x in enumerate(singles):
+                labels[i, : len(x)] = x
+            batch = {"labels": labels}
+        else:
+            batch = trainer.data_collator([{"input_ids": s["input_ids"], "labels": s["labels"]} for s in sample])
         checks.append(doctor.check_end_of_turn_kept(tokenizer, [rows[i] for i in probe], batch))
         grad_batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)([{"input_ids": s["input_ids"], "labels": s["labels"]} for s in sample])
     else:
@@ -233,9 +291,10 @@ def train(
     import torch
     from transformers import set_seed
 
-
-
-    print(f"torch threads: {set_torch_threads(recipe.train.threads)} (train.threads sets it)")
+    requested_dtype = recipe.dtype
+    recipe, dtype_reason = resolve_recipe_dtype(recipe)
+    print(f"dtype: {recipe.dtype} ({dtype_reason})")
+    print(f"torch threads: {set_torch_threads(recipe.train.threads)} (train.threads sets it; rechecked at epoch ends and checkpoints)")
 
     # 1. seed
     set_seed(recipe.train.seed)
@@ -270,7 +329,8 @@ def train(
     else:
         out = main_then_share(lambda: registry.new_version(name, models_root))
     trainer = build_trainer(recipe, model, tokenizer, rows, out / "checkpoints")
-    for callback in callbacks or []:
+    threads = threads_callback(recipe.train.threads)
+    for callback in [threads, *(callbacks or [])]:
         trainer.add_callback(callback)
 
     # 7. pre-flight checks
@@ -325,7 +385,8 @@ def train(
         # a sweep's trial or final model says so, so any later evaluation of it can be traced to its trial
         "sweep": {k: v for k, v in (run_extra or {}).items() if k.startswith("sweep_")},
         "training": {
-            "wall_s": wall, "steps": steps, "epochs": trainer.state.epoch, "final_loss": result.training_loss,
+            "wall_s": wall, "steps": steps, "epochs": trainer.state.epoch, **loss_summary(trainer.state.log_history, result.training_loss),
+            "dtype": recipe.dtype, "dtype_requested": requested_dtype, "dtype_reason": dtype_reason, "thread_changes": threads.changes,
             "tokens_per_s": tokens_seen / wall if wall else None, "peak_memory_mb": _peak_memory_mb(),
             "hardware": recipe.hardware or prices.default_hardware, "hourly_usd": hourly,
             "cost_usd": wall / 3600 * hourly, "threads": torch.get_num_threads(), "processes": processes,
@@ -354,6 +415,10 @@ def train(
     return out
 
 
+def _loss(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def model_card_markdown(card: dict[str, Any]) -> str:
     r, t = card["recipe"], card["training"]
     lines = [
@@ -367,7 +432,9 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"- fit split: {card['data']['fit_split']} ({card['data']['n_train_rows']} rows; {len(card['data']['dropped_test_overlap'])} left out for overlapping test)",
         f"- seed {card['seed']}, git commit `{card['git'].get('commit')}`{' (dirty)' if card['git'].get('dirty') else ''}",
         "", "## Training", "",
-        f"- {t['steps']} steps, {t['epochs']:.2f} epochs, final loss {t['final_loss']:.4f}",
+        f"- {t['steps']} steps, {t['epochs']:.2f} epochs, mean training loss {t['mean_train_loss']:.4f},"
+        f" last logged loss {_loss(t.get('last_logged_loss'))} (step {t.get('last_logged_step')})",
+        f"- dtype {t.get('dtype', r['dtype'])} (requested {t.get('dtype_requested', r['dtype'])}: {t.get('dtype_reason', 'set in the recipe')})",
         f"- wall time {t['wall_s']/60:.1f} min on {t['hardware']} ({t['threads']} threads), {t['tokens_per_s'] or 0:.0f} tokens/s, peak memory {t['peak_memory_mb']:.0f} MB",
         f"- training cost {money(t['cost_usd'])} at {money(t['hourly_usd'])}/h",
         "", "## Evaluation", "",

@@ -14,6 +14,7 @@ import sys
 import baselines.classical  # noqa: F401  (registers tfidf, embedding, knn)
 import baselines.prompted  # noqa: F401  (registers zero-shot, prompt, few-shot, rag)
 import finetune.classifier  # noqa: F401  (registers finetuned)
+import finetune.encoder  # noqa: F401  (registers finetuned-encoder)
 from dispute_classifier.core import registry
 
 ENTRY_POINT_GROUP = "dispute_classifier.approaches"

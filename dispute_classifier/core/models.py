@@ -113,20 +113,39 @@ def _not_found(name: str, exc: Exception) -> UserError:
     )
 
 
+def resolve_dtype(dtype: str) -> tuple[str, str]:
+    """The dtype a recipe's ``dtype`` means on this machine, and why: ``auto`` is bfloat16 on a
+    CUDA device that supports it, float16 on one that does not (a T4, Colab's free GPU, has no
+    bf16 and transformers refuses ``bf16=True`` there), float32 without a GPU. Any other value
+    is kept as written."""
+    if dtype != "auto":
+        return dtype, "set in the recipe"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "float32", "auto: no CUDA device"
+    name = torch.cuda.get_device_name(0)
+    if torch.cuda.is_bf16_supported():
+        return "bfloat16", f"auto: {name} supports bfloat16"
+    return "float16", f"auto: {name} has no bfloat16"
+
+
 def bnb_config(quantization: str, dtype: str, quant_storage: str = "uint8"):
     """The bitsandbytes config for ``quantization`` (``none`` → None, ``4bit`` → NF4 with
     double quantisation and ``dtype`` compute, as QLoRA prescribes, ``8bit`` → LLM.int8).
     ``quant_storage`` is the torch dtype the packed 4-bit weights are stored in: ``uint8``, or
-    the compute dtype for FSDP, which shards float tensors only."""
+    the compute dtype for FSDP, which shards float tensors only. ``auto`` (either) is
+    resolved by `resolve_dtype`."""
     import torch
     from transformers import BitsAndBytesConfig
 
     if quantization == "none":
         return None
+    dtype = resolve_dtype(dtype)[0]  # the compute dtype must match what the model loads in
     if quantization == "4bit":
         return BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=getattr(torch, dtype), bnb_4bit_quant_storage=getattr(torch, quant_storage),
+            bnb_4bit_compute_dtype=getattr(torch, dtype), bnb_4bit_quant_storage=getattr(torch, resolve_dtype(quant_storage)[0]),
         )
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
@@ -140,6 +159,7 @@ def load_causal_lm(name: str, quantization: str = "none", dtype: str = "float32"
     import torch
     import transformers
 
+    dtype = resolve_dtype(dtype)[0]
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), **extra}
     quant = bnb_config(quantization, dtype, quant_storage)
     if quant is not None:

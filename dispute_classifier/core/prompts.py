@@ -94,8 +94,25 @@ def task_short_instructions(task: TaskSpec) -> str:
     """The short-style instructions of ``task``: its own, else written from its domain/description."""
     if task.prompt.short_instructions:
         return task.prompt.short_instructions.strip()
-    what = task.prompt.domain or (task.description.strip().split(".")[0][:120] if task.description else "the message")
+    what = task.prompt.domain or (first_sentence(task.description) if task.description else "the message")
     return f"Classify this message ({what}). Answer with the category name only."
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")  # a full stop followed by a space: "93.66" is no sentence end
+
+
+def first_sentence(text: str, limit: int = 120) -> str:
+    """The first sentence of ``text`` without its full stop, never cut mid-word: a sentence
+    longer than ``limit`` characters ends at the last whole word that fits, followed by "…"."""
+    text = " ".join(text.split())
+    match = _SENTENCE_END.search(text)
+    sentence = text[: match.start()] if match else text
+    if len(sentence) <= limit:
+        return sentence
+    cut = sentence[: limit + 1].rsplit(" ", 1)[0] if " " in sentence[: limit + 1] else sentence[:limit]
+    if cut.count("(") > cut.count(")"):  # the prompt wraps this in parentheses: drop a half-open aside
+        cut = cut[: cut.rindex("(")]
+    return cut.rstrip(" ,;:-") + " …"
 
 
 def _clip(text: str, budget: int) -> tuple[str, bool]:

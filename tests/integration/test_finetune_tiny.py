@@ -68,6 +68,12 @@ def test_few_steps_change_lora_only_and_reload_identically(env, mode):
     card = json.loads((out / "model_card.json").read_text())
     assert card["recipe"]["quantization"] == ("4bit" if mode == "qlora" else "none")
     assert card["training"]["steps"] == 4 and "validation" in card["evaluations"]
+    logged = [e["loss"] for e in map(json.loads, (out / "trainer_log.jsonl").read_text().splitlines()) if "loss" in e]
+    t = card["training"]
+    assert t["last_logged_loss"] == logged[-1] and t["last_logged_step"] == 4
+    assert t["mean_train_loss"] == pytest.approx(sum(logged) / len(logged), rel=1e-2)  # logging_steps=1: every step
+    assert t["dtype"] == "float32" and t["dtype_requested"] == "float32" and isinstance(t["thread_changes"], list)
+    assert "mean training loss" in (out / "model_card.md").read_text()
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "trainer_log.jsonl").is_file()
     assert registry.resolve(f"{recipe.name}:v{card['version']}") == out
     texts = ["refund please 5", "why this fee 7", "not my payment 1", "hello"]
@@ -75,6 +81,29 @@ def test_few_steps_change_lora_only_and_reload_identically(env, mode):
     second = FinetunedClassifier(recipe.name).predict(texts)  # a fresh load from disk
     assert [(p.label, round(p.confidence, 5)) for p in first] == [(p.label, round(p.confidence, 5)) for p in second]
     assert all(p.label in ("refund", "fee", "fraud") for p in first)
+
+    # unconstrained decoding of the same model: greedy text, parsed; a tiny random model's
+    # free answers are mostly not labels, and those are counted invalid, never guessed
+    from dispute_classifier.core.types import INVALID
+
+    free = FinetunedClassifier(recipe.name, decoding="free")
+    answers = free.predict(texts)
+    assert free.model_name.endswith("+free") and all(p.raw is not None for p in answers)
+    assert all(p.label in ("refund", "fee", "fraud", INVALID) for p in answers)
+    assert all(p.label == INVALID or p.raw.strip().strip("`\"'*.").lower() == p.label.lower() for p in answers)
+
+
+def test_free_decoding_needs_a_generative_model(env):
+    from dispute_classifier.core.errors import UserError
+    from finetune.classifier import FinetunedClassifier, FinetunedConfig
+    from finetune.train import train
+
+    tmp, task, model_dir = env
+    train(_recipe(task, model_dir, "head=classification", "name=tiny-cls-free", "train.max_steps=1"), runs_dir=str(tmp / "runs"))
+    with pytest.raises(UserError, match="decoding=free needs a generative model"):
+        FinetunedClassifier("tiny-cls-free", decoding="free")
+    with pytest.raises(UserError, match="finetuned.decoding must be constrained or free"):
+        FinetunedConfig(decoding="sampled")
 
 
 def test_classification_head_trains_and_reloads(env):
