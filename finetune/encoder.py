@@ -86,7 +86,7 @@ class FinetunedEncoderClassifier(ClassifierBase):
         # own validation record in the verdict (which keys records by approach and model)
         c = self.config
         steps = f"{c.max_steps} steps" if c.max_steps > 0 else f"{c.epochs:g} ep"
-        return f"{c.model} fine-tuned ({steps}, lr {c.learning_rate:g}/{c.head_learning_rate:g})"
+        return f"{c.model} fine-tuned ({steps}, lr {c.learning_rate:g}, head lr {c.head_learning_rate:g})"  # no "/": labels show the last path part
 
     def _load(self, n_labels: int):
         import torch

@@ -49,7 +49,7 @@ def test_learns_a_toy_task_in_a_few_steps(tiny_bert):
     assert [(p.label, round(p.confidence, 5)) for p in again] == [(p.label, round(p.confidence, 5)) for p in preds]
     info = clf.run_info()
     assert info["train_steps"] == 30 and info["train_wall_s"] > 0 and info["hardware"] == "cpu-2core"
-    assert "30 steps" in clf.model_name and "lr 0.001/0.01" in clf.model_name
+    assert "30 steps" in clf.model_name and "lr 0.001, head lr 0.01" in clf.model_name
 
 
 def test_bad_settings_are_one_line_errors():
