@@ -319,6 +319,9 @@ def evaluate_config(
     clf = approach.build(cfg)  # cheap: models load on first predict
     config = cfg.approach_settings()
     model = clf.model_name or clf.name
+    if cfg.clean_train != "none":  # a cleaned model is its own setting: its own hash and candidate
+        config["clean_train"] = cfg.clean_train
+        model = f"{model}, label issues {'dropped' if cfg.clean_train == 'drop' else 'relabelled'}"
     if reuse:
         limit = cfg.limit if cfg.limit and cfg.limit < len(data.split(cfg.split)) else None
         cfg_hash = run_config_hash(cfg.approach, config, model=model, limit=limit, seed=cfg.seed, split=cfg.split)
@@ -326,6 +329,14 @@ def evaluate_config(
         if found is not None:
             clf.close()
             return found, True
+    if cfg.clean_train != "none":
+        from evaluation.cleaning import cleaned_fit_rows
+
+        data, cleaning = cleaned_fit_rows(data, cfg.split, cfg.clean_train, seed=cfg.seed)
+        extra = {**(extra or {}), "cleaning": cleaning}
+        if progress:
+            print(f"clean-train: {cleaning['suspects']} suspected label issues in {cleaning['rows_before']:,} fit rows;"
+                  f" fitting on {cleaning['rows_after']:,} rows ({len(cleaning['changed_ids'])} {cfg.clean_train == 'drop' and 'dropped' or 'relabelled'})")
     try:
         run = evaluate(
             clf, data, cfg.split, approach=cfg.approach, config=config, runs_root=cfg.runs_dir, limit=cfg.limit,

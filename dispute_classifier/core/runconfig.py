@@ -41,6 +41,8 @@ class RunConfig:
     """Evaluate even when the split overlaps the rows the model was fitted on (flagged in the record and report)."""
     max_overlap_share: float = 0.02
     """Largest share of scored texts that may also occur (normalised) in the rows the model was fitted on; above it the evaluator refuses unless --allow-overlap."""
+    clean_train: str = "none"
+    """Before fitting: drop or relabel the rows the label-issue finder suspects among the fit rows (none: as given)."""
     sections: dict[str, Any] = field(default_factory=dict)
     """Each approach's settings by section name; written as top-level keys (tfidf.C=4)."""
 
@@ -54,6 +56,8 @@ class RunConfig:
             raise UserError(f"split must be 'test' or 'validation', got '{self.split}' (set --split)")
         if not 0 <= self.max_overlap_share <= 1:
             raise UserError(f"max_overlap_share must be between 0 and 1, got {self.max_overlap_share} (set --max-overlap-share 0.02)")
+        if self.clean_train not in ("none", "drop", "relabel"):
+            raise UserError(f"clean_train must be none, drop or relabel, got '{self.clean_train}' (set --clean-train drop)")
         if self.limit is not None and self.limit < 1:
             raise UserError(f"limit must be a positive number of examples, got {self.limit} (set --limit)")
 

@@ -182,6 +182,8 @@ class TaskData:
     sha256: dict[str, str]
     files: dict[str, Path]
     dropped_other_labels: int = 0
+    fit_override: dict[str, Split] = field(default_factory=dict)
+    """Fit rows chosen by a cleaning step, by evaluated split (evaluation.cleaning); empty: the usual rows."""
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
@@ -195,6 +197,8 @@ class TaskData:
         test runs learn from train plus validation, the whole training file, as is usual
         once tuning is over. The test split is never part of it.
         """
+        if eval_split in self.fit_override:
+            return self.fit_override[eval_split]
         train = self.splits["train"]
         if eval_split == "test" and "validation" in self.splits:
             val = self.splits["validation"]
