@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import time
 import traceback
 from collections import Counter
@@ -25,7 +26,7 @@ from dispute_classifier.core.config import from_dict, merge, parse_overrides, re
 from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import run_config
-from dispute_classifier.core.task import TaskData, load_data, load_task, stratified_sample
+from dispute_classifier.core.task import TaskData, load_data, load_task, stratified_sample, task_command
 from evaluation.evaluate import evaluate_config
 from evaluation.runs import runs_dir, scan_runs
 from evaluation.decision import build_report, write_report, write_stages
@@ -169,7 +170,30 @@ def measured_cuts(profile: Profile, data: TaskData, split: str, seed: int, task:
             share = f"{epochs:.2g} of an epoch" if epochs < 1 else f"{epochs:.2g} epochs"
             lines.append(f"{stage.label} trains {recipe.name} for {t.max_steps:,} steps, about {share} over its"
                          f" {len(fit):,} training rows, instead of the recipe's {t.epochs:g} epochs")
+    lines += skipped_stages(profile, task)
     return lines
+
+
+def stage_command(stage: Stage, task: str) -> str:
+    """The command line that runs ``stage`` on its own (what a profile that leaves it out suggests)."""
+    if stage.recipe:  # train the recipe (it scores its own eval splits), then evaluate the saved model
+        overrides = list(stage.recipe_overrides)
+        if "fit_split=train+validation" in overrides and not any(o.startswith("eval_splits=") for o in overrides):
+            overrides.append("eval_splits=[test]")  # trained on the whole training file, it may only score test
+        rest = " ".join(["--recipe", stage.recipe, *(shlex.quote(o) for o in overrides)])
+        return f"dispute-classifier finetune train {rest} task={shlex.quote(task)}"
+    rest = " ".join([f"--approach {stage.approach}", *(f"--set {shlex.quote(o)}" for o in stage.overrides)])
+    return task_command("evaluate", task, rest)
+
+
+def skipped_stages(profile: Profile, task: str) -> list[str]:
+    """The full profile's stages this profile does not run, each with the command that runs it."""
+    if profile.name == "full":
+        return []
+    full = load_profile("full")
+    mine = {s.label for s in profile.stages}
+    return [f"{s.label} (in the full profile) is not run here; run it with: {stage_command(s, task)}"
+            for s in full.stages if s.label not in mine]
 
 
 def _summary(run: Any) -> str:
@@ -183,8 +207,12 @@ def train_for_stage(stage: Stage, base: dict[str, Any]) -> str:
     exactly the stage's recipe settings, or a new one trained now."""
 
     task_override = [f"task={base['task']}"] if "task" in base else []
-    # the experiment evaluates the model on its own split below; training evaluates nothing
-    recipe = load_recipe(stage.recipe, task_override + list(stage.recipe_overrides) + ["eval_splits=[]"])
+    # The experiment scores the model on its own split below. Training scores the validation
+    # split when it learnt from train only, so every trained model has a validation record (what
+    # "chosen on validation" rests on); one that learnt from train + validation scores nothing there.
+    recipe = load_recipe(stage.recipe, task_override + list(stage.recipe_overrides))
+    recipe = load_recipe(stage.recipe, task_override + list(stage.recipe_overrides)
+                         + [f"eval_splits=[{'validation' if recipe.fit_split == 'train' else ''}]"])
     found = find_trained(to_dict(recipe))
     if found is None:
         found = train(recipe, data_dir=base.get("data_dir"), runs_dir=base.get("runs_dir"))

@@ -241,3 +241,19 @@ def test_experiment_trains_once_then_reuses(env):
     assert sorted(p.name for p in (tmp / "models" / "smollm2-135m-lora-cpu").iterdir()) == ["v1"]  # trained once
     (row,) = [r for r in report["leaderboard"] if r["approach"] == "finetuned"]
     assert row["model"] == "finetuned:smollm2-135m-lora-cpu:v1" and row["category"] == "finetuned"
+
+
+def test_an_experiment_stage_that_trains_leaves_a_validation_record(env):
+    """The quick profile's fine-tuned stage learns from train only, so its model is also scored
+    on validation: every trained model has the record that "chosen on validation" rests on."""
+    from dispute_classifier.commands.experiment import Profile, Stage, run_experiment
+    from evaluation.runs import scan_runs
+
+    tmp, task, model_dir = env
+    stage = Stage("finetuned", name="finetuned-cls", recipe="smollm2-135m-lora-cls-cpu",
+                  recipe_overrides=[f"model={model_dir}", "train.max_steps=1", "train.batch_size=4", "name=tiny-stage"])
+    results, _, _ = run_experiment(str(task), Profile("one stage", [stage]), runs_root=str(tmp / "runs"),
+                                   reports_dir=str(tmp / "reports"), progress=False)
+    assert [r.status for r in results] == ["ran"], results
+    runs, _ = scan_runs(tmp / "runs")
+    assert sorted(r.meta.split for r in runs if r.meta.approach == "finetuned") == ["test", "validation"]

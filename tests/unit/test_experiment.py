@@ -11,6 +11,7 @@ from dispute_classifier.commands.experiment import (
     available_profiles,
     load_profile,
     run_experiment,
+    skipped_stages,
 )
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.registry import Approach
@@ -27,6 +28,28 @@ def test_shipped_profiles_load_and_quick_says_what_it_cuts():
     assert {s.approach for s in full.stages} >= {"zero-shot", "prompt", "rag", "finetuned", "tfidf"}
     with pytest.raises(UserError, match="unknown profile 'nope'"):
         load_profile("nope")
+
+
+def test_quick_names_each_full_stage_it_skips_with_a_command_that_runs_it(tmp_path):
+    """make run never trains the guide's generative SFT recipe or the encoder: it must say so and
+    how to run them, repeating the task as given; the suggested commands must be accepted."""
+    import shlex
+
+    from dispute_classifier.commands.cli import build_parser
+    from finetune.recipe import load_recipe
+
+    task = str(tmp_path / "my task.yaml")
+    lines = skipped_stages(load_profile("quick"), task)
+    assert {line.split(" ")[0] for line in lines} == {"finetuned-sft", "finetuned-encoder"}
+    assert skipped_stages(load_profile("full"), task) == []
+    for line in lines:
+        argv = shlex.split(line.split("run it with: ")[1])[1:]
+        if argv[:2] == ["finetune", "train"]:  # the recipe with the line's overrides loads (and may score test)
+            recipe, overrides = argv[3], argv[4:]
+            assert load_recipe(recipe, overrides).task == task
+        else:
+            args = build_parser().parse_args(argv)
+            assert args.task == task and "finetuned-encoder" in argv
 
 
 def test_stages_fail_alone_and_reruns_reuse(toy_task, tmp_path, monkeypatch, register_approach):
