@@ -40,6 +40,7 @@ from typing import Any, Callable, Sequence
 from dispute_classifier.core.errors import UserError
 from evaluation import drift
 from evaluation.predlog import text_hash
+from evaluation.stats import tango_interval, wilson_interval
 
 EPS = 1e-4
 """Floor of a bin's share in PSI, so an empty bin gives a large but finite term."""
@@ -134,16 +135,6 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     pos = (len(xs) - 1) * q / 100
     lo, hi = math.floor(pos), math.ceil(pos)
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def load_labels(path: str | Path) -> dict[str, str]:
@@ -318,26 +309,17 @@ def summarize(log, settings: MonitorSettings | None = None, labels: dict[str, st
     }
 
 
-def paired_difference_ci(first_right: Sequence[bool], second_right: Sequence[bool], z: float = 1.96) -> tuple[float, tuple[float, float]]:
-    """Accuracy of ``first`` minus ``second`` on the same inputs, with Newcombe's hybrid score
-    interval for a paired difference of proportions (his method 10: Wilson intervals of both
-    accuracies, combined with the phi correlation of the 2×2 table)."""
+def paired_difference_ci(first_right: Sequence[bool], second_right: Sequence[bool], level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """Accuracy of ``first`` minus ``second`` on the same inputs, with the interval the decision
+    report uses for paired differences (Tango's score interval, `evaluation.stats`), so the live
+    check and the test-split verdict speak of one interval."""
     n = len(first_right)
     if n == 0:
         return 0.0, (-1.0, 1.0)
-    a = sum(f and s for f, s in zip(first_right, second_right))
     b = sum(f and not s for f, s in zip(first_right, second_right))
     c = sum(s and not f for f, s in zip(first_right, second_right))
-    d = n - a - b - c
-    p1, p2 = (a + b) / n, (a + c) / n
-    l1, u1 = wilson(a + b, n, z)
-    l2, u2 = wilson(a + c, n, z)
-    den = (a + b) * (c + d) * (a + c) * (b + d)
-    phi = (a * d - b * c) / math.sqrt(den) if den else 0.0
-    lower = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
-    upper = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
-    diff = p1 - p2
-    return diff, (max(-1.0, diff - lower), min(1.0, diff + upper))
+    lo, hi = tango_interval(b, c, n, level)
+    return (b - c) / n, (lo, hi)
 
 
 def shadow_stats(log, champion: list[dict[str, Any]], champion_est: list[float | None], labels: dict[str, str] | None) -> dict[str, Any] | None:
@@ -345,7 +327,7 @@ def shadow_stats(log, champion: list[dict[str, Any]], champion_est: list[float |
 
     Label-free: the disagreement rate (Wilson 95 % interval) and each model's *estimated*
     accuracy. With ``labels``: on the labelled disagreements, the challenger's accuracy minus the
-    champion's (Newcombe 95 % interval); times the disagreement rate that is the advantage on all
+    champion's (Tango's 95 % score interval); times the disagreement rate that is the advantage on all
     of the traffic (agreements add nothing), which is then set against the test advantage. The
     labelled disagreements must be a random sample of them (as `--review-rate` routes) for that
     to hold."""
@@ -368,7 +350,7 @@ def shadow_stats(log, champion: list[dict[str, Any]], champion_est: list[float |
         test_adv = s_profile["test_accuracy"] - c_profile["test_accuracy"]
     out: dict[str, Any] = {
         "champion": f"{champion[-1]['model']}:{champion[-1]['version']}", "challenger": f"{s_last['model']}:{s_last['version']}",
-        "paired": n, "disagreements": len(disagreeing), "disagreement_rate": len(disagreeing) / n, "disagreement_ci95": wilson(len(disagreeing), n),
+        "paired": n, "disagreements": len(disagreeing), "disagreement_rate": len(disagreeing) / n, "disagreement_ci95": wilson_interval(len(disagreeing), n),
         "routed_to_review": sum(bool(s.get("review")) for _, s in disagreeing),
         "champion_estimated_accuracy": _mean([ce for _, ce, _, _ in pairs]),
         "challenger_estimated_accuracy": _mean([se for _, _, _, se in pairs]),

@@ -83,10 +83,11 @@ def test_review_sample_then_labels_give_the_paired_difference(tmp_path):
     assert shadow["verdict"].startswith("challenger ahead") and "the test advantage holds" in shadow["verdict"]
 
 
-def test_newcombe_interval_covers_and_wald_does_not_at_small_n():
+def test_the_paired_interval_covers_and_wald_does_not_at_small_n():
     """Seeded simulation: 15 labelled disagreements, challenger right on 85 %, champion on 10 %
-    (5 % neither). Newcombe's interval covers the true difference at least 93 % of the time
-    (measured 96.0 %); the plain Wald interval, the worse method, does not (84.0 %)."""
+    (5 % neither). The paired interval (Tango's score interval, the decision report's) covers
+    the true difference at least 93 % of the time; the plain Wald interval, the worse method,
+    does not (84.0 %)."""
     rng = np.random.default_rng(7)
     n, p_s, p_c = 15, 0.85, 0.1
     outcome = rng.choice(3, p=[p_s, p_c, 1 - p_s - p_c], size=(4000, n))  # 0 challenger right, 1 champion right, 2 neither
