@@ -19,7 +19,7 @@ ifeq ($(shell uname -m),x86_64)
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 endif
 
-.PHONY: setup run dashboard browser postgres test bench clean
+.PHONY: setup run dashboard browser postgres test docs screenshots bench clean
 
 setup: $(VENV)/.installed
 
@@ -68,7 +68,27 @@ postgres:
 test: setup browser postgres
 	# the layer contract first: a back-edge fails in seconds, before the long suite
 	$(VENV)/bin/lint-imports
+	# the documentation site: --strict fails on a broken link or a page missing from the nav;
+	# built into a temporary folder, never into the repository (no --quiet: it hides the warnings
+	# that --strict counts, and the build passes with broken links)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir $$(mktemp -d)
 	DISPUTE_CLASSIFIER_REQUIRE_POSTGRES=$$([ "$$(id -u)" = 0 ] && echo 1) $(PY) -m pytest tests benchmarks --benchmark-disable -q
+
+# The documentation site (MkDocs + Material, mkdocs.yml): regenerate the commands reference from
+# the CLI, then serve it on http://127.0.0.1:8000 with live reload (`make docs DOCS=build` builds
+# it into site/ instead).
+DOCS ?= serve
+docs: setup
+	$(PY) -m dispute_classifier.commands.reference docs/reference/commands.md
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs $(DOCS) $(if $(filter build,$(DOCS)),--strict)
+
+# The dashboard's screenshots in the documentation (docs/img/dashboard/): the browser test saves
+# one per page at 1200 pixels wide, then they are shrunk to a 256-colour palette.
+screenshots: setup browser
+	rm -rf docs/img/dashboard
+	DISPUTE_CLASSIFIER_SCREENSHOTS=$(CURDIR)/docs/img/dashboard DISPUTE_CLASSIFIER_SCREENSHOT_WIDTH=1200 \
+	  $(PY) -m pytest tests/dashboard/test_browser.py -q -p no:cacheprovider
+	$(PY) -m tests.dashboard.screenshots docs/img/dashboard --width 1200
 
 bench: setup
 	$(PY) -m pytest benchmarks --benchmark-only

@@ -85,7 +85,8 @@ def quantize_int8(model: Any, card: dict[str, Any]) -> Any:
     merged.eval()
     # The transformer blocks only (the classification / LM head stays fp32), and not down_proj:
     # its inputs carry the large activation outliers of small LLaMA models, and per-tensor int8
-    # there took SmolLM2's validation accuracy from 64 % to 35 % (measured; README).
+    # there took SmolLM2's validation accuracy from 64 % to 35 % (measured; docs/serving.md,
+    # "Fine-tuned inference on a CPU").
     layers = {name: default_dynamic_qconfig for name, module in merged.model.named_modules()
               if isinstance(module, torch.nn.Linear) and not name.endswith(INT8_SKIP)}
     with warnings.catch_warnings():

@@ -40,7 +40,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {"trials": 2, "overrides": ["train.max_steps=3", "train.batch_size=4", "train.warmup_steps=0", "train.logging_steps=1",
                                          "train.save_steps=1000", "train_limit=48", "eval_limit=32"]},
     # the real search: whole train split, 1-3 epochs per trial. About 10-50 min a trial for
-    # SmolLM2-135M on 2 idle CPU cores (README: 1 epoch of the classification head in about
+    # SmolLM2-135M on 2 idle CPU cores (docs/fine-tuning/results.md: 1 epoch of the classification head in about
     # 10 min, the generative head about 3x that), so 20 trials fit a night; minutes on a GPU.
     "real": {"trials": 20, "overrides": []},
     # the reference search on 2 CPU cores: the classification head only (the generative head

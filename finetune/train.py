@@ -100,7 +100,7 @@ def resolve_recipe_dtype(recipe: Recipe) -> tuple[Recipe, str]:
 def threads_callback(requested: int | None):
     """A TrainerCallback that chooses torch's CPU threads again at every epoch end and
     checkpoint: a run started while another job held a core would otherwise keep the one
-    thread it got for its whole length (README, "CPU throughput"). ``requested``
+    thread it got for its whole length (docs/fine-tuning/results.md, "Speed and what limits accuracy"). ``requested``
     (``train.threads``) fixes the count instead. ``changes`` lists (step, old, new)."""
     import torch
     from transformers import TrainerCallback

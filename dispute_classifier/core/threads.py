@@ -2,8 +2,9 @@
 
 torch's default is one thread per core. On a busy machine that is a trap: OpenMP threads spin
 waiting for cores that other processes hold, and a step can take five times as long as with
-fewer threads (README, "CPU throughput"). The default here is the cores really free: the
-cores this process may run on, less what other processes are using right now. "Right now" is
+fewer threads (docs/fine-tuning/results.md, "Speed and what limits accuracy"). The default
+here is the cores really free: the cores this process may run on, less what other processes
+are using right now. "Right now" is
 a short sample of /proc/stat with this process's own CPU time taken out, not the load
 average: the load average still counts a job that has just finished (or this process's own
 previous trial in a sweep) for a minute or more, and would halve the threads of the next one.

@@ -1,6 +1,7 @@
 """The dashboard in a real browser: `streamlit run` on a free loopback port, headless Chromium
 (Debian's `chromium` + `chromium-driver`, which `make test` installs) loads every page, the
-test asserts on the visible text and saves a screenshot to reports/screenshots/."""
+test asserts on the visible text and saves a screenshot of every page (`make screenshots` keeps
+them in docs/img/dashboard/ for the documentation)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from tests.dashboard.conftest import APP
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SHOTS = Path(os.environ.get("DISPUTE_CLASSIFIER_SCREENSHOTS") or Path(tempfile.gettempdir()) / "dispute-classifier-screenshots")
-"""Where the browser test saves a screenshot of every page (never inside the repository)."""
+"""Where the browser test saves a screenshot of every page (by default outside the repository;
+`make screenshots` points it at docs/img/dashboard/)."""
+WIDTH = int(os.environ.get("DISPUTE_CLASSIFIER_SCREENSHOT_WIDTH") or 1440)
+"""Browser window width in pixels (`make screenshots` takes 1200, the documentation's width)."""
 
 # (url path, text that must be visible once the page has rendered, is there a chart)
 PAGES = [
@@ -104,7 +108,7 @@ def browser(tmp_path_factory):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1440,1800",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", f"--window-size={WIDTH},1800",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
