@@ -10,7 +10,7 @@ import numpy as np
 
 from baselines.embeddings import Embedder
 from dispute_classifier.core.errors import UserError
-from dispute_classifier.core.registry import Approach, register_approach
+from dispute_classifier.core.plugins import Approach, register_approach
 from dispute_classifier.core.types import ClassifierBase, Prediction
 
 
@@ -93,7 +93,7 @@ class TfidfClassifier(ClassifierBase):
     """TF-IDF word 1–2-grams plus character 2–5-grams, multinomial logistic regression."""
 
     name = "tfidf"
-    cache_fitted = True  # classify pickles the fitted model (dispute_classifier/commands/classifiers.py)
+    cache_fitted = True  # classify pickles the fitted model (dispute_classifier/resolution/fitted_cache.py)
 
     def __init__(self, config: TfidfConfig | None = None) -> None:
         self.config = config or TfidfConfig()

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from dispute_classifier.core.errors import UserError
-from dispute_classifier.core.models import quiet_libraries
+from dispute_classifier.core.model_source import quiet_libraries
 from dispute_classifier.core.task import cache_dir
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"

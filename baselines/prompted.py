@@ -23,10 +23,10 @@ from typing import Any, Literal, Sequence
 
 from baselines.embeddings import Embedder
 from dispute_classifier.core.backends.base import Backend, LlmConfig, make_backend
-from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.plugins import Approach, register_approach
+from dispute_classifier.core.prices import PriceTable
 from dispute_classifier.core.prompts import PromptConfig, build_messages
-from dispute_classifier.core.registry import Approach, register_approach
 from dispute_classifier.core.task import TaskSpec, load_task
 from dispute_classifier.core.types import ClassifierBase, Prediction
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from dispute_classifier.commands.batch import classify as classify_file
-from dispute_classifier.commands.batchjob import ClassifyConfig
+from dispute_classifier.batch.driver import classify as classify_file
+from dispute_classifier.batch.job import ClassifyConfig
 from tests.conftest import REPO, write_task
 
 LARGE_ROWS = int(os.environ.get("BENCH_CLASSIFY_ROWS", "200000"))

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.test_bench_classify import sample_texts, write_input
-from dispute_classifier.commands.batch import classify as classify_file
-from dispute_classifier.commands.batchjob import ClassifyConfig, format_summary
+from dispute_classifier.batch.driver import classify as classify_file
+from dispute_classifier.batch.job import ClassifyConfig, format_summary
 from tests.conftest import write_task
 
 ROWS = {"tfidf": int(os.environ.get("BENCH_RAY_ROWS_TFIDF", "200000")), "embedding": int(os.environ.get("BENCH_RAY_ROWS_EMBEDDING", "2000"))}

@@ -46,7 +46,7 @@ def rows():
 def test_training_tokens_per_second(benchmark, model_name, rows, tmp_path, threads):
     import torch
 
-    from dispute_classifier.core.models import load_tokenizer
+    from dispute_classifier.core.model_source import load_tokenizer
     from finetune.train import build_model, build_trainer
 
     recipe = load_recipe("smollm2-135m-lora-cpu", [f"model={model_name}", "train.max_steps=2", "train.batch_size=8", f"train.threads={threads}", "train.save_steps=1000"])

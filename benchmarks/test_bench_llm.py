@@ -50,7 +50,7 @@ def data(task):
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
     from dispute_classifier.core.backends.local import LocalBackend, LocalConfig
-    from dispute_classifier.core.models import SMOLLM2, build_tiny_llama
+    from dispute_classifier.core.model_source import SMOLLM2, build_tiny_llama
 
     model = SMOLLM2 if REAL else str(build_tiny_llama(tmp_path_factory.mktemp("tiny-llama")))
     return LocalBackend(LocalConfig(model=model)).start()

@@ -47,13 +47,13 @@ BUDGET = {"tfidf": (3000, 15.0), "embedding": (300, 15.0), "finetuned": (300, 30
 
 def _finetuned_head_model() -> str | None:
     """$BENCH_FINETUNED_MODEL, else the last saved classification-head model."""
-    from finetune import registry
+    from finetune import model_store
 
     if os.environ.get("BENCH_FINETUNED_MODEL"):
         return os.environ["BENCH_FINETUNED_MODEL"]
 
-    for name, version, path in reversed(registry.list_models()):
-        card = registry.read_card(path)
+    for name, version, path in reversed(model_store.list_models()):
+        card = model_store.read_card(path)
         if card.get("kind") != "approach" and card.get("recipe", {}).get("head") == "classification":
             return f"{name}:{version}"
     return None
@@ -80,7 +80,7 @@ def workload(tmp_path_factory):
 @pytest.fixture(scope="module")
 def servers(workload, tmp_path_factory):
     """One running service per model, started on first use and stopped after the module."""
-    from finetune import registry
+    from finetune import model_store
     from tests.serve.conftest import Server
 
     task, _ = workload
@@ -90,7 +90,7 @@ def servers(workload, tmp_path_factory):
         if model not in started:
             tmp = tmp_path_factory.mktemp(f"serve-{model.replace(':', '-')}")
             # the service runs in its own folder: name the models folder absolutely
-            env = {**os.environ, "DISPUTE_CLASSIFIER_MODELS": str(registry.models_dir().resolve())}
+            env = {**os.environ, "DISPUTE_CLASSIFIER_MODELS": str(model_store.models_dir().resolve())}
             server = Server(["--model", model, "--task", task, "--log-db", str(tmp / "log.db"), "--max-inputs", "64"], env, tmp / "serve.log")
             started[model] = server
             server.wait_ready(timeout=900)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
-from dispute_classifier.core.costs import money
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.prices import money
 from evaluation.metrics import mcnemar_exact
 from evaluation.runs import RunRecord
 

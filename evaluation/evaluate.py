@@ -8,16 +8,15 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from dispute_classifier.core import registry
-from dispute_classifier.core.costs import PriceTable
+from dispute_classifier.core import plugins
 from dispute_classifier.core.datacheck import exact_overlap, near_twins
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.prices import PriceTable
 from dispute_classifier.core.progress import progress_bar
 from dispute_classifier.core.runconfig import RunConfig
 from dispute_classifier.core.task import Split, TaskData, stratified_sample
 from dispute_classifier.core.types import INVALID, Billing, Classifier, Prediction
 from evaluation import metrics as M
-from evaluation.stats import wilson_interval
 from evaluation.runmeta import Category, DataInfo, RunMeta
 from evaluation.runs import (
     RunRecord,
@@ -32,6 +31,7 @@ from evaluation.runs import (
     runs_dir,
     write_run,
 )
+from evaluation.stats import wilson_interval
 
 
 def compute_metrics(
@@ -95,7 +95,7 @@ def training_overlap(clf: Classifier, data: TaskData, split: str) -> str | None:
 
 def _category(approach: str) -> str:
     """The registered approach's category; an unregistered one must name its category."""
-    entry = registry.approaches().get(approach)
+    entry = plugins.approaches().get(approach)
     if entry is None:
         raise UserError(f"approach '{approach}' is not registered: register it, or pass evaluate(category=...)")
     return entry.category
@@ -312,7 +312,7 @@ def evaluate_config(
     instead of running again. ``extra`` goes into the record's ``extra`` (e.g. a sweep's trial
     number). Returns ``(run record, reused)``.
     """
-    approach = registry.get_approach(cfg.approach)
+    approach = plugins.get_approach(cfg.approach)
     prices = prices or PriceTable.load(Path(cfg.prices) if cfg.prices else None)  # once, for the check and the run
     if cfg.hardware:  # a bad --hardware fails now, not after fitting
         prices.hourly(cfg.hardware)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from dispute_classifier.core import registry
+from dispute_classifier.core import plugins
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import RunConfig
 from dispute_classifier.core.task import TaskData
@@ -50,7 +50,7 @@ def approach_maker(name: str, task: str) -> Maker:
     """A maker of the registered approach ``name`` with its default settings; it must give
     class probabilities (``predict_proba``)."""
 
-    entry = registry.get_approach(name)
+    entry = plugins.get_approach(name)
 
     def make() -> Any:
         clf = entry.build(RunConfig(task=task, approach=name))

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
-from dispute_classifier.core import registry
+from dispute_classifier.core import plugins
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.types import Billing
 
@@ -175,7 +175,7 @@ class RunMeta:
             if key not in raw:
                 raise UserError(f"{where}: run record lacks '{key}'")
         try:
-            category = Category(raw.get("category") or registry.category_of(raw))
+            category = Category(raw.get("category") or plugins.category_of(raw))
             billing = Billing(raw.get("billing") or Billing.SELF_HOSTED.value)
         except ValueError as exc:
             raise UserError(f"{where}: {exc}") from None

@@ -15,13 +15,13 @@ from typing import Any, Sequence
 
 from dispute_classifier.core.backends.local import LocalBackend, LocalConfig, prompt_ids
 from dispute_classifier.core.errors import UserError
-from dispute_classifier.core.models import load_causal_lm
+from dispute_classifier.core.model_source import load_causal_lm
+from dispute_classifier.core.plugins import Approach, register_approach
 from dispute_classifier.core.prompts import PromptConfig, build_messages
-from dispute_classifier.core.registry import Approach, register_approach
 from dispute_classifier.core.task import TaskSpec, load_task
 from dispute_classifier.core.threads import set_torch_threads
 from dispute_classifier.core.types import ClassifierBase, Prediction, Usage
-from finetune import registry
+from finetune import model_store
 
 
 @dataclass
@@ -115,8 +115,8 @@ class FinetunedClassifier(ClassifierBase):
     ) -> None:
         self.ref = ref
         if card is None:  # a saved model; a model still in training passes its own card (finetune.sweep)
-            self.folder = folder or registry.resolve(ref, Path(models_dir) if models_dir else None)
-            card = registry.read_card(self.folder)
+            self.folder = folder or model_store.resolve(ref, Path(models_dir) if models_dir else None)
+            card = model_store.read_card(self.folder)
         else:
             self.folder = folder
         self.card = card

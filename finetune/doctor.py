@@ -128,7 +128,7 @@ def check_no_test_overlap(train_texts: Sequence[str], test_texts: Sequence[str])
     test = {normalise(t) for t in test_texts}
     shared = [t for t in train_texts if normalise(t) in test]
     if shared:
-        return Check("train/test disjoint", False, f"{len(shared)} training texts are also test texts (e.g. {shared[0]!r}). Remove them from the training rows (finetune.data.fit_rows does)")
+        return Check("train/test disjoint", False, f"{len(shared)} training texts are also test texts (e.g. {shared[0]!r}). Remove them from the training rows (finetune.training_rows.fit_rows does)")
     return Check("train/test disjoint", True, f"{len(train_texts)} training texts, none in test")
 
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from baselines.embeddings import resolve_model as resolve_sentence_model
-from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
-from dispute_classifier.core.models import quiet_libraries
-from dispute_classifier.core.registry import Approach, register_approach
+from dispute_classifier.core.model_source import quiet_libraries
+from dispute_classifier.core.plugins import Approach, register_approach
+from dispute_classifier.core.prices import PriceTable
 from dispute_classifier.core.threads import set_torch_threads
 from dispute_classifier.core.types import ClassifierBase, Prediction, Usage
 

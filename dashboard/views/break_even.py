@@ -7,8 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.data import UNKNOWN, context
-from dispute_classifier.core.costs import PriceTable
+from dashboard.sources import UNKNOWN, context
+from dispute_classifier.core.prices import PriceTable
 from evaluation.decision import api_model, best_run, break_even_volume, cost_line, training_cost, volume_grid
 from evaluation.decision.selection import review_plan
 from evaluation.runmeta import Category

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.data import TASK_PLACEHOLDER, context
+from dashboard.sources import TASK_PLACEHOLDER, context
 from dispute_classifier.core.task import task_command, task_ref
 
 ctx = context(require_runs=False)

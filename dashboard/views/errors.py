@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard.data import UNKNOWN, context, errors_frame, side_by_side
+from dashboard.sources import UNKNOWN, context, errors_frame, side_by_side
 
 ctx = context()
 runs = ctx.by_label()

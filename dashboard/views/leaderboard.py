@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.data import UNKNOWN, context, pareto_front
+from dashboard.sources import UNKNOWN, context, pareto_front
 
 ctx = context()
 rows = ctx.live["leaderboard"]

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.data import context
+from dashboard.sources import context
 
 ctx = context()
 runs = ctx.by_label()

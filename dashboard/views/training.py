@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.data import context, sweep_trials, training_log
+from dashboard.sources import context, sweep_trials, training_log
 from dispute_classifier.core.task import task_command
 from evaluation.runmeta import Category
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard.data import NOT_APPLICABLE, UNKNOWN, context
+from dashboard.sources import NOT_APPLICABLE, UNKNOWN, context
 
 ctx = context()
 report = ctx.report

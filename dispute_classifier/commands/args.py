@@ -153,3 +153,29 @@ class DashboardArgs:
     """Address to listen on."""
     log_db: str | None = None
     """Prediction log of `serve` for the Monitoring page (default: runs/serve/predictions.db)."""
+
+
+@dataclass
+class ResultsExportArgs:
+    """results export: committed summaries of reported runs (the record minus its predictions)."""
+
+    runs_dirs: list[str] = field(default_factory=list)
+    """Folders of run records to export (default: runs); the newest run of each setting is kept."""
+    serving: str | None = None
+    """Serving benchmark result files to copy, comma-separated (reports/serving/<model>.json, from benchmarks/test_bench_serve.py)."""
+    out: str = "results"
+    """Folder of the committed results."""
+    task: str | None = None
+    """Export only the runs of this task (default: every task)."""
+
+
+@dataclass
+class ResultsRenderArgs:
+    """results render: the tables between <!-- results:NAME --> markers, from the committed results."""
+
+    results: str = "results"
+    """Folder of the committed results."""
+    files: list[str] = field(default_factory=list)
+    """Markdown files to render (default: README.md and every docs/ page with a marker)."""
+    check: bool = False
+    """Change nothing; exit 1 naming every table that differs from what the results render."""

@@ -19,8 +19,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dispute_classifier import __version__
-from dispute_classifier.commands import batch, models
-from dispute_classifier.commands.approaches import load_approaches
+from dispute_classifier.batch.driver import classify
+from dispute_classifier.batch.job import (
+    ClassifyConfig,
+    approach_settings,
+    format_summary,
+)
+from dispute_classifier.commands import models
 from dispute_classifier.commands.args import (
     CompareArgs,
     DashboardArgs,
@@ -30,11 +35,8 @@ from dispute_classifier.commands.args import (
     FinetuneArgs,
     LlamaServerArgs,
     ReportArgs,
-)
-from dispute_classifier.commands.batchjob import (
-    ClassifyConfig,
-    approach_settings,
-    format_summary,
+    ResultsExportArgs,
+    ResultsRenderArgs,
 )
 from dispute_classifier.commands.experiment import load_profile, run_experiment
 from dispute_classifier.commands.models import AliasConfig, RegisterConfig, list_lines
@@ -46,7 +48,7 @@ from dispute_classifier.commands.replay import (
     replay,
 )
 from dispute_classifier.commands.serve import serve
-from dispute_classifier.core import datacheck, registry
+from dispute_classifier.core import datacheck, plugins
 from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig
 from dispute_classifier.core.config import (
     describe,
@@ -57,18 +59,19 @@ from dispute_classifier.core.config import (
     parse_overrides,
     read_yaml,
 )
-from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.prices import PriceTable, money
 from dispute_classifier.core.runconfig import RunConfig, model_override, run_config
 from dispute_classifier.core.task import available_tasks, load_data, load_task
-from dispute_classifier.serving.config import ServeConfig, check_port_free
+from dispute_classifier.resolution.approaches import load_approaches
+from dispute_classifier.serving.settings import ServeConfig, check_port_free
 from evaluation.compare import compare, format_leaderboard, latest_per_setting
 from evaluation.curves import CurvesConfig, run_curves, write_curves
+from evaluation.decision import VerdictConfig, build_report, read_stages, write_report
 from evaluation.evaluate import evaluate_config
 from evaluation.label_issues import LabelIssueConfig, approach_maker, label_issues
 from evaluation.predlog import PREDLOG_ENV, db_url
 from evaluation.runs import read_run, resolve_run, runs_dir, scan_runs
-from evaluation.decision import VerdictConfig, build_report, read_stages, write_report
 from finetune.recipe import Recipe, available_recipes, load_recipe
 from finetune.sweep import (
     BUDGETS,
@@ -165,7 +168,7 @@ def _config_arguments(
 def cmd_classify(args: argparse.Namespace) -> int:
     names = {f.name for f in dataclasses.fields(ClassifyConfig)}
     cfg = from_dict(ClassifyConfig, {k: v for k, v in vars(args).items() if k in names and v is not None})
-    summary = batch.classify(cfg, approach_settings(cfg.task, args.config, args.set))
+    summary = classify(cfg, approach_settings(cfg.task, args.config, args.set))
     print(format_summary(summary))
     return 0
 
@@ -227,6 +230,46 @@ def cmd_llama_server(args: argparse.Namespace) -> int:
             print("stopping", file=sys.stderr)
             return 0
     raise UserError(f"the llama.cpp server stopped unexpectedly; log: {server.log_path}")
+
+
+def cmd_results_export(args: argparse.Namespace) -> int:
+    from evaluation.results import export
+
+    runs = []
+    for folder in args.runs_dirs or [None]:
+        root = runs_dir(folder)
+        if not root.is_dir():
+            raise UserError(f"runs folder {root} does not exist; pass --runs-dirs with the folders that hold run records")
+        found, skipped = scan_runs(root)
+        for line in skipped:
+            print(f"skipped: {line}", file=sys.stderr)
+        runs += [r for r in found if args.task is None or r.meta.task == args.task]
+    serving = [Path(f) for f in (args.serving or "").split(",") if f]
+    for f in serving:
+        if not f.is_file():
+            raise UserError(f"serving result {f}: file not found (benchmarks/test_bench_serve.py writes reports/serving/<model>.json)")
+    approaches = load_approaches()
+    written = export(runs, Path(args.out), lambda a: approaches[a].summary if a in approaches else None, serving)
+    print(f"wrote {len(written)} result file(s) under {args.out} from {len(runs)} run record(s); then: dispute-classifier results render")
+    return 0
+
+
+def cmd_results_render(args: argparse.Namespace) -> int:
+    from evaluation.results import doc_files, load_results, render_files
+
+    root = Path(args.results)
+    if not root.is_dir():
+        raise UserError(f"results folder {root} does not exist; write it with `dispute-classifier results export`")
+    files = [Path(f) for f in args.files] or doc_files(Path.cwd())
+    differ = render_files(files, load_results(root), check=args.check)
+    if args.check:
+        if differ:
+            print("tables that differ from the committed results (run `dispute-classifier results render`):\n  " + "\n  ".join(differ), file=sys.stderr)
+            return 1
+        print(f"{len(files)} file(s): every results table matches {root}")
+        return 0
+    print(f"rendered {len(differ)} table(s) in {len(files)} file(s) from {root}" + (": " + ", ".join(differ) if differ else " (all were up to date)"))
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -418,7 +461,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
             recipe = load_recipe(cfg.recipe, [f"task={task_ref}", *cfg.recipe_overrides])
             makers[name] = lambda recipe=recipe: RecipeClassifier(recipe, cfg.data_dir)
         else:
-            entry = registry.get_approach(name)
+            entry = plugins.get_approach(name)
             makers[name] = lambda entry=entry, name=name: entry.build(RunConfig(task=task_ref, approach=name))
     finder = None if cfg.skip_finder else {name: approach_maker(name, task_ref) for name in cfg.finder_approaches}
     result = run_curves(cfg, data, makers, finder)
@@ -513,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_approaches_epilog(approaches) + "\n\n" + _config_epilog(RunConfig), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _config_arguments(p, RunConfig, optional=True)
-    _config_arguments(p, EvaluateArgs, with_defaults=True, choices={"backend": list(registry.backends())})
+    _config_arguments(p, EvaluateArgs, with_defaults=True, choices={"backend": list(plugins.backends())})
     p.set_defaults(func=cmd_evaluate)
 
     ft = sub.add_parser("finetune", help="LoRA / QLoRA fine-tuning: train, doctor, list")
@@ -544,6 +587,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dashboard)
 
     _add_quality_commands(sub)
+
+    res = sub.add_parser("results", help="results as data: export run summaries to results/, render the docs' tables from them")
+    res_sub = res.add_subparsers(dest="results_command", metavar="SUBCOMMAND", required=True)
+    p = res_sub.add_parser("export", help="write results/<task>/<split>/*.json from run records (the record minus its predictions)")
+    _config_arguments(p, ResultsExportArgs, positional=("runs_dirs",), with_defaults=True)
+    p.set_defaults(func=cmd_results_export)
+    p = res_sub.add_parser("render", help="rewrite the tables between <!-- results:NAME --> markers from results/ (--check: only compare)")
+    _config_arguments(p, ResultsRenderArgs, positional=("files",), with_defaults=True)
+    p.set_defaults(func=cmd_results_render)
 
 
     p = sub.add_parser("serve", help="HTTP classification service (FastAPI): POST /v1/classify, metrics, prediction log, shadow model")
@@ -580,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     quiet = getattr(args, "quiet", False) and "DISPUTE_CLASSIFIER_QUIET" not in os.environ
     if quiet:
-        os.environ["DISPUTE_CLASSIFIER_QUIET"] = "1"  # library notes stay quiet too (models.py)
+        os.environ["DISPUTE_CLASSIFIER_QUIET"] = "1"  # library notes stay quiet too (core/model_source.py)
     try:
         return func(args)
     except UserError as exc:

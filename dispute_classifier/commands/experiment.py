@@ -20,18 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from dispute_classifier.commands.approaches import load_approaches
 from dispute_classifier.core import datacheck
 from dispute_classifier.core.config import from_dict, merge, parse_overrides, read_yaml, to_dict
-from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.prices import PriceTable, money
 from dispute_classifier.core.runconfig import run_config
 from dispute_classifier.core.task import TaskData, load_data, load_task, stratified_sample, task_command
+from dispute_classifier.resolution.approaches import load_approaches
+from evaluation.decision import build_report, write_report, write_stages
 from evaluation.evaluate import evaluate_config
 from evaluation.runs import runs_dir, scan_runs
-from evaluation.decision import build_report, write_report, write_stages
+from finetune.model_store import find_trained
 from finetune.recipe import load_recipe
-from finetune.registry import find_trained
 from finetune.train import train
 
 PROFILE_DIR = Path(__file__).with_name("profiles")

@@ -1,5 +1,5 @@
 """``dispute-classifier models list | register | promote | rollback | show``: versions and aliases
-of saved models, fine-tuned and registered baselines alike (`finetune.registry`)."""
+of saved models, fine-tuned and registered baselines alike (`finetune.model_store`)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from dispute_classifier.commands.approaches import load_approaches
-from dispute_classifier.commands.classifiers import REGISTERED_MODEL, fit_approach, model_profile
 from dispute_classifier.core.config import to_dict
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.runconfig import RunConfig
 from dispute_classifier.core.task import load_data, load_task
+from dispute_classifier.resolution.approaches import load_approaches
+from dispute_classifier.resolution.profile import model_profile
+from dispute_classifier.resolution.resolve import REGISTERED_MODEL, fit_approach
 from evaluation.runs import now_iso
-from finetune import registry
+from finetune import model_store
 
 
 @dataclass
@@ -61,7 +62,7 @@ def register(cfg: RegisterConfig) -> Path:
     if not resolved.classifier.cache_fitted:
         raise UserError(f"approach '{cfg.approach}' cannot be saved as a file (only fitted baselines such as tfidf can); serve it by name instead")
     profile = model_profile(resolved, spec, data_dir, approach=cfg.approach)
-    folder = registry.new_version(cfg.name or cfg.approach)
+    folder = model_store.new_version(cfg.name or cfg.approach)
     joblib.dump(resolved.classifier, folder / REGISTERED_MODEL)
     card = {
         "kind": "approach", "name": folder.parent.name, "version": int(folder.name[1:]), "approach": cfg.approach,
@@ -72,14 +73,14 @@ def register(cfg: RegisterConfig) -> Path:
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(card, f, indent=2)
-    os.replace(tmp, folder / registry.CARD)  # the card last: the version counts once it exists
+    os.replace(tmp, folder / model_store.CARD)  # the card last: the version counts once it exists
     return folder
 
 
 def describe_version(name: str, version: int, path: Path, aliases: list[str]) -> str:
     """One line about a saved version: kind, task, test accuracy, aliases, folder."""
 
-    card = registry.read_card(path)
+    card = model_store.read_card(path)
     kind = f"{card['approach']} baseline" if card.get("kind") == "approach" else f"{card.get('recipe', {}).get('head', '?')}-head fine-tune"
     evals = ", ".join(f"{s} {e['accuracy'] * 100:.2f}%" for s, e in card.get("evaluations", {}).items() if e.get("accuracy") is not None)
     tags = "  " + " ".join(f"@{a}" for a in aliases) if aliases else ""
@@ -89,13 +90,13 @@ def describe_version(name: str, version: int, path: Path, aliases: list[str]) ->
 def list_lines() -> list[str]:
     """``models list``: every finished version with its aliases."""
 
-    models = registry.list_models()
+    models = model_store.list_models()
     if not models:
-        return [f"no saved models under {registry.models_dir()}; register a baseline with `dispute-classifier models register tfidf`"
+        return [f"no saved models under {model_store.models_dir()}; register a baseline with `dispute-classifier models register tfidf`"
                 " or train one with `dispute-classifier finetune train --recipe smollm2-135m-lora-cpu`"]
     out = []
     for name, version, path in models:
-        tags = [a for a, v in registry.aliases(name).items() if v == version]
+        tags = [a for a, v in model_store.aliases(name).items() if v == version]
         out.append(describe_version(name, version, path, tags))
     return out
 
@@ -104,14 +105,14 @@ def show_lines(ref: str) -> list[str]:
     """``models show NAME[:VERSION|@ALIAS]``: the version it resolves to, its aliases and the
     alias history of the model."""
 
-    path = registry.resolve(ref)
+    path = model_store.resolve(ref)
     name, version = path.parent.name, int(path.name[1:])
-    tags = [a for a, v in registry.aliases(name).items() if v == version]
-    card = registry.read_card(path)
+    tags = [a for a, v in model_store.aliases(name).items() if v == version]
+    card = model_store.read_card(path)
     lines = [f"{ref} -> {describe_version(name, version, path, tags)}"]
     if card.get("kind") == "approach":
         lines.append(f"  fitted on {card['fit_split']} of {card['task']} (data {card['data_hash'][:12]}), settings {json.dumps(card['settings'])}")
-    events = registry.alias_events(name)
+    events = model_store.alias_events(name)
     if events:
         lines.append("  alias history:")
         for e in events:
@@ -124,7 +125,7 @@ def show_lines(ref: str) -> list[str]:
 def promote(cfg: AliasConfig) -> str:
     """Point the alias at NAME:VERSION; returns the line to print."""
 
-    version = registry.promote(cfg.ref, cfg.alias, cfg.reason)
+    version = model_store.promote(cfg.ref, cfg.alias, cfg.reason)
     return f"{cfg.ref.partition(':')[0]}@{cfg.alias} -> v{version}"
 
 
@@ -132,6 +133,6 @@ def rollback(cfg: AliasConfig) -> str:
     """Point the alias back at its previous version; returns the line to print."""
 
     name = cfg.ref.partition(":")[0].partition("@")[0]
-    left, now = registry.rollback(name, cfg.alias, cfg.reason)
+    left, now = model_store.rollback(name, cfg.alias, cfg.reason)
     return f"{name}@{cfg.alias}: v{left} -> " + (f"v{now}" if now is not None else "removed (it had no earlier version)")
 

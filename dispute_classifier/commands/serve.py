@@ -23,16 +23,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dispute_classifier.commands.approaches import load_approaches
-from dispute_classifier.commands.classifiers import model_profile, resolve_classifier, served_identity
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.paths import check_writable_file
 from dispute_classifier.core.runconfig import RunConfig
 from dispute_classifier.core.task import load_task
 from dispute_classifier.core.types import Classifier
+from dispute_classifier.resolution.approaches import load_approaches
+from dispute_classifier.resolution.profile import model_profile
+from dispute_classifier.resolution.resolve import resolve_classifier, served_identity
 from dispute_classifier.serving import app
 from dispute_classifier.serving.auth import api_key
-from dispute_classifier.serving.config import ServeConfig, check_port_free
+from dispute_classifier.serving.settings import ServeConfig, check_port_free
 from dispute_classifier.serving.state import ServedVersion, ServiceState
 from evaluation.monitoring import threshold_for
 from evaluation.predlog import PredictionLog, db_url

@@ -1,7 +1,7 @@
 """Exclusive file locks (POSIX ``flock``): the kernel releases them when the holder dies, even
 by SIGKILL, so a killed process never leaves a stale lock behind.
 
-The batch job's lock (`dispute_classifier.commands.batchjob.JobLock`) refuses at once when the
+The batch job's lock (`dispute_classifier.batch.job.JobLock`) refuses at once when the
 lock is held; the model registry waits for it (`exclusive`). A waited-for lock file is never
 deleted: a process waiting on the old file and one locking a new file at the same path would
 both think they hold it.

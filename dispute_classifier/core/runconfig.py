@@ -1,7 +1,7 @@
 """The settings of one evaluation: task, approach, split, and each approach's own section.
 
 The general fields are typed here; the per-approach sections (``tfidf``, ``llm``, ``rag``,
-...) come from the approach registry (`dispute_classifier.core.registry`), so a new approach
+...) come from the approach registry (`dispute_classifier.core.plugins`), so a new approach
 brings its own settings without touching this file.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispute_classifier.core import registry
+from dispute_classifier.core import plugins
 from dispute_classifier.core.config import from_dict, to_dict
 from dispute_classifier.core.errors import UserError
 
@@ -48,10 +48,10 @@ class RunConfig:
 
     @staticmethod
     def dynamic_sections() -> dict[str, type]:
-        return registry.sections()
+        return plugins.sections()
 
     def __post_init__(self) -> None:
-        registry.get_approach(self.approach)  # an unknown name fails here, before any data is loaded
+        plugins.get_approach(self.approach)  # an unknown name fails here, before any data is loaded
         if self.split not in ("test", "validation"):
             raise UserError(f"split must be 'test' or 'validation', got '{self.split}' (set --split)")
         if not 0 <= self.max_overlap_share <= 1:
@@ -64,7 +64,7 @@ class RunConfig:
     def section(self, name: str) -> Any:
         """The settings section ``name`` (its defaults when it was not set)."""
         if name not in self.sections:
-            known = registry.sections()
+            known = plugins.sections()
             if name not in known:
                 raise UserError(f"no settings section '{name}'; known sections: {', '.join(known)}")
             self.sections[name] = known[name]()
@@ -72,7 +72,7 @@ class RunConfig:
 
     def approach_settings(self) -> dict[str, Any]:
         """The settings that define this approach's result, as recorded in the run."""
-        return {name: to_dict(self.section(name)) for name in registry.get_approach(self.approach).sections}
+        return {name: to_dict(self.section(name)) for name in plugins.get_approach(self.approach).sections}
 
 
 def run_config(data: dict[str, Any]) -> RunConfig:
@@ -83,9 +83,9 @@ def run_config(data: dict[str, Any]) -> RunConfig:
 def model_override(approach_name: str, model: str, backend: str | None = None) -> dict[str, Any]:
     """The settings that ``--model MODEL`` stands for with this approach, from its registry
     entry's ``model_setting`` (the chosen backend's model for LLM approaches)."""
-    approach = registry.get_approach(approach_name)
+    approach = plugins.get_approach(approach_name)
     if approach.model_setting is None:
-        llm_ones = [a.name for a in registry.approaches().values() if a.model_setting]
+        llm_ones = [a.name for a in plugins.approaches().values() if a.model_setting]
         raise UserError(f"--model does not apply to approach '{approach_name}'; it goes with: {', '.join(llm_ones)}")
     key = approach.model_setting
     if key == "llm":

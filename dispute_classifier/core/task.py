@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from dispute_classifier.core import batchio
+from dispute_classifier.core import tabular
 from dispute_classifier.core.config import from_dict, read_yaml
 from dispute_classifier.core.errors import UserError
 
@@ -285,13 +285,24 @@ def resolve_file(spec: TaskSpec, key: str, data_dir: Path | None = None) -> Path
     """Find (or download) the source file ``key`` of a task and verify its checksum."""
     name = spec.source.files[key]
     candidates: list[Path] = []
-    if Path(name).is_absolute():
+    if data_dir is not None and not Path(name).is_absolute():
+        # An explicit --data-dir is the only place looked in: a file missing there is an error,
+        # never a quiet fallback to another copy of the data.
+        found = Path(data_dir) / name
+        if not found.is_file():
+            what = "is a folder, not a file" if found.is_dir() else "does not exist"
+            raise UserError(
+                f"--data-dir {data_dir}: {found} {what} (task '{spec.name}' reads its {key} file '{name}' there);"
+                f" put the file there, or leave --data-dir out to use ${DATA_ENV}"
+            )
+        candidates.append(found)
+    elif Path(name).is_absolute():
         candidates.append(Path(name))
     else:
         env_dir = os.environ.get(DATA_ENV)
-        # An explicit --data-dir wins; then files beside the task YAML (a user's own task),
-        # then the environment's data folder (BANKING77 for the project's tasks), then the cache.
-        for root in (data_dir, spec.path.parent if spec.path else None, Path(env_dir) if env_dir else None):
+        # Files beside the task YAML (a user's own task), then the environment's data folder
+        # (BANKING77 for the project's tasks), then the cache.
+        for root in (spec.path.parent if spec.path else None, Path(env_dir) if env_dir else None):
             if root is not None:
                 candidates.append(Path(root) / name)
         candidates.append(cache_dir() / "data" / (spec.source.name or spec.name) / Path(name).name)
@@ -322,14 +333,14 @@ def read_rows(path: Path, spec: TaskSpec) -> list[tuple[str, str, str, int]]:
     """Read ``(id, text, label, row_number)`` rows of a task file, with errors that name the row.
 
     CSV, JSONL and Parquet, by the file's ending, through the readers of `classify`
-    (`dispute_classifier.core.batchio`), so a file reads the same, and fails with the same
+    (`dispute_classifier.core.tabular`), so a file reads the same, and fails with the same
     message, as a task file and as batch input. Row numbers are the ones a person sees when
     opening the file: CSV counts the header as row 1 (as a spreadsheet shows it), JSONL counts
     lines, Parquet counts rows from 1.
     """
     cols = spec.columns
     where = _row_word(path, spec)
-    reader = batchio.open_reader(
+    reader = tabular.open_reader(
         path, cols.text, cols.id, label_column=cols.label, setting=f"columns.{{role}} in task '{spec.name}'", what=f"task '{spec.name}' file",
     )
     rows = []
@@ -337,7 +348,7 @@ def read_rows(path: Path, spec: TaskSpec) -> list[tuple[str, str, str, int]]:
         for raw in reader:
             if raw.problem is not None and raw.problem[0] != "not_utf8":
                 raise UserError(f"{path}: {where} {raw.row}: {raw.problem[1]}; fix the {where} or remove it")
-            bad = next((reason for reason in map(batchio.bad_bytes, (raw.text, raw.label, raw.id)) if reason), None)
+            bad = next((reason for reason in map(tabular.bad_bytes, (raw.text, raw.label, raw.id)) if reason), None)
             if bad:
                 raise UserError(f"{path}: {where} {raw.row} is not UTF-8 ({bad}); re-save the file as UTF-8")
             rid = raw.id if raw.id is not None else f"{path.stem}:{raw.row}"
@@ -349,7 +360,7 @@ def read_rows(path: Path, spec: TaskSpec) -> list[tuple[str, str, str, int]]:
 
 def _row_word(path: Path, spec: TaskSpec) -> str:
     """How errors count the rows of ``path``: lines in JSONL, rows otherwise."""
-    return "line" if batchio.file_format(path, f"task '{spec.name}' file") == "jsonl" else "row"
+    return "line" if tabular.file_format(path, f"task '{spec.name}' file") == "jsonl" else "row"
 
 
 def stratified_cut(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -38,7 +38,7 @@ from typing import Any
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.serving.auth import PUBLIC_PATHS, authorized
 from dispute_classifier.serving.batcher import Batcher, QueueFull
-from dispute_classifier.serving.config import MAX_JSON_DEPTH
+from dispute_classifier.serving.settings import MAX_JSON_DEPTH
 from dispute_classifier.serving.state import ServedVersion, ServiceState
 
 KNOWN_PATHS = frozenset({"/v1/classify", "/v1/models", "/v1/reload", "/healthz", "/readyz", "/metrics", "/openapi.json"})
@@ -162,11 +162,11 @@ def alias_version(ref: str) -> str | None:
     the registry cannot say)."""
     if "@" not in ref:
         return None
-    from finetune import registry
+    from finetune import model_store
 
     name, _, alias = ref.partition("@")
     try:
-        number = registry.aliases(name).get(alias)
+        number = model_store.aliases(name).get(alias)
     except Exception:  # an unreadable registry: the served version still answers
         return None
     return f"v{number}" if number is not None else None

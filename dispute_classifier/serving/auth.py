@@ -14,7 +14,7 @@ import sys
 from typing import Mapping
 
 from dispute_classifier.core.errors import UserError
-from dispute_classifier.serving.config import ServeConfig
+from dispute_classifier.serving.settings import ServeConfig
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 """Paths that answer without an API key (probes)."""

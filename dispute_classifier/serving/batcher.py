@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from dispute_classifier.core.types import INVALID
-from dispute_classifier.serving.config import ServeConfig
-from dispute_classifier.serving.metrics import Metrics
+from dispute_classifier.serving.settings import ServeConfig
 from dispute_classifier.serving.state import ServedVersion
+from dispute_classifier.serving.telemetry import Metrics
 from evaluation.predlog import text_hash
 
 

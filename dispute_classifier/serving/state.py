@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from dispute_classifier.core.types import Classifier
-from dispute_classifier.serving.config import ServeConfig
-from dispute_classifier.serving.metrics import Metrics
+from dispute_classifier.serving.settings import ServeConfig
+from dispute_classifier.serving.telemetry import Metrics
 
 
 @dataclass(frozen=True, eq=False)

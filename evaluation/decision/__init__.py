@@ -9,7 +9,7 @@
 - `render`: Markdown, the files, and the experiment's stages kept with the runs.
 """
 
-from evaluation.decision.config import CATEGORY_NAMES, VerdictConfig, config_from_assumptions
+from evaluation.decision.assumptions import CATEGORY_NAMES, VerdictConfig, config_from_assumptions
 from evaluation.decision.costs import CostLine, api_model, break_even_volume, cost_line, training_cost, volume_grid
 from evaluation.decision.evidence import Evidence, Status, best_run, paired
 from evaluation.decision.render import read_report, read_stages, report_paths, to_markdown, write_report, write_stages

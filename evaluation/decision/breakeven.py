@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from evaluation.decision.config import VerdictConfig
+from evaluation.decision.assumptions import VerdictConfig
 from evaluation.decision.costs import CostLine, break_even_volume, volume_grid
 from evaluation.decision.evidence import best_run
 from evaluation.runmeta import Category

@@ -28,8 +28,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from dispute_classifier.core.costs import Machine, PriceTable, money
-from evaluation.decision.config import VerdictConfig
+from dispute_classifier.core.prices import Machine, PriceTable, money
+from evaluation.decision.assumptions import VerdictConfig
 from evaluation.runmeta import Category, RunMeta
 from evaluation.runs import RunRecord
 

@@ -22,7 +22,7 @@ from enum import Enum
 from typing import Any, Callable
 
 from evaluation.compare import paired_test
-from evaluation.decision.config import VerdictConfig
+from evaluation.decision.assumptions import VerdictConfig
 from evaluation.runs import RunRecord
 from evaluation.stats import paired_sample_size, tango_interval
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dispute_classifier.core.costs import money
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.prices import money
 from evaluation.decision.report import READABLE
 
 
@@ -32,7 +32,7 @@ def _assumptions(a: dict[str, Any]) -> list[str]:
         f"- monthly volume: {a['monthly_volume']:,} queries; workload: {a['workload']}"
         + (f", cached input share {a['cached_input_share']:g}" if a.get("cached_input_share") else "")
         + (f"; latency budget p95 ≤ {a['max_p95_latency_ms']:g} ms" if a.get("max_p95_latency_ms") else "; no latency budget"),
-        f"- self-hosted on: the cheapest machine that holds each model and serves its peak"
+        "- self-hosted on: the cheapest machine that holds each model and serves its peak"
         + (f"; declared: {a.get('hosting')}" if a.get("hosting") else "") + (f"; fine-tuned on {a['hosting_hardware']}" if a.get("hosting_hardware") else "")
         + f", {a['hours_per_month']:g} h/month; training cost amortised over {a['amortisation_months']} months"
         + (f" (training {money(a['training_cost']['usd'])}, {a['training_cost']['source']})" if a["training_cost"] else ""),

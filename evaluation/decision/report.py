@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from dispute_classifier.core.config import to_dict
-from dispute_classifier.core.costs import PriceTable, money
+from dispute_classifier.core.prices import PriceTable, money
 from dispute_classifier.core.task import task_command, task_ref
 from evaluation.compare import latest_per_setting
-from evaluation.decision.config import CATEGORY_NAMES, VerdictConfig
+from evaluation.decision.assumptions import CATEGORY_NAMES, VerdictConfig
 from evaluation.decision.breakeven import answer_changes, break_even
 from evaluation.decision.costs import CostLine, cost_line, training_cost
 from evaluation.decision.evidence import best_run

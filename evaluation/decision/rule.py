@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from dispute_classifier.core.costs import money
-from evaluation.decision.config import VerdictConfig
+from dispute_classifier.core.prices import money
+from evaluation.decision.assumptions import VerdictConfig
 from evaluation.decision.costs import CostLine
 from evaluation.decision.evidence import Evidence, Status, best_run, needed_text, paired, superiority
 from evaluation.runmeta import Category, RunMeta

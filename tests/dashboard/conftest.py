@@ -29,7 +29,7 @@ class Scripted(ClassifierBase):
         return self
 
     def predict(self, texts):
-        from dispute_classifier.core.costs import PriceTable
+        from dispute_classifier.core.prices import PriceTable
 
         prices = PriceTable.load()
         out = []
@@ -54,9 +54,9 @@ def make_folders(root: Path) -> Folders:
     from baselines.classical import TfidfClassifier
     from dispute_classifier.core import datacheck
     from dispute_classifier.core.task import load_data, load_task
+    from evaluation.decision import VerdictConfig, build_report, write_report
     from evaluation.evaluate import evaluate
     from evaluation.runs import scan_runs
-    from evaluation.decision import VerdictConfig, build_report, write_report
 
     (root / "task").mkdir(parents=True)
     data = load_data(load_task(write_task(root / "task")))

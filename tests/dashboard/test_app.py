@@ -178,7 +178,7 @@ def test_only_corrupt_runs(tmp_path, monkeypatch):
 # ------------------------------------------------------------- polish: answers, unknowns, chart, task
 
 
-def cell_text(element) -> "pd.DataFrame":
+def cell_text(element) -> "pandas.DataFrame":  # noqa: F821  (pandas comes with streamlit)
     """The cells of a table as the browser draws them: a missing value is the table's
     placeholder, or "None" when it has none (checked in headless Chromium)."""
     frame = element.value.astype(object)

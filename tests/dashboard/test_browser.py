@@ -59,7 +59,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(dashboard_folders, tmp_path_factory):
-    """`streamlit run dashboard/app.py` on a free loopback port, stopped after the module."""
+    """`streamlit run dashboard/streamlit_app.py` on a free loopback port, stopped after the module."""
     from tests.dashboard.test_monitoring import write_log
 
     port = free_port()

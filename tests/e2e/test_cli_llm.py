@@ -1,8 +1,8 @@
 """The LLM approaches from the command line: wiring, run records and one-line errors."""
 
 import json
-import re
 import os
+import re
 from pathlib import Path
 
 import pytest

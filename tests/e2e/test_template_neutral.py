@@ -15,8 +15,8 @@ import pytest
 
 from dispute_classifier.commands.experiment import Profile, Stage, interval_ratio, load_profile, measured_cuts, run_experiment
 from dispute_classifier.core.task import load_data, load_task
-from evaluation.metrics import bootstrap_ci
 from evaluation.decision import VerdictConfig
+from evaluation.metrics import bootstrap_ci
 from tests.conftest import task_folder, write_csv
 from tests.e2e.test_cli import cli
 

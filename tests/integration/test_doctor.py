@@ -16,13 +16,13 @@ LABELS = ["transaction_charged_twice", "compromised_card", "Refund_not_showing_u
 @pytest.fixture(scope="module")
 def setup(tiny_llama):
     """Rows, TRL's prepared rows and a collated batch, exactly as the training script builds them."""
-    from dispute_classifier.core.models import load_tokenizer
+    from dispute_classifier.core.model_source import load_tokenizer
     from finetune.train import build_model, build_trainer
 
     task = load_task("disputes")
     recipe = load_recipe("smollm2-135m-lora-cpu", [f"model={tiny_llama}", "train.max_steps=1"])
     tok = load_tokenizer(str(tiny_llama))
-    rows = [{"prompt": build_messages(task, t, PromptConfig(style="short")).messages, "completion": [answer_message(l)]} for t, l in zip(TEXTS, LABELS)]
+    rows = [{"prompt": build_messages(task, t, PromptConfig(style="short")).messages, "completion": [answer_message(lab)]} for t, lab in zip(TEXTS, LABELS)]
     model = build_model(recipe, tok, len(task.labels))
     import tempfile
 

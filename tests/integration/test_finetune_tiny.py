@@ -35,12 +35,12 @@ def _snapshot(model):
 
 @pytest.mark.parametrize("mode", ["lora", "qlora"])
 def test_few_steps_change_lora_only_and_reload_identically(env, mode):
-    from dispute_classifier.core.models import load_tokenizer
+    from dispute_classifier.core.model_source import load_tokenizer
     from dispute_classifier.core.task import load_data, load_task
-    from finetune import registry
+    from finetune import model_store
     from finetune.classifier import FinetunedClassifier
-    from finetune.data import fit_rows, generative_rows
     from finetune.train import build_model, build_trainer
+    from finetune.training_rows import fit_rows, generative_rows
 
     tmp, task, model_dir = env
     extra = ["quantization=4bit", "train.optimizer=paged_adamw_32bit", "train.gradient_checkpointing=true"] if mode == "qlora" else []
@@ -75,7 +75,7 @@ def test_few_steps_change_lora_only_and_reload_identically(env, mode):
     assert t["dtype"] == "float32" and t["dtype_requested"] == "float32" and isinstance(t["thread_changes"], list)
     assert "mean training loss" in (out / "model_card.md").read_text()
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "trainer_log.jsonl").is_file()
-    assert registry.resolve(f"{recipe.name}:v{card['version']}") == out
+    assert model_store.resolve(f"{recipe.name}:v{card['version']}") == out
     texts = ["refund please 5", "why this fee 7", "not my payment 1", "hello"]
     first = FinetunedClassifier(recipe.name).predict(texts)
     second = FinetunedClassifier(recipe.name).predict(texts)  # a fresh load from disk

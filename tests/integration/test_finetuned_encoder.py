@@ -65,7 +65,7 @@ def test_bad_settings_are_one_line_errors():
 def test_runs_go_through_the_shared_evaluator(tmp_path, monkeypatch, tiny_bert):
     """validation then test, as the tuning rule says: records with category finetuned, the
     training time the verdict prices, and every prediction in the log."""
-    from dispute_classifier.core.registry import get_approach
+    from dispute_classifier.core.plugins import get_approach
     from dispute_classifier.core.runconfig import run_config
     from dispute_classifier.core.task import load_data, load_task
     from evaluation.evaluate import evaluate_config

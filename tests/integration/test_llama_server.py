@@ -12,8 +12,8 @@ from dispute_classifier.core.backends.llama_server import (
     ServerConfig,
     llama_cpp_available,
 )
-from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.prices import PriceTable
 from dispute_classifier.core.prompts import PromptConfig, build_messages
 from dispute_classifier.core.task import load_task
 
@@ -50,7 +50,7 @@ def test_server_renders_the_chat_template_stored_in_the_gguf(server):
     from openai import OpenAI
 
     from dispute_classifier.core.backends.local import prompt_ids
-    from dispute_classifier.core.models import SMOLLM2, load_tokenizer
+    from dispute_classifier.core.model_source import SMOLLM2, load_tokenizer
 
     messages = build_messages(load_task("disputes"), TEXTS[0], PromptConfig(style="bare")).messages
     want = len(prompt_ids(load_tokenizer(SMOLLM2), messages))
@@ -117,8 +117,8 @@ def test_server_under_an_api_model_name_writes_records_the_verdict_prices(toy_ta
     run would: the plain model id, api billing, a cost from the price table's tokens, and the
     decision report's 'stronger API model' row filled from it."""
     from dispute_classifier.commands.cli import main
-    from evaluation.runs import scan_runs
     from evaluation.decision import VerdictConfig, build_report
+    from evaluation.runs import scan_runs
 
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)

@@ -33,7 +33,7 @@ def test_data_check_finds_real_overlap(disputes, banking77_dir):
 @pytest.mark.parametrize("approach, floor", [("tfidf", 0.90), ("embedding", 0.90)])
 def test_classical_baselines_land_near_reference(disputes, approach, floor, tmp_path):
     """Reference points: TF-IDF+LR 93.1 %, MiniLM+LR 93.6 % (quick scripts, ../shared/GUIDE.md)."""
-    from dispute_classifier.core.registry import get_approach
+    from dispute_classifier.core.plugins import get_approach
     from dispute_classifier.core.runconfig import RunConfig
 
     clf = get_approach(approach).build(RunConfig(approach=approach))

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("optuna")
 pytest.importorskip("peft")
 
-from tests.integration.test_finetune_tiny import env  # noqa: E402,F401  (the tiny-LLaMA task fixture)
+from tests.integration.test_finetune_tiny import env  # noqa: E402,F401,F811  (the tiny-LLaMA task fixture)
 
 
 def _sweep(tmp, task, model, **kw):

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dispute_classifier.commands.batch import classify as classify_file
-from dispute_classifier.commands.batchjob import ClassifyConfig
+from dispute_classifier.batch.driver import classify as classify_file
+from dispute_classifier.batch.job import ClassifyConfig
 from dispute_classifier.core.errors import UserError
 from tests.conftest import REPO, write_task
 from tests.e2e.test_classify_resume import ROWS, make_input, outputs, state_rows
@@ -44,7 +44,7 @@ def run_both(tmp_path: Path, src: Path, out_name: str, **kw) -> tuple[dict[str, 
         summary = classify_file(cfg, out=buf)
         results.append(outputs(folder))
         if engine == "ray":
-            from dispute_classifier.commands.batchjob import format_summary
+            from dispute_classifier.batch.job import format_summary
 
             text = buf.getvalue() + format_summary(summary)
     return results[0], results[1], text
@@ -165,7 +165,7 @@ def test_sigkill_then_rerun_skips_finished_blocks_and_is_byte_identical(toy_task
 
 
 def test_one_line_errors_without_ray_or_cluster(toy_task, tmp_path, monkeypatch):
-    from dispute_classifier.commands import classify_ray
+    from dispute_classifier.batch import ray_engine as classify_ray
 
     with pytest.raises(UserError, match="needs Ray, which is not installed: pip install 'dispute-classifier\\[scale\\]'"):
         monkeypatch.setitem(sys.modules, "ray", None)

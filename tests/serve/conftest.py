@@ -39,7 +39,7 @@ def serve_app(toy_task, tmp_path, models_root):
 
     from dispute_classifier.commands.serve import build_state
     from dispute_classifier.serving.app import create_app
-    from dispute_classifier.serving.config import ServeConfig
+    from dispute_classifier.serving.settings import ServeConfig
 
     clients = []
 

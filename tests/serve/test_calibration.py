@@ -16,10 +16,10 @@ from evaluation.predlog import db_url, read_log
 
 def test_a_registered_model_is_served_with_the_profile_from_its_card(serve_app, toy_task, models_root, tmp_path):
     from dispute_classifier.commands.models import RegisterConfig, register
-    from finetune import registry
+    from finetune import model_store
 
     folder = register(RegisterConfig("tfidf", task=str(toy_task), name="toy-tfidf"))
-    registry.promote("toy-tfidf:1", "champion")
+    model_store.promote("toy-tfidf:1", "champion")
     card = json.loads((folder / "model_card.json").read_text())
     held = card["profile"]["validation"]
     # out of fold over train+validation: every one of the 30 training rows, none predicted by a model that saw it
@@ -38,12 +38,12 @@ def test_served_registered_tfidf_estimates_its_test_accuracy(banking77_dir, mode
     the label-free estimate over the replayed test split is within 3 points of the measured
     test accuracy (before the fix: 0.000 and 100.0 % against 93.1 %)."""
     from dispute_classifier.commands.models import RegisterConfig, register
-    from finetune import registry
+    from finetune import model_store
     from tests.serve.conftest import Server
 
     monkeypatch.setenv("DISPUTE_CLASSIFIER_CACHE", str(tmp_path / "cache"))
     register(RegisterConfig("tfidf", task="disputes", data_dir=str(banking77_dir)))
-    registry.promote("tfidf:1", "champion")
+    model_store.promote("tfidf:1", "champion")
     db = tmp_path / "log.db"
     server = Server(["--model", "tfidf@champion", "--task", "disputes", "--log-db", str(db)], dict(os.environ), tmp_path / "serve.log")
     try:

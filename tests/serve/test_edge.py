@@ -4,7 +4,6 @@ app or the real command on loopback)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import threading
@@ -64,7 +63,7 @@ class FailsOn(ClassifierBase):
 
 def _app_with(clf, toy_task, tmp_path, **settings):
     from dispute_classifier.serving.app import create_app
-    from dispute_classifier.serving.config import ServeConfig
+    from dispute_classifier.serving.settings import ServeConfig
     from dispute_classifier.serving.state import ServedVersion, ServiceState
 
     cfg = ServeConfig(model=clf.name, task=str(toy_task), **settings)

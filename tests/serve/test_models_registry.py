@@ -29,16 +29,16 @@ def test_register_saves_a_fitted_baseline_with_its_monitoring_profile(two_versio
 
 
 def test_promote_and_rollback_keep_who_when_why(two_versions, capsys):
-    from finetune import registry
+    from finetune import model_store
 
     assert main(["models", "promote", "base:1", "--alias", "champion", "--reason", "first release"]) == 0
     assert main(["models", "promote", "base:v2", "--alias", "champion", "--reason", "better on validation"]) == 0
     assert main(["models", "promote", "base:2", "--alias", "challenger"]) == 0
-    assert registry.aliases("base") == {"champion": 2, "challenger": 2}  # one version, several aliases
-    assert registry.resolve("base@champion").name == "v2"
+    assert model_store.aliases("base") == {"champion": 2, "challenger": 2}  # one version, several aliases
+    assert model_store.resolve("base@champion").name == "v2"
     assert main(["models", "rollback", "base", "--alias", "champion", "--reason", "regression in prod"]) == 0
-    assert registry.aliases("base") == {"champion": 1, "challenger": 2}
-    events = registry.alias_events("base")
+    assert model_store.aliases("base") == {"champion": 1, "challenger": 2}
+    events = model_store.alias_events("base")
     assert [(e["action"], e["alias"], e["version"]) for e in events][-1] == ("rollback", "champion", 1)
     assert all(e["by"] and e["at"] for e in events) and events[-1]["why"] == "regression in prod"
     capsys.readouterr()
@@ -53,35 +53,35 @@ def test_promote_and_rollback_keep_who_when_why(two_versions, capsys):
 
 
 def test_rolling_back_past_the_first_promotion_removes_the_alias(two_versions):
-    from finetune import registry
+    from finetune import model_store
 
-    registry.promote("base:1", "champion")
-    assert registry.rollback("base", "champion") == (1, None)
-    assert registry.aliases("base") == {}
+    model_store.promote("base:1", "champion")
+    assert model_store.rollback("base", "champion") == (1, None)
+    assert model_store.aliases("base") == {}
     with pytest.raises(UserError, match="no alias 'champion'"):
-        registry.resolve("base@champion")
+        model_store.resolve("base@champion")
     with pytest.raises(UserError, match="no alias 'champion' to roll back"):
-        registry.rollback("base", "champion")
+        model_store.rollback("base", "champion")
 
 
 def test_bad_alias_names_and_refs_are_user_errors(two_versions):
-    from finetune import registry
+    from finetune import model_store
 
     with pytest.raises(UserError, match="must start with a letter"):
-        registry.promote("base:1", "2")
+        model_store.promote("base:1", "2")
     with pytest.raises(UserError, match="NAME:VERSION"):
-        registry.promote("base", "champion")
+        model_store.promote("base", "champion")
     with pytest.raises(UserError, match="no finished version '7'"):
-        registry.promote("base:7", "champion")
+        model_store.promote("base:7", "champion")
 
 
 def test_name_at_alias_works_where_name_version_works(two_versions, toy_task, tmp_path):
-    from dispute_classifier.commands.classifiers import resolve_classifier
     from dispute_classifier.core.runconfig import RunConfig
     from dispute_classifier.core.task import load_task
-    from finetune import registry
+    from dispute_classifier.resolution.resolve import resolve_classifier
+    from finetune import model_store
 
-    registry.promote("base:2", "champion")
+    model_store.promote("base:2", "champion")
     spec = load_task(toy_task)
     by_alias = resolve_classifier("base@champion", spec, RunConfig(task=spec.name))
     by_version = resolve_classifier("base:2", spec, RunConfig(task=spec.name))
@@ -105,7 +105,7 @@ def test_a_missing_or_corrupt_model_fails_serve_in_one_line(two_versions, toy_ta
 
 def test_a_fine_tuned_model_resolves_by_alias(models_root):
     """`evaluate --approach finetuned --model NAME@ALIAS` goes through the same registry."""
-    from finetune import registry
+    from finetune import model_store
     from finetune.classifier import FinetunedClassifier
 
     for v in (1, 2):
@@ -113,6 +113,6 @@ def test_a_fine_tuned_model_resolves_by_alias(models_root):
         folder.mkdir(parents=True)
         card = {"name": "ft", "version": v, "task": "toy", "labels": ["refund", "fee", "fraud"], "recipe": {"prompt": {}, "head": "classification"}}
         (folder / "model_card.json").write_text(json.dumps(card))
-    registry.promote("ft:1", "champion")
+    model_store.promote("ft:1", "champion")
     clf = FinetunedClassifier("ft@champion")  # reads the card only; the weights load on first use
     assert clf.folder == models_root / "ft" / "v1" and clf.name == "finetuned:ft:v1"

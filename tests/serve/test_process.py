@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from dispute_classifier.serving.config import check_port_free
+from dispute_classifier.serving.settings import check_port_free
 from evaluation.predlog import db_url, read_log
 
 

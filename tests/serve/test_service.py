@@ -134,7 +134,7 @@ def test_concurrent_requests_are_micro_batched(serve_app, toy_task, tmp_path):
     from fastapi.testclient import TestClient
 
     from dispute_classifier.serving.app import create_app
-    from dispute_classifier.serving.config import ServeConfig
+    from dispute_classifier.serving.settings import ServeConfig
     from dispute_classifier.serving.state import ServiceState
     from evaluation.predlog import PredictionLog
 
@@ -156,7 +156,7 @@ def test_a_failing_model_gets_a_500_and_the_service_lives_on(toy_task, tmp_path)
     from fastapi.testclient import TestClient
 
     from dispute_classifier.serving.app import create_app
-    from dispute_classifier.serving.config import ServeConfig
+    from dispute_classifier.serving.settings import ServeConfig
     from dispute_classifier.serving.state import ServiceState
     from evaluation.predlog import PredictionLog
 

@@ -42,7 +42,7 @@ def reloadable(toy_task, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
     from dispute_classifier.serving.app import create_app
-    from dispute_classifier.serving.config import ServeConfig
+    from dispute_classifier.serving.settings import ServeConfig
     from dispute_classifier.serving.state import ServiceState
 
     monkeypatch.setenv("DC_TEST_KEY", "k")

@@ -24,8 +24,8 @@ from dispute_classifier.core.backends.api import (
     resolve_endpoint,
 )
 from dispute_classifier.core.backends.llama_server import free_port
-from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.prices import PriceTable
 from dispute_classifier.core.types import INVALID
 
 LABELS = ["refund", "fee", "fraud"]

@@ -9,17 +9,14 @@ import pickle
 
 import pytest
 
-from dispute_classifier.commands import batchjob as C
-from dispute_classifier.commands import classify as L
-from dispute_classifier.commands.classifiers import (
-    ResolvedClassifier,
-    fitted_path,
-    resolve_classifier,
-)
-from dispute_classifier.commands.classify import classify_file
+from dispute_classifier.batch import driver as L
+from dispute_classifier.batch import job as C
+from dispute_classifier.batch.driver import classify as classify_file
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.task import load_task
 from dispute_classifier.core.types import INVALID, ClassifierBase, Prediction, Usage
+from dispute_classifier.resolution.fitted_cache import fitted_path
+from dispute_classifier.resolution.resolve import ResolvedClassifier, resolve_classifier
 
 
 def write_input(path, n: int = 40, bad: bool = True) -> None:
@@ -112,7 +109,7 @@ def test_resume_drops_a_half_written_chunk(toy_task, tmp_path):
             raise Stop
         real_write(path, state)
 
-    L.write_state = crash_after_third_chunk  # the local engine's commit step
+    L.write_state = crash_after_third_chunk  # the driver's commit step
     try:
         with pytest.raises(Stop):
             run(cfg)
@@ -129,19 +126,19 @@ def test_resume_drops_a_half_written_chunk(toy_task, tmp_path):
 def test_kill_while_renaming_is_finished_by_the_rerun(toy_task, tmp_path, monkeypatch):
     write_input(tmp_path / "in.csv")
     cfg = config(tmp_path, toy_task, min_confidence=0.9)
-    real_publish = C.batchio.publish
+    real_publish = C.tabular.publish
 
     def killed_before_output(path):
         if path.name == "out.csv":
             raise KeyboardInterrupt
         real_publish(path)
 
-    monkeypatch.setattr(C.batchio, "publish", killed_before_output)
+    monkeypatch.setattr(C.tabular, "publish", killed_before_output)
     with pytest.raises(KeyboardInterrupt):
         run(cfg)
     # The side files are in place, the output is not: the run is not complete yet.
     assert (tmp_path / "out.errors.csv").exists() and not (tmp_path / "out.csv").exists()
-    monkeypatch.setattr(C.batchio, "publish", real_publish)
+    monkeypatch.setattr(C.tabular, "publish", real_publish)
     summary = run(cfg)
     assert summary.resumed and summary.rows == 47 and (tmp_path / "out.csv").exists()
     assert not list(tmp_path.glob("*.partial*"))
@@ -263,8 +260,8 @@ def test_unknown_model_names_the_choices(toy_task, monkeypatch, tmp_path):
 def test_fine_tuned_names_go_to_the_finetuned_approach_when_there_is_one(toy_task, monkeypatch, register_approach):
     """Saved models are served by the `finetuned` approach (settings field `model`); a stand-in
     classifier here, so the test needs no trained model."""
-    import dispute_classifier.commands.classifiers as R
-    from dispute_classifier.core.registry import Approach
+    import dispute_classifier.resolution.resolve as R
+    from dispute_classifier.core.plugins import Approach
     from finetune.classifier import FinetunedConfig
 
     class Saved(FakeApi):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from dispute_classifier.core.costs import PriceTable
+from dispute_classifier.core.prices import PriceTable
 from evaluation.decision import VerdictConfig, cost_line
 from tests.unit.test_api_backend import FakeApi
 from tests.unit.test_decision import world  # noqa: F401  (the shared fixture)
@@ -122,7 +122,7 @@ def test_classify_max_cost_refuses_before_the_first_chunk(world, tmp_path, capsy
     rows.write_text("".join(json.dumps({"text": f"please refund my order {i}"}) + "\n" for i in range(200)))
     try:
         code = main(["classify", str(rows), "--task", str(world.task), "--model", "prompt", "--output", str(tmp_path / "out.csv"),
-                     "--max-cost", "0.000001", "--set", f"llm.backend=api", "--set", f"llm.api.base_url={server.url}",
+                     "--max-cost", "0.000001", "--set", "llm.backend=api", "--set", f"llm.api.base_url={server.url}",
                      "--set", "llm.api.model=gpt-4o-mini", "--set", "llm.api.cache=false"])
         posts = server.posts
     finally:

@@ -6,20 +6,18 @@ the evidence issue is here as a regression test. Plus the formulas, checked by h
 
 from __future__ import annotations
 
-import re
 import dataclasses
+import re
 from dataclasses import dataclass
 
 import pytest
 
-from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
-from dispute_classifier.core.registry import Approach
+from dispute_classifier.core.plugins import Approach
+from dispute_classifier.core.prices import PriceTable
 from dispute_classifier.core.runconfig import run_config
 from dispute_classifier.core.task import load_data, load_task
 from dispute_classifier.core.types import ClassifierBase, Prediction
-from evaluation.evaluate import evaluate_config
-from evaluation.runs import scan_runs
 from evaluation.decision import (
     CostLine,
     VerdictConfig,
@@ -29,7 +27,9 @@ from evaluation.decision import (
     to_markdown,
     write_report,
 )
+from evaluation.evaluate import evaluate_config
 from evaluation.runmeta import Category
+from evaluation.runs import scan_runs
 from tests.conftest import task_folder, write_task
 from tests.unit.test_api_backend import FakeApi
 
@@ -275,7 +275,7 @@ def test_an_undecided_cheaper_option_is_named_with_both_monthly_costs(world):
     ours, theirs = costs["sim-finetuned [sim:v1]"], costs["sim-classical [simc:v1]"]
     assert theirs < ours
     headline = report["verdict"]["headline"]
-    from dispute_classifier.core.costs import money
+    from dispute_classifier.core.prices import money
 
     assert f"might be adequate and cheaper by {money(ours - theirs)} a month ({money(theirs)} against {money(ours)})" in headline, headline
 

@@ -29,7 +29,7 @@ class Echo(ClassifierBase):
     def predict(self, texts):
         out = []
         for i, t in enumerate(texts):
-            label = next((l for l in self.labels if l in t), self.labels[0])
+            label = next((lab for lab in self.labels if lab in t), self.labels[0])
             if self.invalid_every and i % self.invalid_every == 0:
                 label = INVALID
             out.append(Prediction(label, 0.9, Usage(input_tokens=len(t.split()))))

@@ -14,9 +14,9 @@ from dispute_classifier.commands.experiment import (
     skipped_stages,
 )
 from dispute_classifier.core.errors import UserError
-from dispute_classifier.core.registry import Approach
-from evaluation.runs import scan_runs
+from dispute_classifier.core.plugins import Approach
 from evaluation.decision import VerdictConfig
+from evaluation.runs import scan_runs
 
 
 def test_shipped_profiles_load_and_quick_says_what_it_cuts():

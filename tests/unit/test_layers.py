@@ -9,12 +9,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dispute_classifier.commands.cli import main
-from dispute_classifier.core.registry import Approach
+from dispute_classifier.core.plugins import Approach
 from dispute_classifier.core.types import ClassifierBase, Prediction
 from evaluation.runs import scan_runs
 from tests.conftest import REPO
 
 PACKAGES = ("dispute_classifier", "baselines", "evaluation", "finetune", "dashboard")
+
+
+def duplicate_basenames(root: Path) -> dict[str, list[str]]:
+    """Module file names used more than once across the project's packages. ``__init__.py`` and
+    the dashboard's page modules (named for the page they draw) are exempt."""
+    seen: dict[str, list[str]] = {}
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            rel = path.relative_to(root)
+            if path.name == "__init__.py" or rel.parts[:2] == ("dashboard", "views"):
+                continue
+            seen.setdefault(path.name, []).append(str(rel))
+    return {name: paths for name, paths in seen.items() if len(paths) > 1}
+
+
+def test_no_two_modules_share_a_name(tmp_path):
+    assert duplicate_basenames(REPO) == {}
+    # and the check sees one when it is there
+    for name in PACKAGES:
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "finetune" / "registry.py").write_text("")
+    (tmp_path / "dispute_classifier" / "core" / "registry.py").write_text("")
+    assert duplicate_basenames(tmp_path) == {"registry.py": ["dispute_classifier/core/registry.py", "finetune/registry.py"]}
 
 
 def _lint(root: Path) -> subprocess.CompletedProcess:

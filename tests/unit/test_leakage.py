@@ -7,8 +7,8 @@ import pytest
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.task import load_data, load_task
 from dispute_classifier.core.types import ClassifierBase, Prediction
-from evaluation.evaluate import evaluate
 from evaluation.decision import VerdictConfig, build_report
+from evaluation.evaluate import evaluate
 from finetune.recipe import load_recipe
 
 

@@ -14,8 +14,8 @@ from baselines.prompted import (
     RagConfig,
     few_shot_pool,
 )
-from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.prices import PriceTable
 from dispute_classifier.core.prompts import PromptConfig
 from dispute_classifier.core.task import load_data, load_task
 from dispute_classifier.core.types import Prediction

@@ -41,7 +41,7 @@ def test_llama3_recipe_resolves_to_expected_configs(tmp_path):
     """Everything short of downloading: the BitsAndBytesConfig, LoraConfig and SFTConfig."""
     import torch
 
-    from dispute_classifier.core.models import bnb_config
+    from dispute_classifier.core.model_source import bnb_config
     from finetune.train import lora_config, training_args
 
     recipe = load_recipe("llama3-8b-qlora")
@@ -81,7 +81,7 @@ def test_auto_dtype_picks_fp16_on_a_gpu_without_bf16(tmp_path):
     fp16 there — the model's dtype, bitsandbytes' compute dtype and the trainer's flags agree."""
     import torch
 
-    from dispute_classifier.core.models import bnb_config
+    from dispute_classifier.core.model_source import bnb_config
     from finetune.train import resolve_recipe_dtype, training_args
 
     with _fake_cuda(bf16=False):
@@ -105,14 +105,14 @@ def test_gpu_recipe_refuses_before_loading_anything(monkeypatch):
     import finetune.train as train_module
 
     monkeypatch.setattr(train_module, "_cuda_available", lambda: False)
-    monkeypatch.setattr("dispute_classifier.core.models.load_causal_lm", lambda *a, **k: pytest.fail("loaded a model"))
+    monkeypatch.setattr("dispute_classifier.core.model_source.load_causal_lm", lambda *a, **k: pytest.fail("loaded a model"))
     with pytest.raises(UserError, match="needs a CUDA GPU and none is visible"):
         train_module.train(load_recipe("llama3-8b-qlora"))
 
 
 def test_missing_base_model_says_how_to_provide_it(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from dispute_classifier.core.models import load_causal_lm
+    from dispute_classifier.core.model_source import load_causal_lm
 
     with pytest.raises(UserError, match="could not be loaded.*Offline\\? Use 'smollm2-135m-instruct'"):
         load_causal_lm("no-such-org/no-such-model")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dispute_classifier.core import batchio
+from dispute_classifier.core import tabular
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.task import TASK_DIR, load_data, load_task, read_rows, task_command, task_ref
 from tests.conftest import task_folder, write_csv
@@ -71,7 +71,7 @@ def test_a_task_file_fails_with_the_batch_readers_message(folder):
         with pytest.raises(UserError) as as_task:
             read_rows(folder / name, spec)
         with pytest.raises(UserError) as as_input:
-            list(batchio.open_reader(folder / name, "body", None))
+            list(tabular.open_reader(folder / name, "body", None))
         task_msg, input_msg = str(as_task.value), str(as_input.value)
         assert task_msg.endswith("Set columns.text in task 'tickets'") and input_msg.endswith("Set --text-column")
         assert task_msg.rsplit(" Set ", 1)[0] == input_msg.rsplit(" Set ", 1)[0]

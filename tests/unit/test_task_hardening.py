@@ -47,7 +47,7 @@ def test_special_tokens_in_text_never_become_control_tokens(tiny_llama):
     """With SmolLM2's real tokenizer: plant every special token and role marker in a text; the
     token sequence holds exactly the template's own control tokens."""
     from dispute_classifier.core.backends.local import prompt_ids, special_token_strings
-    from dispute_classifier.core.models import load_tokenizer
+    from dispute_classifier.core.model_source import load_tokenizer
     from finetune.doctor import check_control_tokens_stay_text
 
     tok = load_tokenizer(str(tiny_llama))
@@ -67,7 +67,7 @@ def test_special_tokens_in_text_never_become_control_tokens(tiny_llama):
 def test_doctor_catches_a_prompt_path_that_lets_tokens_through(tiny_llama, monkeypatch):
     import dispute_classifier.core.backends.local as local
     import finetune.doctor as doctor
-    from dispute_classifier.core.models import load_tokenizer
+    from dispute_classifier.core.model_source import load_tokenizer
 
     tok = load_tokenizer(str(tiny_llama))
     monkeypatch.setattr(doctor, "build_messages", lambda task, text, prompt: type("P", (), {"messages": [{"role": "user", "content": text}]})())
@@ -98,6 +98,25 @@ def test_duplicate_label_key_is_an_error(tmp_path):
 def test_missing_data_dir_is_an_error(tmp_path):
     with pytest.raises(UserError, match="--data-dir /nonexistent: no such folder"):
         load_data(load_task(write_task(tmp_path)), Path("/nonexistent"))
+
+
+def test_a_data_dir_without_the_file_is_an_error_never_a_fallback(tmp_path):
+    """The task's own files sit beside its YAML; a --data-dir that lacks train.csv (or holds a
+    folder of that name) must not quietly read those instead."""
+    spec = load_task(write_task(tmp_path))
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(UserError, match=r"--data-dir .*other: .*other/train.csv does not exist \(task 'toy' reads its train file"):
+        load_data(spec, other)
+    (other / "train.csv").mkdir()
+    with pytest.raises(UserError, match=r"other/train.csv is a folder, not a file"):
+        load_data(spec, other)
+    for name in ("train.csv", "test.csv"):  # with the files there, they are what is read
+        target = other / name
+        if target.is_dir():
+            target.rmdir()
+        target.write_text((tmp_path / name).read_text())
+    assert len(load_data(spec, other).split("test")) == len(load_data(spec).split("test"))
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -149,7 +168,7 @@ def test_task_path_and_run_id_work_in_compare_and_report(toy_task, tmp_path, cap
 
 def test_quiet_hides_library_load_chatter(tiny_llama):
     code = (
-        "from dispute_classifier.core.models import load_causal_lm;"
+        "from dispute_classifier.core.model_source import load_causal_lm;"
         f"load_causal_lm({str(tiny_llama)!r}, auto_class='AutoModelForSequenceClassification', num_labels=3)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)

@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from dispute_classifier.core.backends.llama_server import LlamaServer, ServerConfig
-from dispute_classifier.core.costs import PriceTable
 from dispute_classifier.core.errors import UserError
+from dispute_classifier.core.prices import PriceTable
 from dispute_classifier.core.prompts import parse_answer
 from dispute_classifier.core.task import cache_dir, sha256_file
 from dispute_classifier.core.types import INVALID, Prediction, Usage

@@ -4,7 +4,7 @@ A backend turns chat prompts (from `dispute_classifier.core.prompts`) into `Pred
 label is one of the task's labels. The built-ins are ``api`` (any OpenAI-compatible
 endpoint; offline, a project-started llama.cpp server) and ``local`` (in-process
 transformers). A new backend is one module that calls
-`dispute_classifier.core.registry.register_backend`; ``llm.backend=NAME`` selects it and
+`dispute_classifier.core.plugins.register_backend`; ``llm.backend=NAME`` selects it and
 ``llm.NAME.*`` are its settings.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-from dispute_classifier.core import registry
+from dispute_classifier.core import plugins
 from dispute_classifier.core.backends.api import ApiBackend, ApiConfig
 from dispute_classifier.core.backends.local import LocalBackend, LocalConfig
 from dispute_classifier.core.types import Prediction
@@ -62,11 +62,11 @@ class Backend(Protocol):
         ...
 
 
-registry.register_backend(registry.BackendEntry(
+plugins.register_backend(plugins.BackendEntry(
     "api", "OpenAI-compatible endpoint (OpenAI, vLLM, Ollama; offline a llama.cpp server started for the run)",
     ApiConfig, lambda cfg, prices: ApiBackend(cfg, prices=prices),
 ))
-registry.register_backend(registry.BackendEntry(
+plugins.register_backend(plugins.BackendEntry(
     "local", "in-process transformers model, answers scored over the label set", LocalConfig, lambda cfg, prices: LocalBackend(cfg),
 ))
 
@@ -82,19 +82,19 @@ class LlmConfig:
 
     @staticmethod
     def dynamic_sections() -> dict[str, type]:
-        return {name: entry.config for name, entry in registry.backends().items()}
+        return {name: entry.config for name, entry in plugins.backends().items()}
 
     def __post_init__(self) -> None:
-        registry.get_backend(self.backend)
+        plugins.get_backend(self.backend)
 
     def settings(self, name: str | None = None) -> Any:
         """Settings of backend ``name`` (default: the chosen one)."""
         name = name or self.backend
         if name not in self.sections:
-            self.sections[name] = registry.get_backend(name).config()
+            self.sections[name] = plugins.get_backend(name).config()
         return self.sections[name]
 
 
 def make_backend(llm: LlmConfig, prices: Any = None) -> Backend:
     """The configured backend (nothing is loaded or started until it is used)."""
-    return registry.get_backend(llm.backend).build(llm.settings(), prices)
+    return plugins.get_backend(llm.backend).build(llm.settings(), prices)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dispute_classifier.core.errors import UserError
-from dispute_classifier.core.models import smollm2_gguf
+from dispute_classifier.core.model_source import smollm2_gguf
 
 HOST = "127.0.0.1"
 LOG_TAIL_LINES = 15

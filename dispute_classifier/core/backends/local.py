@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
-from dispute_classifier.core.models import load_causal_lm, load_tokenizer
+from dispute_classifier.core.model_source import load_causal_lm, load_tokenizer
 from dispute_classifier.core.prompts import neutralise, parse_answer
 from dispute_classifier.core.types import Prediction, Usage
 

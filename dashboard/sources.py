@@ -17,8 +17,8 @@ from typing import Any
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.task import task_command, task_ref
 from evaluation.compare import latest_per_setting
-from evaluation.runs import RECORD, RunRecord, runs_dir, scan_runs
 from evaluation.decision import VerdictConfig, build_report, config_from_assumptions, read_report, report_paths
+from evaluation.runs import RECORD, RunRecord, runs_dir, scan_runs
 
 REPORTS_ENV = "DISPUTE_CLASSIFIER_REPORTS"
 

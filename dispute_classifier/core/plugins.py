@@ -10,7 +10,7 @@ that carry them; nothing else keeps a list of approaches.
 Adding an approach is one module that calls `register_approach` (and, for a package outside
 this project, one ``dispute_classifier.approaches`` entry point naming that module). The
 built-in approaches live in `baselines` and `finetune`; the command layer imports them
-(`dispute_classifier.commands.approaches.load_approaches`).
+(`dispute_classifier.resolution.approaches.load_approaches`).
 
 Backends work the same way with `register_backend`: ``llm.backend=NAME`` picks one and
 ``llm.NAME.*`` are its settings.

@@ -1,7 +1,8 @@
-"""The machinery every classify engine shares: the job's settings (`ClassifyConfig`), its files
-and lock, the committed `JobState`, row checks, routing of predictions to the output, review
-and errors files, spend and budget, and the summary. The local engine (`classify`) and the Ray
-engine (`classify_ray`) are each a loop over chunks on top of these.
+"""The machinery every classify engine shares: the job's settings (`ClassifyConfig`), what to
+read from the input (`BatchInput`), its files and lock, the committed `JobState`, row checks,
+routing of predictions to the output, review and errors files, spend and budget, and the
+summary. The one driver (`batch.driver`) runs a job with these; the engines (`batch.local_engine`,
+`batch.ray_engine`) only say where the chunks come from.
 """
 
 from __future__ import annotations
@@ -10,21 +11,20 @@ import json
 import os
 import sqlite3
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
-from dispute_classifier.commands.approaches import load_approaches
-from dispute_classifier.commands.classifiers import resolve_classifier
-from dispute_classifier.core import batchio
-from dispute_classifier.core.batchio import Column, RawRow
+from dispute_classifier.core import tabular
 from dispute_classifier.core.config import merge, parse_overrides, read_yaml
-from dispute_classifier.core.costs import PriceTable, money
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.paths import check_writable_file
+from dispute_classifier.core.prices import PriceTable, money
 from dispute_classifier.core.runconfig import RunConfig, run_config
-from dispute_classifier.core.task import sha256_file
+from dispute_classifier.core.tabular import Column, RawRow
+from dispute_classifier.core.task import TaskSpec, sha256_file
 from dispute_classifier.core.types import INVALID
+from dispute_classifier.resolution.approaches import load_approaches
+from dispute_classifier.resolution.resolve import resolve_classifier
 
 STATE_SCHEMA = "dispute-classifier/classify-state/1"
 OUTPUT_COLUMNS = [
@@ -113,6 +113,37 @@ class ClassifyConfig:
             raise UserError(f"max chars must be at least 1, got {self.max_chars} (set --max-chars)")
 
 
+
+@dataclass(frozen=True)
+class BatchInput:
+    """What a job reads from each input row: the text column, the id column and the longest text
+    accepted, resolved once from the job's flags and the task (every engine reads the same)."""
+
+    text_column: str
+    """Input column with the text."""
+    id_column: str | None
+    """Input column with a unique row id; None: the row number is the id."""
+    max_chars: int
+    """Longest text accepted; longer rows go to the errors file."""
+
+    @classmethod
+    def of(cls, cfg: ClassifyConfig, spec: TaskSpec) -> "BatchInput":
+        """The flags where given, else the task's columns and ``max_text_chars``."""
+        return cls(
+            text_column=cfg.text_column or spec.columns.text,
+            id_column=spec.columns.id if cfg.id_column is None else (cfg.id_column or None),
+            max_chars=cfg.max_chars or spec.max_text_chars,
+        )
+
+    def open(self, path: Path, position: dict[str, Any] | None = None) -> Any:
+        """A reader of ``path`` (CSV, JSONL or Parquet) over these columns, from ``position``."""
+        return tabular.open_reader(path, self.text_column, self.id_column, position)
+
+    def count(self, path: Path) -> int:
+        """Rows in ``path``."""
+        return tabular.count_rows(path, self.text_column, self.id_column)
+
+
 @dataclass
 class Summary:
     """What a finished (or resumed and finished) job did, over all its runs."""
@@ -155,10 +186,10 @@ def check_row(row: RawRow, max_chars: int, need_id: bool) -> tuple[str, str] | N
     if row.problem:
         return row.problem
     for what, value in (("text", row.text), ("id", row.id)):
-        where = batchio.bad_bytes(value)
+        where = tabular.bad_bytes(value)
         if where:
             return "not_utf8", f"{what} is not UTF-8 ({where}); re-save the file as UTF-8"
-        where = batchio.lone_surrogate(value)
+        where = tabular.lone_surrogate(value)
         if where:  # valid JSON ("\ud800"), but no text: it would crash every write of the chunk
             return "invalid_unicode", f"{what} holds a {where} (a \\u escape that is half of a pair); fix the escape in the source"
     if row.text is None:
@@ -179,7 +210,7 @@ def check_chunk(chunk: list[RawRow], max_chars: int, ids: "IdIndex | None", done
     good: list[RawRow] = []
     bad: list[tuple[RawRow, str, str]] = []
     seen: dict[str, int] = {}
-    first = ids.first_rows([r.id for r in chunk if r.id is not None and batchio.bad_bytes(r.id) is None and batchio.lone_surrogate(r.id) is None]) if ids else {}
+    first = ids.first_rows([r.id for r in chunk if r.id is not None and tabular.bad_bytes(r.id) is None and tabular.lone_surrogate(r.id) is None]) if ids else {}
     for r in chunk:
         problem = check_row(r, max_chars, ids is not None)
         if problem is None and ids is not None:
@@ -205,7 +236,7 @@ def route_rows(
     ``counts`` is updated. ``row_ids``: the rows carry ids (else the row number is the id)."""
     results: dict[str, list[dict[str, Any]]] = {"output": [], "review": [], "errors": []}
     for r, kind, reason in bad:
-        results["errors"].append({"row": r.row, "id": batchio.printable(r.id), "kind": kind, "reason": reason, "text": batchio.printable(r.text, 200)})
+        results["errors"].append({"row": r.row, "id": tabular.printable(r.id), "kind": kind, "reason": reason, "text": tabular.printable(r.text, 200)})
         counts["errors"][kind] = counts["errors"].get(kind, 0) + 1  # a job begun before a kind existed resumes too
     chunk_cost: float | None = 0.0
     for r, p in zip(good, preds):
@@ -346,14 +377,14 @@ class JobFiles:
         self.output = Path(cfg.output)
         self.errors = Path(cfg.errors) if cfg.errors else sibling(self.output, "errors")
         self.review = (Path(cfg.review) if cfg.review else sibling(self.output, "review")) if cfg.min_confidence is not None else None
-        batchio.file_format(self.input, "input")
+        tabular.file_format(self.input, "input")
         for what, path in self.outputs():
-            batchio.file_format(path, what)
+            tabular.file_format(path, what)
             check_writable_file(path, f"--{what}")
         paths = [self.input.resolve()] + [p.resolve() for _, p in self.outputs()]
         if len(set(paths)) != len(paths):
             raise UserError("input, output, errors and review files must all be different paths")
-        base = batchio.partial_path(self.output)
+        base = tabular.partial_path(self.output)
         self.state_path = base.with_name(base.name + ".state")
         self.ids_path = base.with_name(base.name + ".ids.sqlite")
         self.lock_path = base.with_name(base.name + ".lock")
@@ -365,7 +396,7 @@ class JobFiles:
     def discard(self) -> None:
         """Remove every in-progress file (state last: it is what marks a run as unfinished)."""
         for _, path in self.outputs():
-            batchio.discard_partial(path)
+            tabular.discard_partial(path)
         for extra in ("", "-journal"):
             Path(str(self.ids_path) + extra).unlink(missing_ok=True)
         self.state_path.unlink(missing_ok=True)
@@ -374,9 +405,9 @@ class JobFiles:
         """Rename the sealed partial files into place, the main output last (its existence
         means every file is in place), then forget the run."""
         for _, path in reversed(self.outputs()):
-            batchio.publish(path)
+            tabular.publish(path)
         for _, path in self.outputs():
-            batchio.discard_partial(path)  # Parquet parts
+            tabular.discard_partial(path)  # Parquet parts
         for extra in ("", "-journal"):
             Path(str(self.ids_path) + extra).unlink(missing_ok=True)
         self.state_path.unlink(missing_ok=True)
@@ -411,10 +442,9 @@ def approach_settings(task: str, config: str | None = None, overrides: list[str]
     return run_config(data)
 
 
-def begin_job(cfg: ClassifyConfig, job: "JobFiles", spec: Any, run_cfg: Any, model: Any, source: dict[str, Any], columns: tuple[str, str | None, int]) -> tuple[JobState | None, Any, dict[str, Any]]:
+def begin_job(cfg: ClassifyConfig, job: "JobFiles", spec: Any, run_cfg: Any, model: Any, source: dict[str, Any], inp: BatchInput) -> tuple[JobState | None, Any, dict[str, Any]]:
     """The unfinished run's state to resume (None: start afresh), the resolved model and the job's
-    fingerprint. ``source`` describes the input (paths, hashes); ``columns`` is (text column, id
-    column, max chars). Refuses to overwrite a finished run's files and to resume a run whose
+    fingerprint. ``source`` describes the input (paths, hashes). Refuses to overwrite a finished run's files and to resume a run whose
     arguments or input changed."""
     state = None if cfg.restart else read_state(job.state_path)
     if state is None:
@@ -423,11 +453,10 @@ def begin_job(cfg: ClassifyConfig, job: "JobFiles", spec: Any, run_cfg: Any, mod
             raise UserError(f"{', '.join(existing)} already exist(s) from a finished run; pass --overwrite to replace, or choose another --output")
     if model is None:
         model = resolve_classifier(cfg.model, spec, run_cfg or RunConfig(task=cfg.task), Path(cfg.data_dir) if cfg.data_dir else None, cfg.refit)
-    text_column, id_column, max_chars = columns
     fingerprint = {
         **source, "outputs": {what: str(p.resolve()) for what, p in job.outputs()},
         "task": spec.name, "model": model.name, "model_version": model.version,
-        "text_column": text_column, "id_column": id_column, "max_chars": max_chars,
+        "text_column": inp.text_column, "id_column": inp.id_column, "max_chars": inp.max_chars,
         "min_confidence": cfg.min_confidence, "chunk_size": cfg.chunk_size,
     }
     if state is not None:
@@ -447,17 +476,6 @@ def hourly_price(cfg: ClassifyConfig, clf: Any, billing: str) -> float | None:
         return None
 
     return PriceTable.load(Path(cfg.prices) if cfg.prices else None).hourly(cfg.hardware or clf.hardware)
-
-
-def print_estimate(cfg: ClassifyConfig, job: JobFiles, clf: Any, state: JobState, text_column: str, id_column: str | None, max_chars: int, out) -> None:
-    """Before starting an API model: estimate the cost of the rows left and check the budget."""
-    left = state.total_rows - (state.input or {}).get("rows", 0)
-    reader = batchio.open_reader(job.input, text_column, id_column, state.input)
-    try:
-        sample = [r.text for r in islice(reader, ESTIMATE_SAMPLE) if check_row(r, max_chars, False) is None]
-    finally:
-        reader.close()
-    check_estimate(cfg, clf, sample, left, state.cost_usd, out)
 
 
 def check_estimate(cfg: ClassifyConfig, clf: Any, sample: list[str], left: int, spent: float, out) -> None:

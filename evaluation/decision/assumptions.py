@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispute_classifier.core import registry
+from dispute_classifier.core import plugins
 from dispute_classifier.core.config import from_dict
 from dispute_classifier.core.errors import UserError
 
-CATEGORY_NAMES = registry.CATEGORIES
+CATEGORY_NAMES = plugins.CATEGORIES
 
 
 @dataclass

@@ -15,13 +15,13 @@ import baselines.classical  # noqa: F401  (registers tfidf, embedding, knn)
 import baselines.prompted  # noqa: F401  (registers zero-shot, prompt, few-shot, rag)
 import finetune.classifier  # noqa: F401  (registers finetuned)
 import finetune.encoder  # noqa: F401  (registers finetuned-encoder)
-from dispute_classifier.core import registry
+from dispute_classifier.core import plugins
 
 ENTRY_POINT_GROUP = "dispute_classifier.approaches"
 _plugins_loaded = False
 
 
-def load_approaches() -> dict[str, registry.Approach]:
+def load_approaches() -> dict[str, plugins.Approach]:
     """Every registered approach, after loading the plugins named by entry points (once)."""
     global _plugins_loaded
     if not _plugins_loaded:
@@ -31,4 +31,4 @@ def load_approaches() -> dict[str, registry.Approach]:
                 ep.load()
             except Exception as exc:  # a broken plugin must not break the built-ins
                 print(f"warning: approach plugin '{ep.name}' ({ep.value}) failed to load: {exc}", file=sys.stderr)
-    return registry.approaches()
+    return plugins.approaches()

@@ -1,6 +1,6 @@
 """The dashboard over run records and decision reports.
 
-    dispute-classifier dashboard            # or: streamlit run dashboard/app.py
+    dispute-classifier dashboard            # or: streamlit run dashboard/streamlit_app.py
 Reads $DISPUTE_CLASSIFIER_RUNS (default runs/) and $DISPUTE_CLASSIFIER_REPORTS (default
 reports/); it never runs a model.
 """
@@ -8,7 +8,7 @@ reports/); it never runs a model.
 import sys
 from pathlib import Path
 
-# `streamlit run dashboard/app.py` puts dashboard/ on the path, not the project root.
+# `streamlit run dashboard/streamlit_app.py` puts dashboard/ on the path, not the project root.
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
