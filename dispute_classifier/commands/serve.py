@@ -83,7 +83,7 @@ def build_state(cfg: ServeConfig) -> ServiceState:
     url = db_url(cfg.log_db)
     if url.startswith("sqlite:///"):
         check_writable_file(Path(url.removeprefix("sqlite:///")), "--log-db")
-    log = PredictionLog(url)
+    log = PredictionLog(url, review_rate=cfg.review_rate)
     try:
         champion = load_model(cfg.model, "champion", cfg, log)
         shadow = load_model(cfg.shadow, "shadow", cfg, log) if cfg.shadow else None

@@ -38,6 +38,9 @@ class ServeConfig:
     """Prediction log: a SQLite file or any SQLAlchemy URL (default: predictions.db)."""
     log_text: bool = False
     """Store the raw text of each input in the log (by default only its sha256)."""
+    review_rate: float = 0.0
+    """With --shadow: share of the champion/shadow disagreements flagged for review in the log (picked by a hash of
+    request id and input, so every replica picks the same); label those and `monitor --labels FILE` compares the two."""
     max_batch: int = 32
     """Most texts predicted together in one micro-batch."""
     max_wait_ms: float = 0.0
@@ -76,6 +79,9 @@ class ServeConfig:
         _number("request_timeout_s", self.request_timeout_s, 0, 3600, low_open=True)
         _number("keep_alive_s", self.keep_alive_s, 0, 3600, low_open=True)
         _number("drain_s", self.drain_s, 0, 3600)
+        _number("review_rate", self.review_rate, 0, 1)
+        if self.review_rate and not self.shadow:
+            raise UserError("--review-rate flags champion/shadow disagreements for review; it needs --shadow MODEL")
 
 
 def _number(name: str, value: float, low: float, high: float | None, low_open: bool = False) -> None:

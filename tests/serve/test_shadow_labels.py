@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
 
+from dispute_classifier.core.errors import UserError
 from evaluation.monitoring import MonitorSettings, paired_difference_ci, summarize
 from evaluation.predlog import PredictionLog, db_url, read_log, review_pick, text_hash
 
@@ -132,8 +134,8 @@ def test_the_service_flags_sampled_disagreements_for_review(serve_app, tmp_path)
     disagreement (and nothing else) is flagged in the log."""
     import time
 
-    client, state = serve_app(shadow="knn")
-    state.log.review_rate = 1.0  # ServeConfig.review_rate once `serve` passes it on (see the merge note)
+    client, state = serve_app(shadow="knn", review_rate=1.0)  # `serve --review-rate 1`
+    assert state.log.review_rate == 1.0
     texts = ["please refund my order", "why this fee", "fraud, not my payment", "hello", "my card", "what is this",
              "money", "order charged", "payment 7", "I did not"]
     assert client.post("/v1/classify", json={"input": texts}, headers={"X-Request-ID": "rv-1"}).status_code == 200
@@ -149,3 +151,15 @@ def test_the_service_flags_sampled_disagreements_for_review(serve_app, tmp_path)
     assert [p["review"] for p in shadow] == [p["label"] != champion[p["input_index"]] for p in shadow]
     assert any(p["review"] for p in shadow) and not all(p["review"] for p in shadow)  # both kinds occur
     assert not any(p["review"] for p in rows if p["role"] == "champion")
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"review_rate": 0.5}, "--review-rate flags champion/shadow disagreements for review; it needs --shadow MODEL"),
+    ({"review_rate": 1.5, "shadow": "knn"}, "--review-rate must be at least 0 and at most 1, got 1.5"),
+    ({"review_rate": float("nan"), "shadow": "knn"}, "--review-rate must be at least 0 and at most 1"),
+])
+def test_review_rate_is_checked_before_anything_loads(settings, message):
+    from dispute_classifier.serving.settings import ServeConfig
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        ServeConfig(model="tfidf", **settings)
