@@ -288,9 +288,14 @@ def train(
             f"recipe '{recipe.name}' needs a CUDA GPU and none is visible. Run it on a GPU machine, or use"
             " smollm2-135m-lora-cpu / smollm2-135m-qlora-cpu here"
         )
+    import warnings
+
     import torch
     from transformers import set_seed
 
+    # PEFT still reads transformers 5's deprecated alias while preparing and saving the model; the
+    # warning says nothing a user can act on and printed twice per run, between the progress lines.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     requested_dtype = recipe.dtype
     recipe, dtype_reason = resolve_recipe_dtype(recipe)
     print(f"dtype: {recipe.dtype} ({dtype_reason})")

@@ -40,6 +40,8 @@ class VerdictConfig:
     """Hardware that hosts the fine-tuned model (shorthand for hosting.finetuned; the other approaches are not moved)."""
     hosting_throughput_qps: float | None = None
     """Queries/s of the fine-tuned model on hosting_hardware when that is not where it was measured; without it the cost there is unknown."""
+    serving_capacity: str | None = "reports/serving"
+    """Folder of the serve load benchmark's result files (<model>.json: benchmarks/test_bench_serve.py): a run whose model and task have one is priced at the service's measured capacity_texts_per_s (micro-batched, under concurrent load) instead of the evaluator's batch-1 figure; none: always the evaluator's."""
     cost_view: str = "dedicated"
     """dedicated (whole machines a new service pays for) or shared (the machine-hours the load uses in a fleet it joins); both are reported."""
     peak_factor: float = 3.0

@@ -8,9 +8,11 @@ Per approach and month at ``V`` queries:
 or the batch rate; cached input where the table gives it) plus the smallest machine that runs the
 calling service. Self-hosted approaches are priced on a machine of the price table: the one they
 were measured on, one declared for them (``hosting``), or a smaller machine of the same kind that
-holds their memory (capacity scaled down by vCPUs, never up). Capacity is the measured per-request
-throughput at batch 1 (``capacity_b1_qps``: one worker answering one request at a time, as a
-service without micro-batching does), else the evaluator's batch throughput. Peak load is
+holds their memory (capacity scaled down by vCPUs, never up). Capacity is the service's own measured
+capacity where the serve load benchmark has a result for the model and task (``capacity_texts_per_s``
+of ``reports/serving/<model>.json``: micro-batched, under concurrent load), else the measured
+per-request throughput at batch 1 (``capacity_b1_qps``: one worker answering one request at a
+time, as a service without micro-batching does), else the evaluator's batch throughput. Peak load is
 ``V / (hours × 3600) × peak_factor``; the **dedicated** view pays ``ceil(peak / capacity)`` whole
 machines all month, the **shared** view pays only the machine-hours the load uses (a fleet it
 joins). The cheapest machine under the chosen view is taken; both views are reported.
@@ -25,8 +27,10 @@ A cost that is not known stays unknown (with what is missing): never $0, never "
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dispute_classifier.core.prices import Machine, PriceTable, money
 from evaluation.decision.assumptions import VerdictConfig
@@ -124,12 +128,46 @@ def _memory_mb(run: RunRecord, cfg: VerdictConfig) -> float | None:
     return None if added is None else (added + cfg.service_base_memory_mb) * cfg.memory_headroom
 
 
+SERVE_CAPACITY_FORMAT = "dispute-classifier/serve-capacity/1"
+
+
+def served_capacity(run: RunRecord, folder: str | Path | None) -> tuple[float, Path] | None:
+    """The serve load benchmark's measured capacity (texts/s) for the run's model on its task, and
+    the file it comes from; None when the folder holds no result for it. A fine-tuned run's model
+    (``finetuned:NAME:vN``) matches the service's ``NAME`` at version ``vN``."""
+    if not folder or not Path(folder).is_dir():
+        return None
+    meta = run.meta
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if data.get("format") != SERVE_CAPACITY_FORMAT or data.get("task") != meta.task or not data.get("capacity_texts_per_s"):
+            continue
+        names = {data.get("model"), f"finetuned:{data.get('model')}:{data.get('version')}", f"{data.get('model')}:{data.get('version')}"}
+        if meta.model in names:
+            return float(data["capacity_texts_per_s"]), path
+    return None
+
+
+def _capacity(run: RunRecord, cfg: VerdictConfig) -> tuple[float | None, str]:
+    """The run's capacity in queries/s per machine, and how it was measured."""
+    m = run.metrics
+    served = served_capacity(run, cfg.serving_capacity)
+    if served is not None:
+        return served[0], f"served, measured by the load benchmark ({served[1].name})"
+    if m.get("capacity_b1_qps"):
+        return m["capacity_b1_qps"], "measured at batch 1"
+    return m.get("throughput_qps") or None, "batch throughput"
+
+
 def _candidates(run: RunRecord, cfg: VerdictConfig, prices: PriceTable) -> tuple[list[tuple[str, float]], str | None]:
     """(hardware, capacity q/s) the run could be served on, and what is missing when none."""
-    meta, m = run.meta, run.metrics
+    meta = run.meta
     measured_on = meta.hardware or prices.default_hardware
     declared = cfg.hosting_for(meta.approach, meta.category.value)
-    capacity = m.get("capacity_b1_qps") or m.get("throughput_qps") or None
+    capacity, _ = _capacity(run, cfg)
     if declared is not None:
         hw, qps = declared
         if hw == measured_on and qps is None:
@@ -220,7 +258,7 @@ def cost_line(run: RunRecord, cfg: VerdictConfig, prices: PriceTable, review: tu
     peak = volume / (cfg.hours_per_month * 3600) * cfg.peak_factor
     dedicated = machines * hourly * cfg.hours_per_month
     shared = volume * hourly / (qps * 3600)
-    line.basis = (f"{hw} ${hourly:.4g}/h, {qps:.1f} queries/s per machine ({'measured at batch 1' if m.get('capacity_b1_qps') else 'batch throughput'}"
+    line.basis = (f"{hw} ${hourly:.4g}/h, {qps:.1f} queries/s per machine ({_capacity(run, cfg)[1]}"
                   f"{'' if hw == (meta.hardware or prices.default_hardware) else ', scaled from ' + str(meta.hardware or prices.default_hardware)});"
                   f" peak {peak:.2f} q/s → {machines} machine(s), {peak / (machines * qps):.1%} busy; dedicated {money(dedicated)}, shared {money(shared)} a month")
     if not _within_latency(run, cfg):

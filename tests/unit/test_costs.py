@@ -130,3 +130,24 @@ def test_classify_max_cost_refuses_before_the_first_chunk(world, tmp_path, capsy
     err = capsys.readouterr().err
     assert code != 0 and "estimated cost" in err and "--max-cost" in err
     assert posts == 0 and not (tmp_path / "out.csv").exists()
+
+
+def test_a_served_capacity_from_the_load_benchmark_prices_the_service(world, tmp_path):  # noqa: F811
+    """A serve-capacity file for the run's model and task (as benchmarks/test_bench_serve.py writes
+    it) replaces the evaluator's batch-1 capacity; other models and tasks keep theirs."""
+    tfidf = world.run("tfidf")
+    prices = PriceTable.load()
+    folder = tmp_path / "serving"
+    folder.mkdir()
+    base = cost_line(tfidf, VerdictConfig(serving_capacity=str(folder)), prices)
+    b1 = tfidf.metrics["capacity_b1_qps"]
+    assert "measured at batch 1" in base.basis
+    result = {"format": "dispute-classifier/serve-capacity/1", "model": "tfidf", "version": "abc", "task": "toy",
+              "levels": {"32": {"texts_per_s": 1234.5}}, "capacity_texts_per_s": 1234.5}
+    (folder / "other-task.json").write_text(json.dumps({**result, "task": "disputes", "capacity_texts_per_s": 9.0}))
+    (folder / "tfidf.json").write_text(json.dumps(result))
+    served = cost_line(tfidf, VerdictConfig(serving_capacity=str(folder)), prices)
+    assert "served, measured by the load benchmark (tfidf.json)" in served.basis
+    # the same machine (or one scaled down from it by vCPUs), at the service's capacity instead of batch 1's
+    assert served.hardware == base.hardware and served.capacity_qps / base.capacity_qps == pytest.approx(1234.5 / b1)
+    assert cost_line(tfidf, VerdictConfig(serving_capacity=None), prices).capacity_qps == base.capacity_qps
