@@ -359,7 +359,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("streamlit") is None:
         raise UserError("the dashboard needs streamlit: pip install -e '.[dashboard]' (make setup installs it)")
 
-    app = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+    app = Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py"
     env = {**os.environ, "DISPUTE_CLASSIFIER_RUNS": str(runs_dir(args.runs_dir).resolve()), "DISPUTE_CLASSIFIER_REPORTS": str(Path(args.reports_dir).resolve())}
 
     env[PREDLOG_ENV] = db_url(args.log_db)

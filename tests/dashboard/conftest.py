@@ -13,7 +13,7 @@ import pytest
 from dispute_classifier.core.types import ClassifierBase, Prediction, Usage
 from tests.conftest import write_task
 
-APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py"
 
 
 class Scripted(ClassifierBase):
