@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dispute_classifier.batch.job import approach_settings
 from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.paths import check_writable_file
 from dispute_classifier.core.runconfig import RunConfig
@@ -39,6 +40,12 @@ from evaluation.monitoring import threshold_for
 from evaluation.predlog import PredictionLog, db_url
 
 
+def served_settings(cfg: ServeConfig, task: str) -> RunConfig:
+    """Approach settings of the served models: a fine-tuned model predicts a whole micro-batch in
+    one forward pass (its batch size is --max-batch, not the evaluator's 8), then --set as given."""
+    return approach_settings(task, overrides=[f"finetuned.batch_size={cfg.max_batch}", *cfg.set])
+
+
 def load_model(ref: str, role: str, cfg: ServeConfig, log: Any) -> ServedVersion:
     """Resolve, load and warm up ``ref``; store its monitoring profile in the log. Any failure
     is a one-line `UserError`."""
@@ -46,7 +53,7 @@ def load_model(ref: str, role: str, cfg: ServeConfig, log: Any) -> ServedVersion
     spec = load_task(cfg.task)
     data_dir = Path(cfg.data_dir) if cfg.data_dir else None
     try:
-        resolved = resolve_classifier(ref, spec, RunConfig(task=spec.name), data_dir, cfg.refit)
+        resolved = resolve_classifier(ref, spec, served_settings(cfg, spec.name), data_dir, cfg.refit)
         name, version = served_identity(resolved)
         profile = log.load_profile(name, version)
         if profile is None:
@@ -80,6 +87,7 @@ def build_state(cfg: ServeConfig) -> ServiceState:
     """Check the settings, open the log and load the models (everything before listening)."""
 
     key = api_key(cfg)
+    served_settings(cfg, load_task(cfg.task).name)  # a bad --set fails here, naming the setting, before any model loads
     url = db_url(cfg.log_db)
     if url.startswith("sqlite:///"):
         check_writable_file(Path(url.removeprefix("sqlite:///")), "--log-db")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dispute_classifier.core.errors import UserError
 
@@ -64,6 +64,9 @@ class ServeConfig:
     """Folder with the task's source files (default: $DISPUTE_CLASSIFIER_DATA, then download)."""
     refit: bool = False
     """Fit an approach again instead of loading the cached fitted model."""
+    set: list[str] = field(default_factory=list, metadata={"repeat": True})
+    """Approach setting for the served models, as `evaluate --set` takes it (repeatable), e.g. --set finetuned.quantize=int8.
+    A fine-tuned model's finetuned.batch_size defaults to --max-batch here, so one micro-batch is one forward pass."""
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

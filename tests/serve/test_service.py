@@ -211,3 +211,20 @@ def test_reload_resolves_the_alias_again(serve_app, toy_task, monkeypatch):
     assert client.post("/v1/reload").status_code == 401
     assert client.post("/v1/reload", headers=auth).json()["data"][0]["version"] == "v2"
     assert client.post("/v1/classify", json={"model": "toy-tfidf", "input": ["refund"]}, headers=auth).json()["version"] == "v2"
+
+
+def test_set_reaches_the_served_model_and_a_bad_one_fails_before_loading(serve_app, toy_task, tmp_path):
+    """`serve --set KEY=VALUE` configures the served approach as `evaluate --set` does; a fine-tuned
+    model's batch size follows --max-batch unless set."""
+    from dispute_classifier.commands.serve import build_state, served_settings
+    from dispute_classifier.serving.settings import ServeConfig
+
+    _, state = serve_app(set=["tfidf.C=1"])
+    assert state.champion.classifier.config.C == 1
+    cfg = ServeConfig(model="tfidf", task=str(toy_task), max_batch=16)
+    assert served_settings(cfg, "toy").section("finetuned").batch_size == 16
+    cfg = ServeConfig(model="tfidf", task=str(toy_task), max_batch=16, set=["finetuned.batch_size=4"])
+    assert served_settings(cfg, "toy").section("finetuned").batch_size == 4
+    with pytest.raises(UserError, match="tfidf.nosuch"):
+        build_state(ServeConfig(model="tfidf", task=str(toy_task), log_db=str(tmp_path / "bad.db"), set=["tfidf.nosuch=1"]))
+    assert not (tmp_path / "bad.db").exists()  # refused before the log was opened
