@@ -2,6 +2,7 @@
 # Everything installs into .venv; torch is pinned to the CPU build so no CUDA wheels are pulled.
 
 VENV   ?= .venv
+comma  := ,
 PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/dispute-classifier
 TASK   ?= disputes
@@ -19,7 +20,7 @@ ifeq ($(shell uname -m),x86_64)
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 endif
 
-.PHONY: setup run dashboard browser postgres test docs screenshots bench clean
+.PHONY: setup run dashboard browser postgres test docs screenshots results bench clean
 
 setup: $(VENV)/.installed
 
@@ -66,8 +67,12 @@ postgres:
 	else echo "postgresql missing and not root: the PostgreSQL prediction-log tests will be skipped"; fi
 
 test: setup browser postgres
-	# the layer contract first: a back-edge fails in seconds, before the long suite
+	# the layer contract, lint and format first: each fails in seconds, before the long suite
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	# every results table in the README and docs/ matches the committed results/ (results render --check)
+	$(PY) -m dispute_classifier.commands.cli results render --check
 	# the documentation site: --strict fails on a broken link or a page missing from the nav;
 	# built into a temporary folder, never into the repository (no --quiet: it hides the warnings
 	# that --strict counts, and the build passes with broken links)
@@ -89,6 +94,12 @@ screenshots: setup browser
 	DISPUTE_CLASSIFIER_SCREENSHOTS=$(CURDIR)/docs/img/dashboard DISPUTE_CLASSIFIER_SCREENSHOT_WIDTH=1200 \
 	  $(PY) -m pytest tests/dashboard/test_browser.py -q -p no:cacheprovider
 	$(PY) -m tests.dashboard.screenshots docs/img/dashboard --width 1200
+
+# Results as data: summaries of the run records under runs/ (and the serving benchmark files) into
+# results/, then every results table in the README and docs/ rendered from them.
+results: setup
+	$(CLI) results export runs $(if $(wildcard reports/serving/*.json),--serving $(subst $(eval) ,$(comma),$(wildcard reports/serving/*.json)))
+	$(CLI) results render
 
 bench: setup
 	$(PY) -m pytest benchmarks --benchmark-only

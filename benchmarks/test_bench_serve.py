@@ -13,7 +13,8 @@ Skipped under ``--benchmark-disable`` (``make test``): a load test is not a unit
 ``$BENCH_SERVE_OUT/<model>.json`` (default ``reports/serving/``), rewritten level by level:
 ``format`` ("dispute-classifier/serve-capacity/1"), ``model``, ``ref``, ``version``, ``task``,
 ``measured_at`` (UTC ISO time), ``machine`` (``cpus``, ``platform``, ``load_avg_1m`` before the
-level), ``settings`` (``max_batch``, ``max_wait_ms``, ``texts_per_request``), ``command``,
+level), ``settings`` (``max_batch``, ``max_wait_ms``, ``texts_per_request``, ``set``: the ``serve --set`` settings,
+from $BENCH_FINETUNED_SET, also in the file name: ``<model>+quantize-int8.json``), ``command``,
 ``levels`` ({"1": {...}, "32": {...}}, each ``concurrency``, ``requests``, ``errors``,
 ``wall_s``, ``req_per_s``, ``texts_per_s``, ``p50_ms``, ``p95_ms``, ``server_cpu_s``), ``peak_rss_mb``
 (the server's VmHWM, model load included) and ``capacity_texts_per_s`` (the best ``texts_per_s``
@@ -43,6 +44,14 @@ RESULT_FORMAT = "dispute-classifier/serve-capacity/1"
 LEVELS = (1, 32)
 BUDGET = {"tfidf": (3000, 15.0), "embedding": (300, 15.0), "finetuned": (300, 30.0)}
 """Requests and seconds per concurrency level, at most."""
+
+
+def served_set(model: str) -> list[str]:
+    """``serve --set`` settings of a benchmarked model: $BENCH_FINETUNED_SET (comma-separated, e.g.
+    finetuned.quantize=int8) for the fine-tuned one, nothing for the others."""
+    if model in BUDGET:
+        return []
+    return [v.strip() for v in os.environ.get("BENCH_FINETUNED_SET", "").split(",") if v.strip()]
 
 
 def _finetuned_head_model() -> str | None:
@@ -91,7 +100,8 @@ def servers(workload, tmp_path_factory):
             tmp = tmp_path_factory.mktemp(f"serve-{model.replace(':', '-')}")
             # the service runs in its own folder: name the models folder absolutely
             env = {**os.environ, "DISPUTE_CLASSIFIER_MODELS": str(model_store.models_dir().resolve())}
-            server = Server(["--model", model, "--task", task, "--log-db", str(tmp / "log.db"), "--max-inputs", "64"], env, tmp / "serve.log")
+            sets = [arg for kv in served_set(model) for arg in ("--set", kv)]
+            server = Server(["--model", model, "--task", task, "--log-db", str(tmp / "log.db"), "--max-inputs", "64", *sets], env, tmp / "serve.log")
             started[model] = server
             server.wait_ready(timeout=900)
         return started[model]
@@ -130,7 +140,9 @@ def write_result(server, model_ref: str, task: str, level: dict, load_avg: float
     out = Path(os.environ.get("BENCH_SERVE_OUT", "reports/serving"))
     out.mkdir(parents=True, exist_ok=True)
     served = httpx.get(f"{server.url}/v1/models", timeout=10).json()["data"][0]
-    path = out / f"{served['id'].replace('/', '_').replace(':', '-')}.json"
+    sets = served_set(model_ref)
+    suffix = "".join("+" + kv.rpartition(".")[2].replace("=", "-") for kv in sets)  # finetuned.quantize=int8 -> +quantize-int8
+    path = out / f"{served['id'].replace('/', '_').replace(':', '-')}{suffix}.json"
     result = json.loads(path.read_text()) if path.is_file() else {}
     if result.get("format") != RESULT_FORMAT or result.get("version") != served["version"]:
         result = {"levels": {}}  # another version was measured before: start again
@@ -138,7 +150,7 @@ def write_result(server, model_ref: str, task: str, level: dict, load_avg: float
         "format": RESULT_FORMAT, "model": served["id"], "ref": model_ref, "version": served["version"], "task": task,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_1m": load_avg},
-        "settings": {"max_batch": 32, "max_wait_ms": 0.0, "texts_per_request": 1},
+        "settings": {"max_batch": 32, "max_wait_ms": 0.0, "texts_per_request": 1, "set": sets},
         "command": "pytest benchmarks/test_bench_serve.py --benchmark-only -s",
         "peak_rss_mb": _proc_status(server.proc.pid, "VmHWM"),
     })

@@ -34,7 +34,7 @@ DEFAULT_TASK = "disputes"
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80]
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:120].strip("-")
 
 
 def _round(value: Any, digits: int = 6) -> Any:
@@ -106,11 +106,16 @@ def export(runs: list[RunRecord], out: Path, describe: Callable[[str], str | Non
     """Write the summaries of the newest run of each setting in ``runs`` (and copy the serving
     benchmark files) under ``out``; returns the files written. Existing summaries of other runs
     stay: export adds and replaces, never deletes."""
-    runs = latest_per_setting(runs)
+    by_task: dict[str, list[RunRecord]] = {}
+    for run in runs:  # the newest run of each setting, per task (a setting does not name its task)
+        by_task.setdefault(run.meta.task, []).append(run)
+    runs = [r for group in by_task.values() for r in latest_per_setting(group)]
     written: list[Path] = []
-    for run in sorted(runs, key=lambda r: (r.meta.task, r.meta.split, r.label)):
+    for run in sorted(runs, key=lambda r: (r.meta.task, r.meta.split, r.label, r.meta.config_hash or "")):
         result = summarise(run, reference_run(runs, run.meta.task, run.meta.split), describe)
         path = out / run.meta.task / run.meta.split / result_name(result)
+        if path in written:  # two settings whose labels read alike: the config hash tells them apart
+            path = path.with_name(f"{path.stem}-{(run.meta.config_hash or run.run_id)[:8]}.json")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
         written.append(path)
@@ -192,18 +197,19 @@ def mcnemar(p: dict[str, Any] | None) -> str:
 def finetuning(results: list[dict[str, Any]], task: str) -> str:
     """Every fine-tuned setting: validation, test, paired against the best option without fine-tuning."""
     settings: dict[tuple, dict[str, dict[str, Any]]] = {}
-    for split in ("validation", "test"):
+    for split in ("validation", "test"):  # one row per setting: its validation and test runs side by side
         for r in _runs(results, task, split, lambda r: r["category"] == "finetuned"):
-            settings.setdefault((r["label"], r["provenance"]["config_hash"], r["limit"]), {})[split] = r
+            key = (r["approach"], r["model"], json.dumps(r["config"], sort_keys=True))
+            settings.setdefault(key, {})[split] = r
     rows = []
-    for (label, _, limit), by in sorted(settings.items()):
+    for _, by in sorted(settings.items(), key=lambda kv: re.sub(r" \(n=\d+\)$", "", (kv[1].get("validation") or kv[1]["test"])["label"])):
         val, test = by.get("validation"), by.get("test")
         any_run = test or val
-        name = f"`{label}`" + (f" (subsample of {limit})" if limit else "")
+        name = f"`{re.sub(r' [(]n=[0-9]+[)]$', '', any_run['label'])}`"
         rows.append([
             name,
             pct(val["metrics"]["accuracy"]) if val else "not run",
-            pct(test["metrics"]["accuracy"]) + ci(test["metrics"]["accuracy_ci95"]) if test else "not run",
+            (pct(test["metrics"]["accuracy"]) + ci(test["metrics"]["accuracy_ci95"]) + (f", on {test['limit']} examples" if test["limit"] else "")) if test else "not run",
             vs(test["paired"]) if test else "—",
             minutes(any_run), qps(any_run),
         ])
@@ -228,7 +234,9 @@ def serving(results: list[dict[str, Any]], task: str) -> str:
         for level in levels:
             lv = r["levels"].get(str(level))
             cells.append("—" if lv is None else f"{lv['texts_per_s']:,.1f} texts/s, p50 {lv['p50_ms']:.1f} ms, p95 {lv['p95_ms']:.1f} ms")
-        rows.append([f"`{r['model']}` ({r['version']})", *cells, f"{r['measured_at'][:10]}, {r['machine']['cpus']} CPUs"])
+        sets = (r.get("settings") or {}).get("set") or []
+        name = f"`{r['model']}` ({r['version']})" + "".join(f", `--set {kv}`" for kv in sets)
+        rows.append([name, *cells, f"{r['measured_at'][:10]}, {r['machine']['cpus']} CPUs"])
     return _table(["model", *(f"concurrency {c}" for c in levels), "measured"], rows)
 
 

@@ -145,6 +145,8 @@ def served_capacity(run: RunRecord, folder: str | Path | None) -> tuple[float, P
             continue
         if data.get("format") != SERVE_CAPACITY_FORMAT or data.get("task") != meta.task or not data.get("capacity_texts_per_s"):
             continue
+        if (data.get("settings") or {}).get("set"):  # served with other settings (int8) than the run evaluated
+            continue
         names = {data.get("model"), f"finetuned:{data.get('model')}:{data.get('version')}", f"{data.get('model')}:{data.get('version')}"}
         if meta.model in names:
             return float(data["capacity_texts_per_s"]), path

@@ -50,9 +50,9 @@ def test_readme_links_resolve():
 
 
 @pytest.mark.parametrize("name, page", [("headline", "README.md"), ("finetuning", "docs/fine-tuning/results.md"),
-                                        ("banking77", "docs/banking77.md"), ("serving", "docs/serving.md")])
+                                        ("runs:banking77", "docs/banking77.md"), ("serving", "docs/serving.md")])
 def test_results_markers_enclose_one_table(name, page):
-    """Each table the results renderer writes (notes/results-spec) sits between its markers,
+    """Each table the results renderer writes (`results render`) sits between its markers,
     opened and closed once, with a Markdown table inside."""
     text = (REPO / page).read_text(encoding="utf-8")
     assert text.count(f"<!-- results:{name} -->") == 1 and text.count(f"<!-- /results:{name} -->") == 1, page
