@@ -84,8 +84,7 @@ def _proba_predictions(proba: np.ndarray, classes: Sequence[str]) -> list[Predic
     best = proba.argmax(axis=1)
     names = [str(c) for c in classes]
     return [
-        Prediction(label=names[j], confidence=float(proba[i, j]), probs=dict(zip(names, proba[i].tolist())))
-        for i, j in enumerate(best)
+        Prediction(label=names[j], confidence=float(proba[i, j]), probs=dict(zip(names, proba[i].tolist()))) for i, j in enumerate(best)
     ]
 
 
@@ -133,7 +132,6 @@ class EmbeddingClassifier(ClassifierBase):
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "EmbeddingClassifier":
         from sklearn.linear_model import LogisticRegression
 
-
         self.embedder_ = Embedder(self.config.model)
         self.model_ = LogisticRegression(C=self.config.C, max_iter=self.config.max_iter)
         _fit("embedding", self.model_, self.embedder_.encode(texts), list(labels))
@@ -180,15 +178,30 @@ class KnnClassifier(ClassifierBase):
         return out
 
 
-register_approach(Approach(
-    "tfidf", "TF-IDF word + char n-grams, logistic regression", "classical",
-    lambda cfg: TfidfClassifier(cfg.section("tfidf")), {"tfidf": TfidfConfig},
-))
-register_approach(Approach(
-    "embedding", "all-MiniLM-L6-v2 embeddings, logistic regression", "classical",
-    lambda cfg: EmbeddingClassifier(cfg.section("embedding")), {"embedding": EmbeddingConfig},
-))
-register_approach(Approach(
-    "knn", "all-MiniLM-L6-v2 embeddings, k-nearest-neighbour vote", "classical",
-    lambda cfg: KnnClassifier(cfg.section("knn")), {"knn": KnnConfig},
-))
+register_approach(
+    Approach(
+        "tfidf",
+        "TF-IDF word + char n-grams, logistic regression",
+        "classical",
+        lambda cfg: TfidfClassifier(cfg.section("tfidf")),
+        {"tfidf": TfidfConfig},
+    )
+)
+register_approach(
+    Approach(
+        "embedding",
+        "all-MiniLM-L6-v2 embeddings, logistic regression",
+        "classical",
+        lambda cfg: EmbeddingClassifier(cfg.section("embedding")),
+        {"embedding": EmbeddingConfig},
+    )
+)
+register_approach(
+    Approach(
+        "knn",
+        "all-MiniLM-L6-v2 embeddings, k-nearest-neighbour vote",
+        "classical",
+        lambda cfg: KnnClassifier(cfg.section("knn")),
+        {"knn": KnnConfig},
+    )
+)

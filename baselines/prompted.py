@@ -102,8 +102,14 @@ class PromptedClassifier(ClassifierBase):
     """
 
     def __init__(
-        self, task: TaskSpec, variant: Variant, backend: Backend, prompt: PromptConfig | None = None,
-        few_shot: FewShotConfig | None = None, rag: RagConfig | None = None, seed: int = 0,
+        self,
+        task: TaskSpec,
+        variant: Variant,
+        backend: Backend,
+        prompt: PromptConfig | None = None,
+        few_shot: FewShotConfig | None = None,
+        rag: RagConfig | None = None,
+        seed: int = 0,
     ) -> None:
         if variant not in VARIANTS:
             raise UserError(f"unknown prompt variant '{variant}'; choose one of: {', '.join(VARIANTS)}")
@@ -152,19 +158,13 @@ class PromptedClassifier(ClassifierBase):
             return [shown for _ in texts]
         if self.variant == "rag":
             assert self.retriever_ is not None
-            return [
-                [(self.pool_texts_[i], self.pool_labels_[i]) for i in idx]
-                for idx in self.retriever_.top_k(texts, self.rag.k)
-            ]
+            return [[(self.pool_texts_[i], self.pool_labels_[i]) for i in idx] for idx in self.retriever_.top_k(texts, self.rag.k)]
         return [[] for _ in texts]
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         if not hasattr(self, "pool_texts_"):
             raise RuntimeError("call fit() before predict()")
-        prompts = [
-            build_messages(self.task, text, self.prompt, examples)
-            for text, examples in zip(texts, self.examples_for(texts))
-        ]
+        prompts = [build_messages(self.task, text, self.prompt, examples) for text, examples in zip(texts, self.examples_for(texts))]
         self.truncated_ += sum(p.truncated for p in prompts)
         self.queries_ += len(prompts)
         # the first requests exactly as sent (instructions, few-shot or retrieved examples, text),
@@ -213,9 +213,13 @@ def _builder(variant: str):
     def build(cfg: Any) -> PromptedClassifier:
         prices = PriceTable.load(cfg.prices) if cfg.prices else None
         return PromptedClassifier(
-            load_task(cfg.task), variant, make_backend(cfg.section("llm"), prices),  # type: ignore[arg-type]
-            cfg.section("prompt"), cfg.section("few_shot") if variant == "few-shot" else None,
-            cfg.section("rag") if variant == "rag" else None, cfg.seed,
+            load_task(cfg.task),
+            variant,
+            make_backend(cfg.section("llm"), prices),  # type: ignore[arg-type]
+            cfg.section("prompt"),
+            cfg.section("few_shot") if variant == "few-shot" else None,
+            cfg.section("rag") if variant == "rag" else None,
+            cfg.seed,
         )
 
     return build
@@ -228,4 +232,6 @@ for _name, _summary, _category, _extra in (
     ("few-shot", "the prompt plus k seeded training examples per label", "prompted", {"few_shot": FewShotConfig}),
     ("rag", "the prompt plus the k most similar training examples (MiniLM)", "rag", {"rag": RagConfig}),
 ):
-    register_approach(Approach(_name, _summary, _category, _builder(_name), {**_LLM_SECTIONS, **_extra}, model_setting="llm", billing="backend"))
+    register_approach(
+        Approach(_name, _summary, _category, _builder(_name), {**_LLM_SECTIONS, **_extra}, model_setting="llm", billing="backend")
+    )

@@ -29,16 +29,24 @@ class LoadResult:
         """requests/s and latency percentiles (ms), as the benchmark result file stores them."""
         xs = sorted(self.latencies_s)
         pick = lambda q: 1000 * xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None  # noqa: E731
-        return {"concurrency": self.concurrency, "requests": self.requests, "errors": self.errors, "wall_s": round(self.wall_s, 3),
-                "req_per_s": self.requests / self.wall_s if self.wall_s else 0.0, "p50_ms": pick(0.5), "p95_ms": pick(0.95)}
+        return {
+            "concurrency": self.concurrency,
+            "requests": self.requests,
+            "errors": self.errors,
+            "wall_s": round(self.wall_s, 3),
+            "req_per_s": self.requests / self.wall_s if self.wall_s else 0.0,
+            "p50_ms": pick(0.5),
+            "p95_ms": pick(0.95),
+        }
 
 
 def request_bytes(text: str, host: str, headers: dict[str, str] | None = None) -> bytes:
     """A complete POST /v1/classify request for one text."""
     body = json.dumps({"input": [text]}).encode()
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    return (f"POST /v1/classify HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{extra}"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST /v1/classify HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 async def _read_response(reader: asyncio.StreamReader) -> int:
@@ -52,8 +60,9 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def run_load(host: str, port: int, texts: list[str], concurrency: int, requests: int, seconds: float,
-                   headers: dict[str, str] | None = None) -> LoadResult:
+async def run_load(
+    host: str, port: int, texts: list[str], concurrency: int, requests: int, seconds: float, headers: dict[str, str] | None = None
+) -> LoadResult:
     """``concurrency`` clients send one text per request until ``requests`` are sent or
     ``seconds`` pass; every client first sends one untimed request (connect, warm up)."""
     payloads = [request_bytes(t, f"{host}:{port}", headers) for t in texts]

@@ -68,8 +68,16 @@ def test_classify_rows_per_second(benchmark, toy, tmp_path, approach, rows):
     if benchmark.disabled:  # `make test` runs each benchmark once: keep that quick
         rows = min(rows, 200)
     src = write_input(tmp_path / "in.csv", rows, sample_texts())
-    cfg = ClassifyConfig(input=str(src), output=str(tmp_path / "out.csv"), model=approach, task=str(toy),
-                         id_column="id", chunk_size=500, quiet=True, overwrite=True)
+    cfg = ClassifyConfig(
+        input=str(src),
+        output=str(tmp_path / "out.csv"),
+        model=approach,
+        task=str(toy),
+        id_column="id",
+        chunk_size=500,
+        quiet=True,
+        overwrite=True,
+    )
     classify_file(cfg, out=io.StringIO())  # fits and caches the model; later rounds load it
 
     summary = benchmark.pedantic(classify_file, args=(cfg,), kwargs={"out": io.StringIO()}, rounds=3, iterations=1)
@@ -104,14 +112,30 @@ def test_memory_stays_flat_on_a_large_file(benchmark, toy, tmp_path):
 
     def command(rows: int) -> list[str]:
         src = write_input(tmp_path / f"in-{rows}.csv", rows, texts)
-        return ["classify", str(src), "--task", str(toy), "--model", "tfidf",
-                "--id-column", "id", "--output", str(tmp_path / f"out-{rows}.csv"), "--quiet", "--min-confidence", "0.5"]
+        return [
+            "classify",
+            str(src),
+            "--task",
+            str(toy),
+            "--model",
+            "tfidf",
+            "--id-column",
+            "id",
+            "--output",
+            str(tmp_path / f"out-{rows}.csv"),
+            "--quiet",
+            "--min-confidence",
+            "0.5",
+        ]
 
     small_mb = _peak_rss_mb(command(large // 10))  # also fits and caches the model
     large_cmd = command(large)
     large_mb = benchmark.pedantic(_peak_rss_mb, args=(large_cmd,), rounds=1, iterations=1)
     benchmark.extra_info.update(
-        rows_small=large // 10, rows_large=large, peak_rss_small_mb=round(small_mb, 1), peak_rss_large_mb=round(large_mb, 1),
+        rows_small=large // 10,
+        rows_large=large,
+        peak_rss_small_mb=round(small_mb, 1),
+        peak_rss_large_mb=round(large_mb, 1),
         input_mb=round((tmp_path / f"in-{large}.csv").stat().st_size / 2**20, 1),
     )
     # Ten times the rows may not cost more than a little allocator noise.

@@ -26,7 +26,10 @@ from dispute_classifier.batch.driver import classify as classify_file
 from dispute_classifier.batch.job import ClassifyConfig, format_summary
 from tests.conftest import write_task
 
-ROWS = {"tfidf": int(os.environ.get("BENCH_RAY_ROWS_TFIDF", "200000")), "embedding": int(os.environ.get("BENCH_RAY_ROWS_EMBEDDING", "2000"))}
+ROWS = {
+    "tfidf": int(os.environ.get("BENCH_RAY_ROWS_TFIDF", "200000")),
+    "embedding": int(os.environ.get("BENCH_RAY_ROWS_EMBEDDING", "2000")),
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +54,18 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 
 def _config(src: Path, out: Path, approach: str, toy: Path, engine: str, workers: int = 2) -> ClassifyConfig:
     extra = {"workers": workers} if engine == "ray" else {}
-    return ClassifyConfig(input=str(src), output=str(out), model=approach, task=str(toy), id_column="id", chunk_size=500,
-                          quiet=True, overwrite=True, engine=engine, **extra)  # type: ignore[arg-type]
+    return ClassifyConfig(
+        input=str(src),
+        output=str(out),
+        model=approach,
+        task=str(toy),
+        id_column="id",
+        chunk_size=500,
+        quiet=True,
+        overwrite=True,
+        engine=engine,
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("engine, workers", [("local", 0), ("ray", 1), ("ray", 2)])
@@ -79,4 +92,10 @@ def test_startup_per_job(benchmark, ray_cluster, toy, tmp_path):
     classify_file(local, out=io.StringIO())
     benchmark.extra_info["local_10_rows_s"] = round(time.perf_counter() - t0, 3)
     benchmark.extra_info["ray_init_s"] = round(ray_cluster, 2)
-    benchmark.pedantic(classify_file, args=(_config(src, tmp_path / "out.csv", "tfidf", toy, "ray"),), kwargs={"out": io.StringIO()}, rounds=1, iterations=1)
+    benchmark.pedantic(
+        classify_file,
+        args=(_config(src, tmp_path / "out.csv", "tfidf", toy, "ray"),),
+        kwargs={"out": io.StringIO()},
+        rounds=1,
+        iterations=1,
+    )

@@ -19,9 +19,14 @@ from finetune.recipe import load_recipe
 
 REAL = os.environ.get("BENCH_REAL_MODEL") == "1"
 TEXTS = [
-    "I was charged twice for the same coffee", "someone used my card details", "the refund still is not on my account",
-    "the ATM gave me 20 less than I asked for", "why is there a fee for my transfer", "the exchange rate on my purchase was wrong",
-    "I don't recognise this direct debit", "my friend says my transfer never arrived",
+    "I was charged twice for the same coffee",
+    "someone used my card details",
+    "the refund still is not on my account",
+    "the ATM gave me 20 less than I asked for",
+    "why is there a fee for my transfer",
+    "the exchange rate on my purchase was wrong",
+    "I don't recognise this direct debit",
+    "my friend says my transfer never arrived",
 ]
 
 
@@ -49,7 +54,10 @@ def test_training_tokens_per_second(benchmark, model_name, rows, tmp_path, threa
     from dispute_classifier.core.model_source import load_tokenizer
     from finetune.train import build_model, build_trainer
 
-    recipe = load_recipe("smollm2-135m-lora-cpu", [f"model={model_name}", "train.max_steps=2", "train.batch_size=8", f"train.threads={threads}", "train.save_steps=1000"])
+    recipe = load_recipe(
+        "smollm2-135m-lora-cpu",
+        [f"model={model_name}", "train.max_steps=2", "train.batch_size=8", f"train.threads={threads}", "train.save_steps=1000"],
+    )
     torch.set_num_threads(threads)
     tok = load_tokenizer(model_name)
     model = build_model(recipe, tok, 16)
@@ -63,11 +71,14 @@ def test_training_tokens_per_second(benchmark, model_name, rows, tmp_path, threa
     benchmark.pedantic(two_steps, rounds=1, iterations=1)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e] or [trainer.state.log_history[-1].get("train_loss")]
     assert trainer.state.global_step == 2 and all(loss is not None and loss == loss for loss in losses)  # two real steps, finite loss
-    benchmark.extra_info.update({
-        "threads": threads, "tokens_per_step": tokens / 2,
-        "tokens_per_s": tokens / benchmark.stats.stats.mean if benchmark.stats else None,
-        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    })
+    benchmark.extra_info.update(
+        {
+            "threads": threads,
+            "tokens_per_step": tokens / 2,
+            "tokens_per_s": tokens / benchmark.stats.stats.mean if benchmark.stats else None,
+            "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
 
 
 def test_finetuned_inference_queries_per_second(benchmark, model_name):
@@ -83,8 +94,14 @@ def test_finetuned_inference_queries_per_second(benchmark, model_name):
 
 
 HEAD_CASES = [  # (quantize, batch size, machine): batch 1 is a service answering one request at a time
-    ("none", 8, "idle"), ("none", 32, "idle"), ("none", 1, "idle"), ("int8", 8, "idle"), ("int8", 32, "idle"), ("int8", 1, "idle"),
-    ("none", 8, "busy, free-core threads"), ("none", 8, "busy, 2 threads"),
+    ("none", 8, "idle"),
+    ("none", 32, "idle"),
+    ("none", 1, "idle"),
+    ("int8", 8, "idle"),
+    ("int8", 32, "idle"),
+    ("int8", 1, "idle"),
+    ("none", 8, "busy, free-core threads"),
+    ("none", 8, "busy, 2 threads"),
 ]
 
 
@@ -104,10 +121,24 @@ def head_model(tmp_path_factory, tiny_llama):
     from tests.conftest import write_task
 
     tmp = tmp_path_factory.mktemp("head")
-    rows = [(f"{w} {i}", label) for label, w in (("refund", "refund please"), ("fee", "why this fee"), ("fraud", "not my payment")) for i in range(12)]
+    rows = [
+        (f"{w} {i}", label)
+        for label, w in (("refund", "refund please"), ("fee", "why this fee"), ("fraud", "not my payment"))
+        for i in range(12)
+    ]
     task = write_task(tmp, train=rows, test=rows[:3])
-    recipe = load_recipe("smollm2-135m-lora-cls-cpu", [f"task={task}", f"model={tiny_llama}", "train.max_steps=2", "train.batch_size=4",
-                                                       "train.warmup_steps=0", "eval_splits=[]", "name=bench-head"])
+    recipe = load_recipe(
+        "smollm2-135m-lora-cls-cpu",
+        [
+            f"task={task}",
+            f"model={tiny_llama}",
+            "train.max_steps=2",
+            "train.batch_size=4",
+            "train.warmup_steps=0",
+            "eval_splits=[]",
+            "name=bench-head",
+        ],
+    )
     train(recipe, models_root=tmp / "models")
     return "bench-head", str(tmp / "models"), [t for t, _ in rows] * 4, [g for _, g in rows] * 4
 
@@ -152,5 +183,7 @@ def test_head_inference_queries_per_second(benchmark, head_model, quantize, batc
     accuracy = sum(p.label == g for p, g in zip(preds, gold)) / len(work)
     qps = len(work) / seconds[-1]
     benchmark.extra_info.update({"queries": len(work), "queries_per_s": qps, "accuracy": accuracy, "threads": used})
-    print(f"\n{clf.model_name} quantize={quantize} batch={batch} {machine}: {qps:.1f} queries/s with {used} thread(s),"
-          f" accuracy {accuracy * 100:.2f} % on {len(work)}")
+    print(
+        f"\n{clf.model_name} quantize={quantize} batch={batch} {machine}: {qps:.1f} queries/s with {used} thread(s),"
+        f" accuracy {accuracy * 100:.2f} % on {len(work)}"
+    )

@@ -101,7 +101,9 @@ def servers(workload, tmp_path_factory):
             # the service runs in its own folder: name the models folder absolutely
             env = {**os.environ, "DISPUTE_CLASSIFIER_MODELS": str(model_store.models_dir().resolve())}
             sets = [arg for kv in served_set(model) for arg in ("--set", kv)]
-            server = Server(["--model", model, "--task", task, "--log-db", str(tmp / "log.db"), "--max-inputs", "64", *sets], env, tmp / "serve.log")
+            server = Server(
+                ["--model", model, "--task", task, "--log-db", str(tmp / "log.db"), "--max-inputs", "64", *sets], env, tmp / "serve.log"
+            )
             started[model] = server
             server.wait_ready(timeout=900)
         return started[model]
@@ -146,14 +148,20 @@ def write_result(server, model_ref: str, task: str, level: dict, load_avg: float
     result = json.loads(path.read_text()) if path.is_file() else {}
     if result.get("format") != RESULT_FORMAT or result.get("version") != served["version"]:
         result = {"levels": {}}  # another version was measured before: start again
-    result.update({
-        "format": RESULT_FORMAT, "model": served["id"], "ref": model_ref, "version": served["version"], "task": task,
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_1m": load_avg},
-        "settings": {"max_batch": 32, "max_wait_ms": 0.0, "texts_per_request": 1, "set": sets},
-        "command": "pytest benchmarks/test_bench_serve.py --benchmark-only -s",
-        "peak_rss_mb": _proc_status(server.proc.pid, "VmHWM"),
-    })
+    result.update(
+        {
+            "format": RESULT_FORMAT,
+            "model": served["id"],
+            "ref": model_ref,
+            "version": served["version"],
+            "task": task,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_1m": load_avg},
+            "settings": {"max_batch": 32, "max_wait_ms": 0.0, "texts_per_request": 1, "set": sets},
+            "command": "pytest benchmarks/test_bench_serve.py --benchmark-only -s",
+            "peak_rss_mb": _proc_status(server.proc.pid, "VmHWM"),
+        }
+    )
     result["levels"][str(level["concurrency"])] = level
     result["capacity_texts_per_s"] = max(lv["texts_per_s"] for lv in result["levels"].values())
     tmp = path.with_name(path.name + ".tmp")
@@ -170,7 +178,9 @@ def test_serve_throughput(benchmark, servers, workload, model, concurrency):
     if model == "finetuned":
         ref = _finetuned_head_model()
         if ref is None:
-            pytest.skip("no saved fine-tuned classification-head model (train one: dispute-classifier finetune train --recipe ... with head: classification)")
+            pytest.skip(
+                "no saved fine-tuned classification-head model (train one: dispute-classifier finetune train --recipe ... with head: classification)"
+            )
         model_ref = ref
     else:
         model_ref = model
@@ -182,14 +192,18 @@ def test_serve_throughput(benchmark, servers, workload, model, concurrency):
     load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     port = int(server.url.rsplit(":", 1)[1])
     cpu0 = _cpu_s(server.proc.pid)
-    result = benchmark.pedantic(lambda: asyncio.run(run_load("127.0.0.1", port, texts, concurrency, requests, seconds)), rounds=1, iterations=1)
+    result = benchmark.pedantic(
+        lambda: asyncio.run(run_load("127.0.0.1", port, texts, concurrency, requests, seconds)), rounds=1, iterations=1
+    )
     cpu1 = _cpu_s(server.proc.pid)
     level = result.summary()
     level["texts_per_s"] = level["req_per_s"]  # one text per request
     level["server_cpu_s"] = None if cpu0 is None or cpu1 is None else round(cpu1 - cpu0, 2)
     path = write_result(server, model_ref, task, level, load_avg)
     benchmark.extra_info.update({"model": model_ref, **level})
-    print(f"\n{model_ref} concurrency {concurrency}: {level['req_per_s']:.1f} req/s, p50 {level['p50_ms']:.1f} ms,"
-          f" p95 {level['p95_ms']:.1f} ms over {level['requests']} requests ({level['errors']} errors),"
-          f" server CPU {level['server_cpu_s']} s, load average {load_avg}; {path}")
+    print(
+        f"\n{model_ref} concurrency {concurrency}: {level['req_per_s']:.1f} req/s, p50 {level['p50_ms']:.1f} ms,"
+        f" p95 {level['p95_ms']:.1f} ms over {level['requests']} requests ({level['errors']} errors),"
+        f" server CPU {level['server_cpu_s']} s, load average {load_avg}; {path}"
+    )
     assert level["errors"] == 0 and level["requests"] > 0

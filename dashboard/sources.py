@@ -112,8 +112,7 @@ def how_to_fill(runs_root: Path, task: str | None = None) -> str:
     """What to run to fill an empty runs folder, for ``task`` (a `task_ref`) when one is known."""
     command = task_command("experiment", task or TASK_PLACEHOLDER, f"--runs-dir {runs_root}")
     where = "" if task else f" ({TASK_PLACEHOLDER}: a task from `dispute-classifier tasks`, or the path to your task YAML)"
-    return (f"Run `{command}`{where} to evaluate the approaches (`make run` does it for the worked disputes task),"
-            " then reload this page.")
+    return f"Run `{command}`{where} to evaluate the approaches (`make run` does it for the worked disputes task), then reload this page."
 
 
 def run_task_ref(runs: list[RunRecord], task: str) -> str:
@@ -127,7 +126,6 @@ def context(require_runs: bool = True) -> Context:
     context; stops the page with a helpful message when there is nothing to show."""
     import streamlit as st
 
-
     runs_root, reports_root = folders()
     all_runs, skipped = load_runs(runs_root)
     st.sidebar.caption(f"runs: `{runs_root}`  \nreports: `{reports_root}`")
@@ -139,8 +137,11 @@ def context(require_runs: bool = True) -> Context:
     if not pairs:
         if require_runs:
             where = "no readable run records" if runs_root.is_dir() else "no runs folder"
-            st.info(f"There is {where} at `{runs_root}`" + (f" ({len(skipped)} unreadable folder(s) skipped, see the sidebar)" if skipped else "")
-                    + f". {how_to_fill(runs_root, reported_task(reports_root))}")
+            st.info(
+                f"There is {where} at `{runs_root}`"
+                + (f" ({len(skipped)} unreadable folder(s) skipped, see the sidebar)" if skipped else "")
+                + f". {how_to_fill(runs_root, reported_task(reports_root))}"
+            )
             st.stop()
         return Context(runs_root, reports_root, "", "", [], [], skipped, task_ref=reported_task(reports_root) or "")
     tasks = sorted({t for t, _ in pairs})
@@ -161,7 +162,9 @@ def context(require_runs: bool = True) -> Context:
             report = None
             st.sidebar.warning(f"{exc}; showing a report computed from the runs instead")
     try:
-        live = build_report(all_runs, task, split, cfg, skipped, data_hash=(report or {}).get("data_hash"), stages=(report or {}).get("stages"))
+        live = build_report(
+            all_runs, task, split, cfg, skipped, data_hash=(report or {}).get("data_hash"), stages=(report or {}).get("stages")
+        )
     except UserError as exc:  # e.g. a run priced on hardware the price table lacks
         st.error(f"Cannot build the decision report: {exc}")
         st.stop()
@@ -188,8 +191,17 @@ def errors_frame(runs: list[RunRecord]):
     import pandas as pd
 
     rows = [
-        {"approach": r.label, "id": p["id"], "text": p["text"], "gold": p["gold"], "predicted": p["predicted"], "confidence": p.get("confidence")}
-        for r in runs for p in r.predictions if p["predicted"] != p["gold"]
+        {
+            "approach": r.label,
+            "id": p["id"],
+            "text": p["text"],
+            "gold": p["gold"],
+            "predicted": p["predicted"],
+            "confidence": p.get("confidence"),
+        }
+        for r in runs
+        for p in r.predictions
+        if p["predicted"] != p["gold"]
     ]
     return pd.DataFrame(rows, columns=["approach", "id", "text", "gold", "predicted", "confidence"])
 
@@ -204,10 +216,18 @@ def side_by_side(a: RunRecord, b: RunRecord):
         q = pb.get(p["id"])
         if q is None or (p["predicted"] == p["gold"] and q["predicted"] == q["gold"]):
             continue
-        rows.append({"id": p["id"], "text": p["text"], "gold": p["gold"],
-                     f"A: {a.label}": p["predicted"], "A conf.": p.get("confidence"),
-                     f"B: {b.label}": q["predicted"], "B conf.": q.get("confidence"),
-                     "who is right": "A" if p["predicted"] == p["gold"] else "B" if q["predicted"] == q["gold"] else "neither"})
+        rows.append(
+            {
+                "id": p["id"],
+                "text": p["text"],
+                "gold": p["gold"],
+                f"A: {a.label}": p["predicted"],
+                "A conf.": p.get("confidence"),
+                f"B: {b.label}": q["predicted"],
+                "B conf.": q.get("confidence"),
+                "who is right": "A" if p["predicted"] == p["gold"] else "B" if q["predicted"] == q["gold"] else "neither",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -243,8 +263,14 @@ def training_log(run: RunRecord) -> tuple[list[dict[str, Any]], str | None, dict
     return rows, card_md, card_json, "; ".join(problems)
 
 
-SWEPT = {"learning_rate": ("train", "learning_rate"), "epochs": ("train", "epochs"), "lora_r": ("lora", "r"),
-         "lora_alpha": ("lora", "alpha"), "lora_dropout": ("lora", "dropout"), "max_length": ("train", "max_length")}
+SWEPT = {
+    "learning_rate": ("train", "learning_rate"),
+    "epochs": ("train", "epochs"),
+    "lora_r": ("lora", "r"),
+    "lora_alpha": ("lora", "alpha"),
+    "lora_dropout": ("lora", "dropout"),
+    "max_length": ("train", "max_length"),
+}
 """The searched settings shown per trial: column -> (recipe section, key) in the model card."""
 
 
@@ -258,9 +284,16 @@ def sweep_trials(runs: list[RunRecord], task: str) -> list[dict[str, Any]]:
             continue
         _, _, card, _ = training_log(run)
         recipe = (card or {}).get("recipe") or {}
-        row = {"study": t.sweep_study, "trial": t.sweep_trial, "final": t.sweep_final,
-               "split": run.meta.split, "accuracy": run.metrics["accuracy"], "n": run.metrics["n"],
-               "head": recipe.get("head"), "run": run.run_id}
+        row = {
+            "study": t.sweep_study,
+            "trial": t.sweep_trial,
+            "final": t.sweep_final,
+            "split": run.meta.split,
+            "accuracy": run.metrics["accuracy"],
+            "n": run.metrics["n"],
+            "head": recipe.get("head"),
+            "run": run.run_id,
+        }
         for column, (section, key) in SWEPT.items():
             row[column] = (recipe.get(section) or {}).get(key)
         rows.append(row)

@@ -22,7 +22,12 @@ CLEAN_MODES = ("none", "drop", "relabel")
 
 
 def cleaned_fit_rows(
-    data: TaskData, eval_split: str, mode: str, approaches: tuple[str, ...] = ("tfidf", "embedding"), folds: int = 5, seed: int = 0,
+    data: TaskData,
+    eval_split: str,
+    mode: str,
+    approaches: tuple[str, ...] = ("tfidf", "embedding"),
+    folds: int = 5,
+    seed: int = 0,
 ) -> tuple[TaskData, dict[str, Any]]:
     """``data`` whose fit rows for ``eval_split`` have the finder's suspects dropped or relabelled,
     and what was done (mode, counts, the changed ids)."""
@@ -50,7 +55,14 @@ def cleaned_fit_rows(
                 changed.append(rows.ids[i])
         clean = Split(f"{rows.name}, {len(changed)} relabelled", list(rows.ids), list(rows.texts), new_labels)
     info = {
-        "mode": mode, "finder": list(approaches), "folds": folds, "seed": seed, "rows_before": len(rows),
-        "rows_after": len(clean), "suspects": len(flagged), "changed_ids": changed, "oof_accuracy": found["oof_accuracy"],
+        "mode": mode,
+        "finder": list(approaches),
+        "folds": folds,
+        "seed": seed,
+        "rows_before": len(rows),
+        "rows_after": len(clean),
+        "suspects": len(flagged),
+        "changed_ids": changed,
+        "oof_accuracy": found["oof_accuracy"],
     }
     return replace(data, fit_override={eval_split: clean}), info

@@ -56,12 +56,15 @@ def paired_test(a: RunRecord, b: RunRecord, shared_only: bool = False, exclude: 
 def compare(runs: list[RunRecord]) -> Comparison:
     """Compare runs that share one task and split; anything else is an error."""
     if not runs:
-        raise UserError("no runs to compare; run `dispute-classifier evaluate --task TASK --approach tfidf` first"
-                        " (TASK: a task from `dispute-classifier tasks`, or the path to its YAML)")
+        raise UserError(
+            "no runs to compare; run `dispute-classifier evaluate --task TASK --approach tfidf` first"
+            " (TASK: a task from `dispute-classifier tasks`, or the path to its YAML)"
+        )
     keys = {(r.meta.task, r.meta.split) for r in runs}
     if len(keys) > 1:
         raise UserError(
-            "runs are on different tasks/splits: " + ", ".join(f"{t}/{s}" for t, s in sorted(keys))
+            "runs are on different tasks/splits: "
+            + ", ".join(f"{t}/{s}" for t, s in sorted(keys))
             + "; pass --task and --split, or name runs of one task and split"
         )
     ordered = sorted(runs, key=lambda r: (-r.metrics["accuracy"], -r.metrics["macro_f1"]))
@@ -79,8 +82,8 @@ def format_leaderboard(comp: Comparison) -> str:
         m = run.metrics
         lo, hi = m["accuracy_ci95"]
         lines.append(
-            f"{i:>2}  {run.label[:34]:<34} {m['accuracy']*100:6.2f}  [{lo*100:5.2f}, {hi*100:5.2f}] "
-            f"{m['macro_f1']*100:7.2f} {m['invalid_rate']*100:6.2f}% {m['latency_p50_s']*1000:7.2f} "
+            f"{i:>2}  {run.label[:34]:<34} {m['accuracy'] * 100:6.2f}  [{lo * 100:5.2f}, {hi * 100:5.2f}] "
+            f"{m['macro_f1'] * 100:7.2f} {m['invalid_rate'] * 100:6.2f}% {m['latency_p50_s'] * 1000:7.2f} "
             f"{m['throughput_qps']:7.1f} {money(m['cost_per_1k_usd']):>10}"
         )
     if comp.pairs:

@@ -120,7 +120,10 @@ def mean_interval(values: list[float]) -> dict[str, Any]:
 
 
 def run_curves(
-    config: CurvesConfig, data: TaskData, makers: dict[str, Maker], finder_makers: dict[str, Maker] | None = None,
+    config: CurvesConfig,
+    data: TaskData,
+    makers: dict[str, Maker],
+    finder_makers: dict[str, Maker] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Every point of the experiment and the summary over seeds, as plain data."""
@@ -142,27 +145,55 @@ def run_curves(
                     if callable(close):
                         close()
                     m = compute_metrics(target.labels, preds, labels, time.perf_counter() - t0 - fit_s, None)
-                    points.append({
-                        "approach": name, "size": size, "n_train": len(subset), "noise": share, "n_flipped": len(flipped), "seed": seed,
-                        "accuracy": m["accuracy"], "accuracy_ci95": m["accuracy_ci95"], "macro_f1": m["macro_f1"], "fit_s": round(fit_s, 2),
-                    })
-                    log(f"{name:<10} size {size:>5} ({len(subset)}) noise {share:.2f} seed {seed}: accuracy {m['accuracy']*100:.2f}% ({fit_s:.1f} s fit)")
+                    points.append(
+                        {
+                            "approach": name,
+                            "size": size,
+                            "n_train": len(subset),
+                            "noise": share,
+                            "n_flipped": len(flipped),
+                            "seed": seed,
+                            "accuracy": m["accuracy"],
+                            "accuracy_ci95": m["accuracy_ci95"],
+                            "macro_f1": m["macro_f1"],
+                            "fit_s": round(fit_s, 2),
+                        }
+                    )
+                    log(
+                        f"{name:<10} size {size:>5} ({len(subset)}) noise {share:.2f} seed {seed}: accuracy {m['accuracy'] * 100:.2f}% ({fit_s:.1f} s fit)"
+                    )
                 if flipped and finder_makers:
                     found = find_in_rows(subset.texts, noisy, labels, finder_makers, config.folds, seed)
                     at_k = top_k_recall(found["self_confidence"], flipped)
                     flagged = set(found["flagged"])
                     hits = len(flagged & set(flipped))
-                    finder.append({
-                        "size": size, "n_train": len(subset), "noise": share, "seed": seed, "n_flipped": len(flipped), **at_k,
-                        "n_flagged": len(flagged), "flagged_precision": hits / len(flagged) if flagged else None,
-                        "flagged_recall": hits / len(flipped),
-                    })
-                    log(f"finder     size {size:>5} noise {share:.2f} seed {seed}: {at_k['found']} of {len(flipped)} flipped rows in its top {at_k['k']}; flags {len(flagged)}")
+                    finder.append(
+                        {
+                            "size": size,
+                            "n_train": len(subset),
+                            "noise": share,
+                            "seed": seed,
+                            "n_flipped": len(flipped),
+                            **at_k,
+                            "n_flagged": len(flagged),
+                            "flagged_precision": hits / len(flagged) if flagged else None,
+                            "flagged_recall": hits / len(flipped),
+                        }
+                    )
+                    log(
+                        f"finder     size {size:>5} noise {share:.2f} seed {seed}: {at_k['found']} of {len(flipped)} flipped rows in its top {at_k['k']}; flags {len(flagged)}"
+                    )
     return {
-        "task": data.spec.name, "split": config.split, "data_hash": data.data_hash, "n_eval": len(target),
+        "task": data.spec.name,
+        "split": config.split,
+        "data_hash": data.data_hash,
+        "n_eval": len(target),
         "config": {k: v for k, v in vars(config).items() if k not in ("out", "data_dir")},
         "finder_approaches": list(finder_makers or {}),
-        "points": points, "summary": summarise(points), "finder": finder, "finder_summary": summarise_finder(finder),
+        "points": points,
+        "summary": summarise(points),
+        "finder": finder,
+        "finder_summary": summarise_finder(finder),
     }
 
 
@@ -172,8 +203,13 @@ def summarise(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for p in points:
         groups.setdefault((p["approach"], p["size"], p["noise"]), []).append(p)
     return [
-        {"approach": a, "size": s, "noise": n, "n_train": round(statistics.fmean(p["n_train"] for p in ps)),
-         **{f"accuracy_{k}": v for k, v in mean_interval([p["accuracy"] for p in ps]).items()}}
+        {
+            "approach": a,
+            "size": s,
+            "noise": n,
+            "n_train": round(statistics.fmean(p["n_train"] for p in ps)),
+            **{f"accuracy_{k}": v for k, v in mean_interval([p["accuracy"] for p in ps]).items()},
+        }
         for (a, s, n), ps in groups.items()
     ]
 
@@ -184,10 +220,15 @@ def summarise_finder(finder: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for f in finder:
         groups.setdefault((f["size"], f["noise"]), []).append(f)
     return [
-        {"size": s, "noise": n, "n_flipped": round(statistics.fmean(f["n_flipped"] for f in fs)),
-         "precision_at_k": statistics.fmean(f["precision"] for f in fs), "recall_at_k": statistics.fmean(f["recall"] for f in fs),
-         "n_flagged": round(statistics.fmean(f["n_flagged"] for f in fs)),
-         "flagged_recall": statistics.fmean(f["flagged_recall"] for f in fs)}
+        {
+            "size": s,
+            "noise": n,
+            "n_flipped": round(statistics.fmean(f["n_flipped"] for f in fs)),
+            "precision_at_k": statistics.fmean(f["precision"] for f in fs),
+            "recall_at_k": statistics.fmean(f["recall"] for f in fs),
+            "n_flagged": round(statistics.fmean(f["n_flagged"] for f in fs)),
+            "flagged_recall": statistics.fmean(f["flagged_recall"] for f in fs),
+        }
         for (s, n), fs in groups.items()
     ]
 

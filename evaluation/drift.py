@@ -120,7 +120,9 @@ def _null(reference: tuple[float, ...], rows: int | None, n: int, simulations: i
     return np.sort(homogeneity(rng.multinomial(rows, shares, size=simulations), windows))
 
 
-def p_values(reference: Reference, windows: np.ndarray, simulations: int = SIMULATIONS, seed: int = SEED) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def p_values(
+    reference: Reference, windows: np.ndarray, simulations: int = SIMULATIONS, seed: int = SEED
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(statistic, p-value, method) of each window row (counts in ``reference``'s columns): the
     2×K homogeneity statistic (goodness of fit to the smoothed shares without a row count), its
     chi-square tail where every expected window count is at least `MIN_EXPECTED`, else a

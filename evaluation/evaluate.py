@@ -57,8 +57,13 @@ def compute_metrics(
         twins = set(near_duplicates["ids"])
         kept = [ok for rid, ok in zip(ids, correct) if rid not in twins]
         d_lo, d_hi = wilson_interval(sum(kept), len(kept))
-        dedup = {"n": len(kept), "n_removed": len(correct) - len(kept), "threshold": near_duplicates["threshold"],
-                 "accuracy": sum(kept) / len(kept) if kept else None, "accuracy_ci95": [d_lo, d_hi]}
+        dedup = {
+            "n": len(kept),
+            "n_removed": len(correct) - len(kept),
+            "threshold": near_duplicates["threshold"],
+            "accuracy": sum(kept) / len(kept) if kept else None,
+            "accuracy_ci95": [d_lo, d_hi],
+        }
     latencies = [p.usage.latency_s for p in preds]
     n = len(gold)
     throughput = n / predict_seconds if predict_seconds > 0 else 0.0
@@ -120,8 +125,13 @@ def serving_profile(clf: Classifier, texts: list[str], billing: Billing, rss_bef
     call, as a request without micro-batching sees it), the capacity that gives one worker
     (1 / mean latency), and the memory the model added to this process. API-billed runs are
     not probed again (each call costs money): their per-request latency is already measured."""
-    out: dict[str, Any] = {"latency_b1_p50_s": None, "latency_b1_p95_s": None, "capacity_b1_qps": None,
-                           "model_rss_mb": None, "process_rss_mb": current_rss_mb()}
+    out: dict[str, Any] = {
+        "latency_b1_p50_s": None,
+        "latency_b1_p95_s": None,
+        "capacity_b1_qps": None,
+        "model_rss_mb": None,
+        "process_rss_mb": current_rss_mb(),
+    }
     if rss_before is not None and out["process_rss_mb"] is not None:
         out["model_rss_mb"] = max(0.0, out["process_rss_mb"] - rss_before)
     if billing is Billing.API or not texts:
@@ -131,13 +141,22 @@ def serving_profile(clf: Classifier, texts: list[str], billing: Billing, rss_bef
         t0 = time.perf_counter()
         clf.predict([text])
         seconds.append(time.perf_counter() - t0)
-    out.update(latency_b1_p50_s=M.percentile(seconds, 50), latency_b1_p95_s=M.percentile(seconds, 95),
-               capacity_b1_qps=len(seconds) / sum(seconds) if sum(seconds) > 0 else None)
+    out.update(
+        latency_b1_p50_s=M.percentile(seconds, 50),
+        latency_b1_p95_s=M.percentile(seconds, 95),
+        capacity_b1_qps=len(seconds) / sum(seconds) if sum(seconds) > 0 else None,
+    )
     return out
 
 
 def run_config_hash(
-    approach: str, config: dict[str, Any], *, model: str | None = None, limit: int | None = None, seed: int = 0, split: str = "test",
+    approach: str,
+    config: dict[str, Any],
+    *,
+    model: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    split: str = "test",
 ) -> str:
     """The ``config_hash`` a run of these settings records; known before running, so a
     rerun can find and reuse a finished run (see `evaluation.runs.find_finished_run`)."""
@@ -207,21 +226,32 @@ def evaluate(
     fit_rows = data.fit_split(split)
     trained_on = training_overlap(clf, data, split)
     if trained_on and not allow_overlap:
-        raise UserError(f"{clf.name} was trained on the {trained_on} rows of task {data.spec.name}, so scoring it on {split} would"
-                        " measure memory, not accuracy; evaluate another split (test), or pass --allow-overlap to record it flagged")
+        raise UserError(
+            f"{clf.name} was trained on the {trained_on} rows of task {data.spec.name}, so scoring it on {split} would"
+            " measure memory, not accuracy; evaluate another split (test), or pass --allow-overlap to record it flagged"
+        )
     # The data itself, for every approach: a split whose texts are also fitted rows (a task whose
     # train file is its test file) measures memory, whatever the model.
     shared = exact_overlap(target.texts, fit_rows.texts)
     share = len(shared) / len(target) if len(target) else 0.0
     if share > max_overlap_share and not allow_overlap:
         examples = ", ".join(target.ids[i] for i in shared[:5])
-        raise UserError(f"{len(shared)} of {len(target)} {split} texts ({share:.1%}) also occur in the {fit_rows.name} rows of task"
-                        f" {data.spec.name} (e.g. {examples}), above the {max_overlap_share:.0%} allowed: check the task's source files"
-                        " (is the training file the test file?), or pass --allow-overlap to record it flagged")
-    overlap = (f"trained on the {trained_on} rows" if trained_on
-               else f"{share:.1%} of the scored texts are also fitted rows" if share > max_overlap_share else None)
-    twins = {"threshold": data.spec.near_duplicate_threshold,
-             "ids": [t["id"] for t in near_twins(target, fit_rows, data.spec.near_duplicate_threshold)]}
+        raise UserError(
+            f"{len(shared)} of {len(target)} {split} texts ({share:.1%}) also occur in the {fit_rows.name} rows of task"
+            f" {data.spec.name} (e.g. {examples}), above the {max_overlap_share:.0%} allowed: check the task's source files"
+            " (is the training file the test file?), or pass --allow-overlap to record it flagged"
+        )
+    overlap = (
+        f"trained on the {trained_on} rows"
+        if trained_on
+        else f"{share:.1%} of the scored texts are also fitted rows"
+        if share > max_overlap_share
+        else None
+    )
+    twins = {
+        "threshold": data.spec.near_duplicate_threshold,
+        "ids": [t["id"] for t in near_twins(target, fit_rows, data.spec.near_duplicate_threshold)],
+    }
     fit_seconds = 0.0
     rss_before = current_rss_mb()
     if fit:
@@ -242,7 +272,9 @@ def evaluate(
         llm = run_info.get("llm") or {}
         remote = llm.get("backend") == "api" and not llm.get("project_started_server")
         hardware = hardware or clf.hardware or (None if remote else prices.default_hardware)
-        cost_per_query = None if hardware is None else prices.self_hosted_cost_per_query(hardware, n / predict_seconds if predict_seconds else 0.0)
+        cost_per_query = (
+            None if hardware is None else prices.self_hosted_cost_per_query(hardware, n / predict_seconds if predict_seconds else 0.0)
+        )
         for p in preds:
             p.usage.cost_usd = cost_per_query
     labels = data.spec.label_list
@@ -266,10 +298,18 @@ def evaluate(
         code_version=code_version(),
         seed=seed,
         data=DataInfo(
-            sha256=data.sha256, data_hash=data.data_hash, n_examples=n, limit=limit,
-            fit_split=fit_rows.name if fit else None, overlap=overlap, overlap_share=share,
-            overlap_ids=tuple(target.ids[i] for i in shared), near_duplicate_ids=tuple(twins["ids"]), n_fit=len(fit_rows) if fit else 0,
-            license=data.spec.source.license, citation=data.spec.source.citation,
+            sha256=data.sha256,
+            data_hash=data.data_hash,
+            n_examples=n,
+            limit=limit,
+            fit_split=fit_rows.name if fit else None,
+            overlap=overlap,
+            overlap_share=share,
+            overlap_ids=tuple(target.ids[i] for i in shared),
+            near_duplicate_ids=tuple(twins["ids"]),
+            n_fit=len(fit_rows) if fit else 0,
+            license=data.spec.source.license,
+            citation=data.spec.source.citation,
         ),
         git=git_state(),
         versions=package_versions(),
@@ -301,7 +341,11 @@ def evaluate(
 
 
 def evaluate_config(
-    cfg: RunConfig, data: TaskData, prices: PriceTable | None = None, progress: bool = True, reuse: bool = False,
+    cfg: RunConfig,
+    data: TaskData,
+    prices: PriceTable | None = None,
+    progress: bool = True,
+    reuse: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> tuple[RunRecord, bool]:
     """Build the approach of ``cfg`` from the registry and run the shared evaluator on it: the
@@ -335,13 +379,28 @@ def evaluate_config(
         data, cleaning = cleaned_fit_rows(data, cfg.split, cfg.clean_train, seed=cfg.seed)
         extra = {**(extra or {}), "cleaning": cleaning}
         if progress:
-            print(f"clean-train: {cleaning['suspects']} suspected label issues in {cleaning['rows_before']:,} fit rows;"
-                  f" fitting on {cleaning['rows_after']:,} rows ({len(cleaning['changed_ids'])} {cfg.clean_train == 'drop' and 'dropped' or 'relabelled'})")
+            print(
+                f"clean-train: {cleaning['suspects']} suspected label issues in {cleaning['rows_before']:,} fit rows;"
+                f" fitting on {cleaning['rows_after']:,} rows ({len(cleaning['changed_ids'])} {cfg.clean_train == 'drop' and 'dropped' or 'relabelled'})"
+            )
     try:
         run = evaluate(
-            clf, data, cfg.split, approach=cfg.approach, config=config, runs_root=cfg.runs_dir, limit=cfg.limit,
-            seed=cfg.seed, prices=prices, hardware=cfg.hardware, progress=progress, model=model, category=approach.category,
-            allow_overlap=cfg.allow_overlap, max_overlap_share=cfg.max_overlap_share, extra=extra,
+            clf,
+            data,
+            cfg.split,
+            approach=cfg.approach,
+            config=config,
+            runs_root=cfg.runs_dir,
+            limit=cfg.limit,
+            seed=cfg.seed,
+            prices=prices,
+            hardware=cfg.hardware,
+            progress=progress,
+            model=model,
+            category=approach.category,
+            allow_overlap=cfg.allow_overlap,
+            max_overlap_share=cfg.max_overlap_share,
+            extra=extra,
         )
     finally:  # LLM approaches stop the llama.cpp server they started
         clf.close()

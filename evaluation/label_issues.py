@@ -62,7 +62,12 @@ def approach_maker(name: str, task: str) -> Maker:
 
 
 def out_of_fold_probabilities(
-    make: Maker, texts: Sequence[str], labels: Sequence[str], label_list: Sequence[str], folds: int = 5, seed: int = 0,
+    make: Maker,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    label_list: Sequence[str],
+    folds: int = 5,
+    seed: int = 0,
 ) -> np.ndarray:
     """One row per text, one column per label of ``label_list``: each row predicted by a model
     fitted on the other folds only (seeded, stratified folds)."""
@@ -111,11 +116,18 @@ def top_k_recall(scores: np.ndarray, truly_wrong: Sequence[int], k: int | None =
 
 
 def find_in_rows(
-    texts: Sequence[str], labels: Sequence[str], label_list: Sequence[str], makers: dict[str, Maker], folds: int = 5, seed: int = 0,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    label_list: Sequence[str],
+    makers: dict[str, Maker],
+    folds: int = 5,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Out-of-fold probabilities of every maker, averaged, and what cleanlab flags in them:
     ``probs``, ``flagged`` (ranked), ``self_confidence`` and each approach's out-of-fold accuracy."""
-    per: dict[str, np.ndarray] = {name: out_of_fold_probabilities(make, texts, labels, label_list, folds, seed) for name, make in makers.items()}
+    per: dict[str, np.ndarray] = {
+        name: out_of_fold_probabilities(make, texts, labels, label_list, folds, seed) for name, make in makers.items()
+    }
     probs = sum(per.values()) / len(per)
     gold = np.array([list(label_list).index(label) for label in labels])
     accuracy = {name: float((p.argmax(axis=1) == gold).mean()) for name, p in per.items()}
@@ -137,13 +149,25 @@ def label_issues(data: TaskData, config: LabelIssueConfig | None = None, seed: i
     rows = []
     for rank, i in enumerate(found["flagged"][: config.issue_max_rows], start=1):
         suggested = int(probs[i].argmax())
-        rows.append({
-            "rank": rank, "id": train.ids[i], "text": train.texts[i], "given": train.labels[i], "suggested": labels[suggested],
-            "given_probability": round(float(probs[i, labels.index(train.labels[i])]), 4),
-            "suggested_probability": round(float(probs[i, suggested]), 4),
-        })
+        rows.append(
+            {
+                "rank": rank,
+                "id": train.ids[i],
+                "text": train.texts[i],
+                "given": train.labels[i],
+                "suggested": labels[suggested],
+                "given_probability": round(float(probs[i, labels.index(train.labels[i])]), 4),
+                "suggested_probability": round(float(probs[i, suggested]), 4),
+            }
+        )
     return {
-        "split": "train", "n_rows": len(train), "approaches": list(config.issue_approaches), "folds": config.issue_folds, "seed": seed,
+        "split": "train",
+        "n_rows": len(train),
+        "approaches": list(config.issue_approaches),
+        "folds": config.issue_folds,
+        "seed": seed,
         "method": "cleanlab find_label_issues on averaged out-of-fold probabilities, ranked by self-confidence",
-        "oof_accuracy": found["oof_accuracy"], "n_issues": len(found["flagged"]), "rows": rows,
+        "oof_accuracy": found["oof_accuracy"],
+        "n_issues": len(found["flagged"]),
+        "rows": rows,
     }

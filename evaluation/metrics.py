@@ -106,7 +106,9 @@ def expected_calibration_error(confidences: Sequence[float | None], correct: Seq
     return float(ece)
 
 
-def coverage_curve(confidences: Sequence[float | None], correct: Sequence[bool], levels: Sequence[float] = (1.0, 0.95, 0.9, 0.8, 0.7, 0.5)) -> list[dict[str, float]]:
+def coverage_curve(
+    confidences: Sequence[float | None], correct: Sequence[bool], levels: Sequence[float] = (1.0, 0.95, 0.9, 0.8, 0.7, 0.5)
+) -> list[dict[str, float]]:
     """Accuracy on the most confident share of examples, for each coverage level.
 
     This is the escalation trade-off: answer the confident ``coverage`` share automatically and
@@ -122,12 +124,14 @@ def coverage_curve(confidences: Sequence[float | None], correct: Sequence[bool],
         while 0 < k < n and pairs[k - 1][0] == pairs[k][0]:
             k -= 1  # the k-th and the next share a confidence: no threshold separates them
         kept = pairs[:k]
-        out.append({
-            "coverage": level,
-            "kept": k / n if n else 0.0,
-            "accuracy": float(np.mean([ok for _, ok in kept])) if kept else 0.0,
-            "threshold": float(kept[-1][0]) if kept else 1.0,
-        })
+        out.append(
+            {
+                "coverage": level,
+                "kept": k / n if n else 0.0,
+                "accuracy": float(np.mean([ok for _, ok in kept])) if kept else 0.0,
+                "threshold": float(kept[-1][0]) if kept else 1.0,
+            }
+        )
     return out
 
 

@@ -232,8 +232,14 @@ def drift_p_values(counts: Counter, confidences: Sequence[float], profile: dict[
     return label_p, conf_p
 
 
-def window_stats(rows: list[dict[str, Any]], errors: list[dict[str, Any]], estimates: list[float | None], profile: dict[str, Any] | None,
-                 settings: MonitorSettings, labels: dict[str, str] | None) -> dict[str, Any]:
+def window_stats(
+    rows: list[dict[str, Any]],
+    errors: list[dict[str, Any]],
+    estimates: list[float | None],
+    profile: dict[str, Any] | None,
+    settings: MonitorSettings,
+    labels: dict[str, str] | None,
+) -> dict[str, Any]:
     """The numbers of one window of champion predictions (and the errors in it); the drift
     flags are set by `flag_drift` once every window's p-value is known."""
     requests = len({r["request_id"] for r in rows})
@@ -245,14 +251,23 @@ def window_stats(rows: list[dict[str, Any]], errors: list[dict[str, Any]], estim
     conf_psi = confidence_psi(ref_conf, confidences) if ref_conf and confidences else None
     label_p, conf_p = drift_p_values(counts, confidences, profile)
     out: dict[str, Any] = {
-        "predictions": len(rows), "requests": requests, "errors": len(errors),
+        "predictions": len(rows),
+        "requests": requests,
+        "errors": len(errors),
         "error_rate": len(errors) / (requests + len(errors)) if requests + len(errors) else 0.0,
-        "latency_p50_ms": percentile(latencies, 50), "latency_p95_ms": percentile(latencies, 95),
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p95_ms": percentile(latencies, 95),
         "label_counts": dict(counts.most_common()),
         "judged": len(rows) >= settings.min_window_predictions,
-        "label_psi": label_psi, "label_p": label_p, "label_p_holm": None, "label_drift": False,
-        "confidence_mean": _mean(confidences), "confidence_psi": conf_psi,
-        "confidence_p": conf_p, "confidence_p_holm": None, "confidence_shift": False,
+        "label_psi": label_psi,
+        "label_p": label_p,
+        "label_p_holm": None,
+        "label_drift": False,
+        "confidence_mean": _mean(confidences),
+        "confidence_psi": conf_psi,
+        "confidence_p": conf_p,
+        "confidence_p_holm": None,
+        "confidence_shift": False,
         "abstain_rate": sum(bool(r["abstain"]) for r in rows) / len(rows) if rows else 0.0,
         "estimated_accuracy": _mean(estimates),
     }
@@ -274,7 +289,9 @@ def flag_drift(windows: list[dict[str, Any]], alpha: float) -> None:
             w[flag] = bool(adjusted <= alpha)
 
 
-def summarize(log, settings: MonitorSettings | None = None, labels: dict[str, str] | None = None, model: str | None = None) -> dict[str, Any]:
+def summarize(
+    log, settings: MonitorSettings | None = None, labels: dict[str, str] | None = None, model: str | None = None
+) -> dict[str, Any]:
     """Per-window and overall monitoring of the champion's predictions in ``log`` (one model's
     when ``model`` is given), and the shadow comparison when the log has shadow predictions."""
     settings = settings or MonitorSettings()
@@ -298,18 +315,25 @@ def summarize(log, settings: MonitorSettings | None = None, labels: dict[str, st
     overall = window_stats(rows, log.errors, estimates, profile, settings, labels)
     flag_drift([overall], settings.alpha)  # one test of its own
     return {
-        "model": latest["model"], "version": latest["version"], "window_minutes": settings.window_minutes, "alpha": settings.alpha,
-        "from": _iso(rows[0]["ts"]), "to": _iso(latest["ts"]),
+        "model": latest["model"],
+        "version": latest["version"],
+        "window_minutes": settings.window_minutes,
+        "alpha": settings.alpha,
+        "from": _iso(rows[0]["ts"]),
+        "to": _iso(latest["ts"]),
         "test_accuracy": profile.get("test_accuracy") if profile else None,
         "test_estimated_accuracy": test_estimate(profile) if profile else None,
         "threshold": profile.get("threshold") if profile else None,
         "train_distribution": profile["train_distribution"] if profile else None,
-        "overall": overall, "windows": windows,
+        "overall": overall,
+        "windows": windows,
         "shadow": shadow_stats(log, rows, estimates, labels),
     }
 
 
-def paired_difference_ci(first_right: Sequence[bool], second_right: Sequence[bool], level: float = 0.95) -> tuple[float, tuple[float, float]]:
+def paired_difference_ci(
+    first_right: Sequence[bool], second_right: Sequence[bool], level: float = 0.95
+) -> tuple[float, tuple[float, float]]:
     """Accuracy of ``first`` minus ``second`` on the same inputs, with the interval the decision
     report uses for paired differences (Tango's score interval, `evaluation.stats`), so the live
     check and the test-split verdict speak of one interval."""
@@ -322,7 +346,9 @@ def paired_difference_ci(first_right: Sequence[bool], second_right: Sequence[boo
     return (b - c) / n, (lo, hi)
 
 
-def shadow_stats(log, champion: list[dict[str, Any]], champion_est: list[float | None], labels: dict[str, str] | None) -> dict[str, Any] | None:
+def shadow_stats(
+    log, champion: list[dict[str, Any]], champion_est: list[float | None], labels: dict[str, str] | None
+) -> dict[str, Any] | None:
     """Champion against the shadow challenger on the inputs both answered, or None.
 
     Label-free: the disagreement rate (Wilson 95 % interval) and each model's *estimated*
@@ -336,8 +362,11 @@ def shadow_stats(log, champion: list[dict[str, Any]], champion_est: list[float |
         return None
     shadow_est = _estimates(shadow, log.profiles)
     by_key = {(r["request_id"], r["input_index"]): (r, e) for r, e in zip(shadow, shadow_est)}
-    pairs = [(c, ce, *by_key[(c["request_id"], c["input_index"])]) for c, ce in zip(champion, champion_est)
-             if (c["request_id"], c["input_index"]) in by_key]
+    pairs = [
+        (c, ce, *by_key[(c["request_id"], c["input_index"])])
+        for c, ce in zip(champion, champion_est)
+        if (c["request_id"], c["input_index"]) in by_key
+    ]
     if not pairs:
         return None
     n = len(pairs)
@@ -349,12 +378,17 @@ def shadow_stats(log, champion: list[dict[str, Any]], champion_est: list[float |
     if c_profile.get("test_accuracy") is not None and s_profile.get("test_accuracy") is not None:
         test_adv = s_profile["test_accuracy"] - c_profile["test_accuracy"]
     out: dict[str, Any] = {
-        "champion": f"{champion[-1]['model']}:{champion[-1]['version']}", "challenger": f"{s_last['model']}:{s_last['version']}",
-        "paired": n, "disagreements": len(disagreeing), "disagreement_rate": len(disagreeing) / n, "disagreement_ci95": wilson_interval(len(disagreeing), n),
+        "champion": f"{champion[-1]['model']}:{champion[-1]['version']}",
+        "challenger": f"{s_last['model']}:{s_last['version']}",
+        "paired": n,
+        "disagreements": len(disagreeing),
+        "disagreement_rate": len(disagreeing) / n,
+        "disagreement_ci95": wilson_interval(len(disagreeing), n),
         "routed_to_review": sum(bool(s.get("review")) for _, s in disagreeing),
         "champion_estimated_accuracy": _mean([ce for _, ce, _, _ in pairs]),
         "challenger_estimated_accuracy": _mean([se for _, _, _, se in pairs]),
-        "test_advantage": test_adv, "labeled_disagreements": 0,
+        "test_advantage": test_adv,
+        "labeled_disagreements": 0,
     }
     if labels is not None:
         known = [(gold_for(c, labels), c["label"], s["label"]) for c, _, s, _ in pairs]
@@ -379,21 +413,28 @@ def shadow_verdict(shadow: dict[str, Any]) -> str:
     test_adv = shadow["test_advantage"]
     on_test = "no test accuracy recorded" if test_adv is None else f"{test_adv * 100:+.1f} points on test"
     if "live_advantage" not in shadow:
-        return (f"label-free, no verdict: they disagree on {shadow['disagreements']} of {shadow['paired']} inputs and which one is right there"
-                " needs labels; label a random sample of the disagreements (serve --review-rate routes them to review) and run"
-                f" `monitor --labels FILE` ({on_test})")
+        return (
+            f"label-free, no verdict: they disagree on {shadow['disagreements']} of {shadow['paired']} inputs and which one is right there"
+            " needs labels; label a random sample of the disagreements (serve --review-rate routes them to review) and run"
+            f" `monitor --labels FILE` ({on_test})"
+        )
     lo, hi = shadow["live_advantage_ci95"]
-    est = (f"{shadow['live_advantage'] * 100:+.1f} points on this traffic (95% CI {lo * 100:+.1f} to {hi * 100:+.1f},"
-           f" from {shadow['labeled_disagreements']} labelled disagreements)")
+    est = (
+        f"{shadow['live_advantage'] * 100:+.1f} points on this traffic (95% CI {lo * 100:+.1f} to {hi * 100:+.1f},"
+        f" from {shadow['labeled_disagreements']} labelled disagreements)"
+    )
     if lo > 0:
         return f"challenger ahead: {est}; {on_test}" + ("; the test advantage holds" if test_adv is not None and test_adv > 0 else "")
     if hi < 0:
-        return f"challenger behind: {est}; {on_test}" + ("; the test advantage does NOT hold on this traffic" if test_adv is not None and test_adv > 0 else "")
+        return f"challenger behind: {est}; {on_test}" + (
+            "; the test advantage does NOT hold on this traffic" if test_adv is not None and test_adv > 0 else ""
+        )
     return f"no clear difference yet: {est}; {on_test}; label more disagreements to tell"
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The monitor command's terminal report."""
+
     def pct(v: float | None) -> str:
         return "   -  " if v is None else f"{v * 100:5.1f}%"
 
@@ -412,7 +453,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"drift: flagged where the Holm-adjusted p-value over the judged windows is at most alpha {summary['alpha']:g}"
         f" (label p: predicted labels against out-of-fold predictions; conf p: confidences against the test split's); PSI is a size, not a rule",
         f"{'window start':<26}{'preds':>6}{'err%':>7}{'p50ms':>8}{'p95ms':>8}{'labelPSI':>9}{'label p':>9}{'confPSI':>9}{'conf p':>9}{'abstain':>8}{'est.acc':>8}"
-        + (f"{'true.acc':>9}" if has_true else "") + "  flags" + ("   (true.acc: over the inputs the labels file names)" if has_true else ""),
+        + (f"{'true.acc':>9}" if has_true else "")
+        + "  flags"
+        + ("   (true.acc: over the inputs the labels file names)" if has_true else ""),
     ]
     for w in [*summary["windows"], {"start": "all", **summary["overall"]}]:
         flags = ", ".join(f for f, on in (("LABEL DRIFT", w["label_drift"]), ("CONFIDENCE SHIFT", w["confidence_shift"])) if on)
@@ -420,7 +463,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{w['start']:<26}{w['predictions']:>6}{w['error_rate'] * 100:>6.1f}%{num(w['latency_p50_ms']):>8}{num(w['latency_p95_ms']):>8}"
             f"{num(w['label_psi'], '{:.3f}'):>9}{pval(w['label_p']):>9}{num(w['confidence_psi'], '{:.3f}'):>9}{pval(w['confidence_p']):>9}"
             f"{pct(w['abstain_rate']):>8}{pct(w['estimated_accuracy']):>8}"
-            + (f"{pct(w.get('true_accuracy')):>9}" if has_true else "") + (f"  {flags}" if flags else "")
+            + (f"{pct(w.get('true_accuracy')):>9}" if has_true else "")
+            + (f"  {flags}" if flags else "")
         )
     shadow = summary.get("shadow")
     if shadow:
@@ -430,9 +474,12 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"  disagreement {shadow['disagreement_rate'] * 100:.1f}% (95% CI {lo * 100:.1f}–{hi * 100:.1f}), {shadow['routed_to_review']} routed to review;"
             f" ESTIMATED accuracy (calibrated confidence, not measured) champion {pct(shadow['champion_estimated_accuracy']).strip()},"
             f" challenger {pct(shadow['challenger_estimated_accuracy']).strip()}"
-            + (f"; true accuracy on the {shadow['labeled']} labeled inputs champion {pct(shadow['champion_true_accuracy']).strip()},"
-               f" challenger {pct(shadow['challenger_true_accuracy']).strip()}"
-               if "champion_true_accuracy" in shadow else ""),
+            + (
+                f"; true accuracy on the {shadow['labeled']} labeled inputs champion {pct(shadow['champion_true_accuracy']).strip()},"
+                f" challenger {pct(shadow['challenger_true_accuracy']).strip()}"
+                if "champion_true_accuracy" in shadow
+                else ""
+            ),
             f"  verdict: {shadow['verdict']}",
         ]
     return "\n".join(lines)

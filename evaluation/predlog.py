@@ -77,7 +77,8 @@ def _tables(metadata: Any) -> dict[str, Any]:
 
     return {
         "predictions": Table(
-            "predictions", metadata,
+            "predictions",
+            metadata,
             Column("id", Integer, primary_key=True, autoincrement=True),
             Column("ts", Float, nullable=False, index=True),
             Column("request_id", String(128), nullable=False, index=True),
@@ -96,7 +97,8 @@ def _tables(metadata: Any) -> dict[str, Any]:
             Column("review", Boolean, nullable=False, default=False),
         ),
         "errors": Table(
-            "errors", metadata,
+            "errors",
+            metadata,
             Column("id", Integer, primary_key=True, autoincrement=True),
             Column("ts", Float, nullable=False, index=True),
             Column("request_id", String(128), nullable=False),
@@ -105,13 +107,15 @@ def _tables(metadata: Any) -> dict[str, Any]:
             Column("message", Text, nullable=False),
         ),
         "profiles": Table(
-            "profiles", metadata,
+            "profiles",
+            metadata,
             Column("model", String(200), primary_key=True),
             Column("version", String(64), primary_key=True),
             Column("profile", Text, nullable=False),
         ),
         "meta": Table(
-            "meta", metadata,
+            "meta",
+            metadata,
             Column("key", String(64), primary_key=True),
             Column("value", Text, nullable=False),
         ),
@@ -130,8 +134,10 @@ def _check_version(conn: Any, tables: dict[str, Any], url: str, present: set[str
     else:
         return False
     if found is not None and found != SCHEMA_VERSION:
-        raise UserError(f"{_shown(url)}: prediction log of schema version {found}, this code reads and writes version {SCHEMA_VERSION};"
-                        " point --log-db at a new log (keep the old one for the version that wrote it)")
+        raise UserError(
+            f"{_shown(url)}: prediction log of schema version {found}, this code reads and writes version {SCHEMA_VERSION};"
+            " point --log-db at a new log (keep the old one for the version that wrote it)"
+        )
     return found is not None
 
 
@@ -156,6 +162,7 @@ def _engine(url: str):
     except Exception as exc:  # a malformed URL or a missing driver
         raise UserError(f"--log-db {_shown(url)}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
     if engine.dialect.name == "sqlite":
+
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn, _record):  # noqa: ANN001
             cur = conn.cursor()
@@ -163,6 +170,7 @@ def _engine(url: str):
             cur.execute("PRAGMA synchronous=NORMAL")  # a commit survives a killed process
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
+
     return engine
 
 
@@ -220,13 +228,18 @@ class PredictionLog:
             champion: dict[tuple[str, int], str] = {}
             if self.review_rate > 0 and shadow:
                 ids = sorted({r["request_id"] for r in shadow})
-                query = table.select().with_only_columns(table.c.request_id, table.c.input_index, table.c.label).where(
-                    table.c.role == "champion", table.c.request_id.in_(ids))
+                query = (
+                    table.select()
+                    .with_only_columns(table.c.request_id, table.c.input_index, table.c.label)
+                    .where(table.c.role == "champion", table.c.request_id.in_(ids))
+                )
                 champion = {(r.request_id, r.input_index): r.label for r in conn.execute(query)}
             out = []
             for r in rows:
                 key = (r["request_id"], r["input_index"])
-                review = r.get("role") == "shadow" and key in champion and champion[key] != r["label"] and review_pick(*key, self.review_rate)
+                review = (
+                    r.get("role") == "shadow" and key in champion and champion[key] != r["label"] and review_pick(*key, self.review_rate)
+                )
                 out.append({**r, "review": bool(r.get("review", review))})
             conn.execute(table.insert(), out)
 
@@ -280,7 +293,9 @@ def read_log(url: str, since: float | None = None) -> LogData:
     from sqlalchemy import MetaData, inspect
 
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise UserError(f"no prediction log at {url.removeprefix('sqlite:///')}; start `dispute-classifier serve` (it writes one) or pass --log-db")
+        raise UserError(
+            f"no prediction log at {url.removeprefix('sqlite:///')}; start `dispute-classifier serve` (it writes one) or pass --log-db"
+        )
     engine = _engine(url)
     try:
         tables = _tables(MetaData())

@@ -59,14 +59,24 @@ def paired(run: RunRecord, reference: RunRecord) -> dict[str, Any] | None:
     test = mcnemar_exact([a[i] for i in shared], [b[i] for i in shared])
     b_, c_ = int(test["a_only"]), int(test["b_only"])
     lo, hi = tango_interval(b_, c_, len(shared))
-    return {"vs": reference.label, "vs_run_id": reference.run_id, "n_shared": len(shared), "b": b_, "c": c_,
-            "difference": (b_ - c_) / len(shared), "ci95": [float(lo), float(hi)], "p_value": test["p_value"]}
+    return {
+        "vs": reference.label,
+        "vs_run_id": reference.run_id,
+        "n_shared": len(shared),
+        "b": b_,
+        "c": c_,
+        "difference": (b_ - c_) / len(shared),
+        "ci95": [float(lo), float(hi)],
+        "p_value": test["p_value"],
+    }
 
 
 def reference_run(runs: list[RunRecord], task: str, split: str) -> RunRecord | None:
     """The most accurate full-split run without fine-tuning on ``task`` / ``split``: what a
     fine-tuned model has to beat."""
-    pool = [r for r in runs if (r.meta.task, r.meta.split) == (task, split) and r.meta.category.value != "finetuned" and not r.meta.data.limit]
+    pool = [
+        r for r in runs if (r.meta.task, r.meta.split) == (task, split) and r.meta.category.value != "finetuned" and not r.meta.data.limit
+    ]
     return max(pool, key=lambda r: r.metrics["accuracy"], default=None)
 
 
@@ -78,20 +88,39 @@ def summarise(run: RunRecord, reference: RunRecord | None, describe: Callable[[s
     speed = ("throughput_qps", "latency_p50_s", "latency_p95_s", "capacity_b1_qps", "model_rss_mb")
     result = {
         "format": RESULT_FORMAT,
-        "task": meta.task, "split": meta.split, "approach": meta.approach, "category": meta.category.value,
-        "model": meta.model, "label": run.label, "summary": describe(meta.approach), "billing": meta.billing, "hardware": meta.hardware,
-        "limit": meta.data.limit, "config": meta.config,
+        "task": meta.task,
+        "split": meta.split,
+        "approach": meta.approach,
+        "category": meta.category.value,
+        "model": meta.model,
+        "label": run.label,
+        "summary": describe(meta.approach),
+        "billing": meta.billing,
+        "hardware": meta.hardware,
+        "limit": meta.data.limit,
+        "config": meta.config,
         "metrics": {k: m.get(k) for k in keep} | {"dedup": {k: (m.get("dedup") or {}).get(k) for k in ("n", "accuracy", "accuracy_ci95")}},
         "speed": {k: m.get(k) for k in speed},
         "cost": {"cost_per_1k_usd": m.get("cost_per_1k_usd"), "cost_per_query_usd": m.get("cost_per_query_usd")},
-        "training": {"wall_s": training.wall_s if training else None, "cost_usd": training.cost_usd if training else None,
-                     "hardware": training.hardware if training else None, "fit_s": meta.timing.get("fit_s")},
+        "training": {
+            "wall_s": training.wall_s if training else None,
+            "cost_usd": training.cost_usd if training else None,
+            "hardware": training.hardware if training else None,
+            "fit_s": meta.timing.get("fit_s"),
+        },
         "cleaning": {k: v for k, v in (meta.extra.get("cleaning") or {}).items() if k != "changed_ids"} or None,
         "paired": paired(run, reference) if reference is not None and reference.run_id != run.run_id else None,
         "provenance": {
-            "run_id": meta.run_id, "code_version": meta.code_version, "commit": (meta.git or {}).get("commit"),
-            "data_hash": meta.data.data_hash, "fit_split": meta.data.fit_split, "n_fit": meta.data.n_fit, "seed": meta.seed,
-            "config_hash": meta.config_hash, "started_at": meta.started_at, "finished_at": meta.finished_at,
+            "run_id": meta.run_id,
+            "code_version": meta.code_version,
+            "commit": (meta.git or {}).get("commit"),
+            "data_hash": meta.data.data_hash,
+            "fit_split": meta.data.fit_split,
+            "n_fit": meta.data.n_fit,
+            "seed": meta.seed,
+            "config_hash": meta.config_hash,
+            "started_at": meta.started_at,
+            "finished_at": meta.finished_at,
         },
     }
     return _round(result)
@@ -102,7 +131,9 @@ def result_name(result: dict[str, Any]) -> str:
     return f"{_slug(result['label'])}.json"
 
 
-def export(runs: list[RunRecord], out: Path, describe: Callable[[str], str | None] = lambda a: None, serving: list[Path] = ()) -> list[Path]:
+def export(
+    runs: list[RunRecord], out: Path, describe: Callable[[str], str | None] = lambda a: None, serving: list[Path] = ()
+) -> list[Path]:
     """Write the summaries of the newest run of each setting in ``runs`` (and copy the serving
     benchmark files) under ``out``; returns the files written. Existing summaries of other runs
     stay: export adds and replaces, never deletes."""
@@ -145,6 +176,7 @@ def load_results(root: Path) -> list[dict[str, Any]]:
 
 # ---- tables -------------------------------------------------------------------------------------
 
+
 def pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.2f} %"
 
@@ -156,8 +188,10 @@ def ci(pair: list[float] | None) -> str:
 def vs(p: dict[str, Any] | None) -> str:
     if not p:
         return "—"
-    return (f"{100 * p['difference']:+.2f} points ({100 * p['ci95'][0]:+.2f} to {100 * p['ci95'][1]:+.2f}),"
-            f" {p['b']}/{p['c']}, p = {p['p_value']:.2g}")
+    return (
+        f"{100 * p['difference']:+.2f} points ({100 * p['ci95'][0]:+.2f} to {100 * p['ci95'][1]:+.2f}),"
+        f" {p['b']}/{p['c']}, p = {p['p_value']:.2g}"
+    )
 
 
 def minutes(r: dict[str, Any]) -> str:
@@ -177,16 +211,26 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _runs(results: list[dict[str, Any]], task: str, split: str, keep: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-    return sorted((r for r in results if r.get("format") == RESULT_FORMAT and (r["task"], r["split"]) == (task, split) and keep(r)),
-                  key=lambda r: (r["category"], r["label"]))
+    return sorted(
+        (r for r in results if r.get("format") == RESULT_FORMAT and (r["task"], r["split"]) == (task, split) and keep(r)),
+        key=lambda r: (r["category"], r["label"]),
+    )
 
 
 def headline(results: list[dict[str, Any]], task: str) -> str:
     """The README's table: the approaches without an LLM on the whole test split, most accurate
     first, each paired against the most accurate one."""
     runs = _runs(results, task, "test", lambda r: r["category"] == "classical" and not r["limit"])
-    rows = [[f"`{r['label']}`", r.get("summary") or "", pct(r["metrics"]["accuracy"]) + ci(r["metrics"]["accuracy_ci95"]), pct(r["metrics"]["macro_f1"]),
-             mcnemar(r["paired"])] for r in sorted(runs, key=lambda r: -r["metrics"]["accuracy"])]
+    rows = [
+        [
+            f"`{r['label']}`",
+            r.get("summary") or "",
+            pct(r["metrics"]["accuracy"]) + ci(r["metrics"]["accuracy_ci95"]),
+            pct(r["metrics"]["macro_f1"]),
+            mcnemar(r["paired"]),
+        ]
+        for r in sorted(runs, key=lambda r: -r["metrics"]["accuracy"])
+    ]
     return _table(["approach", "what it is", "accuracy (Wilson 95 %)", "macro-F1", "vs the most accurate: b/c, McNemar"], rows)
 
 
@@ -206,21 +250,47 @@ def finetuning(results: list[dict[str, Any]], task: str) -> str:
         val, test = by.get("validation"), by.get("test")
         any_run = test or val
         name = f"`{re.sub(r' [(]n=[0-9]+[)]$', '', any_run['label'])}`"
-        rows.append([
-            name,
-            pct(val["metrics"]["accuracy"]) if val else "not run",
-            (pct(test["metrics"]["accuracy"]) + ci(test["metrics"]["accuracy_ci95"]) + (f", on {test['limit']} examples" if test["limit"] else "")) if test else "not run",
-            vs(test["paired"]) if test else "—",
-            minutes(any_run), qps(any_run),
-        ])
-    return _table(["model", "validation", "test (Wilson 95 %)", "vs the best without fine-tuning (Tango 95 %), b/c, McNemar", "training", "queries/s"], rows)
+        rows.append(
+            [
+                name,
+                pct(val["metrics"]["accuracy"]) if val else "not run",
+                (
+                    pct(test["metrics"]["accuracy"])
+                    + ci(test["metrics"]["accuracy_ci95"])
+                    + (f", on {test['limit']} examples" if test["limit"] else "")
+                )
+                if test
+                else "not run",
+                vs(test["paired"]) if test else "—",
+                minutes(any_run),
+                qps(any_run),
+            ]
+        )
+    return _table(
+        [
+            "model",
+            "validation",
+            "test (Wilson 95 %)",
+            "vs the best without fine-tuning (Tango 95 %), b/c, McNemar",
+            "training",
+            "queries/s",
+        ],
+        rows,
+    )
 
 
 def runs_table(results: list[dict[str, Any]], task: str) -> str:
     """Every full-split run on the test split, most accurate first."""
     runs = sorted(_runs(results, task, "test", lambda r: not r["limit"]), key=lambda r: -r["metrics"]["accuracy"])
-    rows = [[f"`{r['label']}`", pct(r["metrics"]["accuracy"]) + ci(r["metrics"]["accuracy_ci95"]), pct(r["metrics"]["macro_f1"]), mcnemar(r["paired"])]
-            for r in runs]
+    rows = [
+        [
+            f"`{r['label']}`",
+            pct(r["metrics"]["accuracy"]) + ci(r["metrics"]["accuracy_ci95"]),
+            pct(r["metrics"]["macro_f1"]),
+            mcnemar(r["paired"]),
+        ]
+        for r in runs
+    ]
     return _table(["approach", "accuracy (Wilson 95 %)", "macro-F1", "vs the most accurate without fine-tuning: b/c, McNemar"], rows)
 
 
@@ -241,7 +311,10 @@ def serving(results: list[dict[str, Any]], task: str) -> str:
 
 
 TABLES: dict[str, Callable[[list[dict[str, Any]], str], str]] = {
-    "headline": headline, "finetuning": finetuning, "runs": runs_table, "serving": serving,
+    "headline": headline,
+    "finetuning": finetuning,
+    "runs": runs_table,
+    "serving": serving,
 }
 """The tables a marker can name."""
 
@@ -253,7 +326,9 @@ def rendered(key: str, results: list[dict[str, Any]]) -> str:
     if name not in TABLES:
         raise UserError(f"unknown results table '{name}' in a <!-- results:{key} --> marker; known: {', '.join(TABLES)}")
     source = "results/serving" if name == "serving" else f"results/{task}"
-    return f"<!-- generated by `dispute-classifier results render` from {source}/: edit those files, not this table -->\n" + TABLES[name](results, task)
+    return f"<!-- generated by `dispute-classifier results render` from {source}/: edit those files, not this table -->\n" + TABLES[name](
+        results, task
+    )
 
 
 def render_text(text: str, results: list[dict[str, Any]]) -> str:

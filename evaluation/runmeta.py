@@ -133,9 +133,14 @@ class RunMeta:
         raw = self.extra.get("llm")
         if not isinstance(raw, dict):
             return None
-        return LlmInfo(backend=raw.get("backend"), model=raw.get("model"), served_model=raw.get("served_model"),
-                       where=raw.get("where"), usage_reported=None if "usage_missing" not in raw else raw["usage_missing"] == 0,
-                       project_started=bool(raw.get("project_started_server")))
+        return LlmInfo(
+            backend=raw.get("backend"),
+            model=raw.get("model"),
+            served_model=raw.get("served_model"),
+            where=raw.get("where"),
+            usage_reported=None if "usage_missing" not in raw else raw["usage_missing"] == 0,
+            project_started=bool(raw.get("project_started_server")),
+        )
 
     @property
     def training(self) -> TrainingInfo | None:
@@ -145,10 +150,13 @@ class RunMeta:
         e = self.extra
         trial = e.get("sweep_trial")
         return TrainingInfo(
-            model_dir=e.get("model_dir"), cost_usd=None if e.get("training_cost_usd") is None else float(e["training_cost_usd"]),
-            wall_s=None if e.get("train_wall_s") is None else float(e["train_wall_s"]), hardware=e.get("hardware"),
+            model_dir=e.get("model_dir"),
+            cost_usd=None if e.get("training_cost_usd") is None else float(e["training_cost_usd"]),
+            wall_s=None if e.get("train_wall_s") is None else float(e["train_wall_s"]),
+            hardware=e.get("hardware"),
             sweep_study=None if e.get("sweep_study") is None else str(e["sweep_study"]),
-            sweep_trial=None if trial is None else int(trial), sweep_final=bool(e.get("sweep_final")),
+            sweep_trial=None if trial is None else int(trial),
+            sweep_final=bool(e.get("sweep_final")),
         )
 
     @property
@@ -170,7 +178,9 @@ class RunMeta:
         """Parse a record of any readable schema; errors name ``where`` and what is wrong."""
         schema = raw.get("schema")
         if schema not in READABLE_SCHEMAS:
-            raise UserError(f"{where}: not a dispute-classifier run record (schema {schema!r}, expected one of {', '.join(READABLE_SCHEMAS)})")
+            raise UserError(
+                f"{where}: not a dispute-classifier run record (schema {schema!r}, expected one of {', '.join(READABLE_SCHEMAS)})"
+            )
         for key in ("run_id", "task", "split", "approach", "metrics", "data"):
             if key not in raw:
                 raise UserError(f"{where}: run record lacks '{key}'")
@@ -181,11 +191,18 @@ class RunMeta:
             raise UserError(f"{where}: {exc}") from None
         d = raw["data"]
         data = DataInfo(
-            data_hash=d.get("data_hash"), n_examples=int(d.get("n_examples", 0)), limit=d.get("limit"),
-            fit_split=d.get("fit_split"), n_fit=int(d.get("n_fit") or 0), overlap=d.get("overlap"),
-            overlap_share=d.get("overlap_share"), overlap_ids=tuple(d.get("overlap_ids") or ()),
+            data_hash=d.get("data_hash"),
+            n_examples=int(d.get("n_examples", 0)),
+            limit=d.get("limit"),
+            fit_split=d.get("fit_split"),
+            n_fit=int(d.get("n_fit") or 0),
+            overlap=d.get("overlap"),
+            overlap_share=d.get("overlap_share"),
+            overlap_ids=tuple(d.get("overlap_ids") or ()),
             near_duplicate_ids=tuple(d.get("near_duplicate_ids") or ()),
-            sha256=d.get("sha256"), license=d.get("license"), citation=d.get("citation"),
+            sha256=d.get("sha256"),
+            license=d.get("license"),
+            citation=d.get("citation"),
         )
         known = {f for f in cls.__dataclass_fields__} - {"category", "billing", "data", "schema"}
         rest = {k: raw[k] for k in known if k in raw and raw[k] is not None}

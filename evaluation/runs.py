@@ -27,8 +27,18 @@ __all__ = ["SCHEMA", "RunMeta", "RunRecord", "read_run", "scan_runs", "write_run
 RECORD = "record.json"
 PREDICTIONS = "predictions.jsonl"
 TRACKED_PACKAGES = (
-    "dispute-classifier", "numpy", "scikit-learn", "torch", "transformers", "peft", "trl",
-    "sentence-transformers", "openai", "bitsandbytes", "datasets", "accelerate",
+    "dispute-classifier",
+    "numpy",
+    "scikit-learn",
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "sentence-transformers",
+    "openai",
+    "bitsandbytes",
+    "datasets",
+    "accelerate",
 )
 
 
@@ -62,7 +72,9 @@ def git_state() -> dict[str, Any]:
     root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     if commit.returncode != 0:
@@ -80,7 +92,16 @@ def code_version() -> str:
     return f"{__version__}+{state['commit'][:12]}{'+dirty' if state.get('dirty') else ''}"
 
 
-PREDICTION_PACKAGES = ("numpy", "scikit-learn", "torch", "transformers", "peft", "sentence-transformers", "bitsandbytes", "llama-cpp-python")
+PREDICTION_PACKAGES = (
+    "numpy",
+    "scikit-learn",
+    "torch",
+    "transformers",
+    "peft",
+    "sentence-transformers",
+    "bitsandbytes",
+    "llama-cpp-python",
+)
 """Libraries whose version can change a model's predictions (part of the reuse key)."""
 
 
@@ -163,7 +184,9 @@ def resolve_run(ref: str | Path, root: Path) -> Path:
         return path
     if (Path(root) / str(ref)).is_dir():
         return Path(root) / str(ref)
-    raise UserError(f"no run '{ref}': not a path, and no run folder of that id under {root}; list them with `dispute-classifier compare --all`")
+    raise UserError(
+        f"no run '{ref}': not a path, and no run folder of that id under {root}; list them with `dispute-classifier compare --all`"
+    )
 
 
 def read_run(path: str | Path, with_predictions: bool = True) -> RunRecord:

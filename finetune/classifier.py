@@ -56,7 +56,6 @@ def load_peft_model(card: dict[str, Any], folder, for_training: bool = False):
     """Base model (as in the recipe) + the saved adapter (unmerged), in eval mode."""
     from peft import PeftModel
 
-
     recipe = card["recipe"]
     if recipe["head"] == "classification":
         base = load_sequence_classifier(recipe["model"], len(card["labels"]), recipe["quantization"], recipe["dtype"])
@@ -78,7 +77,9 @@ def quantize_int8(model: Any, card: dict[str, Any]) -> Any:
     import torch
 
     if card["recipe"]["quantization"] != "none":
-        raise UserError(f"finetuned.quantize=int8 needs a full-precision model; {card['name']} was trained on a {card['recipe']['quantization']} base")
+        raise UserError(
+            f"finetuned.quantize=int8 needs a full-precision model; {card['name']} was trained on a {card['recipe']['quantization']} base"
+        )
     from torch.ao.quantization import default_dynamic_qconfig
 
     merged = model.merge_and_unload()
@@ -87,8 +88,11 @@ def quantize_int8(model: Any, card: dict[str, Any]) -> Any:
     # its inputs carry the large activation outliers of small LLaMA models, and per-tensor int8
     # there took SmolLM2's validation accuracy from 64 % to 35 % (measured; docs/serving.md,
     # "Fine-tuned inference on a CPU").
-    layers = {name: default_dynamic_qconfig for name, module in merged.model.named_modules()
-              if isinstance(module, torch.nn.Linear) and not name.endswith(INT8_SKIP)}
+    layers = {
+        name: default_dynamic_qconfig
+        for name, module in merged.model.named_modules()
+        if isinstance(module, torch.nn.Linear) and not name.endswith(INT8_SKIP)
+    }
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch.ao's eager API, pointed at torchao
         merged.model = torch.ao.quantization.quantize_dynamic(merged.model, layers, dtype=torch.qint8)
@@ -110,8 +114,17 @@ class FinetunedClassifier(ClassifierBase):
     billing = "self-hosted"
 
     def __init__(
-        self, ref: str, batch_size: int = 8, model: Any = None, tokenizer: Any = None, folder=None, models_dir: str | None = None,
-        threads: int | None = None, card: dict[str, Any] | None = None, quantize: str = "none", decoding: str = "constrained",
+        self,
+        ref: str,
+        batch_size: int = 8,
+        model: Any = None,
+        tokenizer: Any = None,
+        folder=None,
+        models_dir: str | None = None,
+        threads: int | None = None,
+        card: dict[str, Any] | None = None,
+        quantize: str = "none",
+        decoding: str = "constrained",
     ) -> None:
         self.ref = ref
         if card is None:  # a saved model; a model still in training passes its own card (finetune.sweep)
@@ -123,7 +136,9 @@ class FinetunedClassifier(ClassifierBase):
         self.threads = threads
         self.quantize = quantize
         if decoding == "free" and self.card["recipe"]["head"] != "generative":
-            raise UserError(f"finetuned.decoding=free needs a generative model; {ref} has a {self.card['recipe']['head']} head (drop the setting)")
+            raise UserError(
+                f"finetuned.decoding=free needs a generative model; {ref} has a {self.card['recipe']['head']} head (drop the setting)"
+            )
         self.decoding = decoding
         self.name = f"finetuned:{self.card['name']}:v{self.card['version']}"
         self.hardware = self.card["recipe"].get("hardware")
@@ -147,8 +162,14 @@ class FinetunedClassifier(ClassifierBase):
     @classmethod
     def from_config(cls, config: FinetunedConfig) -> "FinetunedClassifier":
         """The saved model that ``config`` names."""
-        return cls(config.model, batch_size=config.batch_size, models_dir=config.models_dir, threads=config.threads, quantize=config.quantize,
-                   decoding=config.decoding)
+        return cls(
+            config.model,
+            batch_size=config.batch_size,
+            models_dir=config.models_dir,
+            threads=config.threads,
+            quantize=config.quantize,
+            decoding=config.decoding,
+        )
 
     @property
     def tokenizer(self):
@@ -198,9 +219,14 @@ class FinetunedClassifier(ClassifierBase):
         """What the run record's ``extra`` says about this model (for the verdict and dashboard)."""
         t = self.card["training"]
         return {
-            "model_dir": str(self.folder.resolve()), "head": self.card["recipe"]["head"], "quantize": self.quantize,
-            "training_cost_usd": t["cost_usd"], "train_wall_s": t["wall_s"], "hardware": t["hardware"],
-            "fit_split": self.card["data"]["fit_split"], "base_model": self.card["base_model"]["name"],
+            "model_dir": str(self.folder.resolve()),
+            "head": self.card["recipe"]["head"],
+            "quantize": self.quantize,
+            "training_cost_usd": t["cost_usd"],
+            "train_wall_s": t["wall_s"],
+            "hardware": t["hardware"],
+            "fit_split": self.card["data"]["fit_split"],
+            "base_model": self.card["base_model"]["name"],
             **self.card.get("sweep", {}),  # sweep_study / sweep_trial / sweep_final of a searched model
         }
 
@@ -216,7 +242,9 @@ class FinetunedClassifier(ClassifierBase):
         if self.card["recipe"]["head"] == "classification":
             return self._predict_head(texts)
 
-        backend = LocalBackend(LocalConfig(model=self.ref, batch_size=self.batch_size, mode=self.decoding), model=self.model, tokenizer=self.tokenizer)
+        backend = LocalBackend(
+            LocalConfig(model=self.ref, batch_size=self.batch_size, mode=self.decoding), model=self.model, tokenizer=self.tokenizer
+        )
         return backend.classify(self.messages(texts), self.labels)
 
     def _predict_head(self, texts: Sequence[str]) -> list[Prediction]:
@@ -240,7 +268,7 @@ class FinetunedClassifier(ClassifierBase):
                 if not idx:
                     continue
                 t0 = time.perf_counter()
-                probs = self._head_probs([rows[i][len(prefix):] if cached else rows[i] for i in idx], cached)
+                probs = self._head_probs([rows[i][len(prefix) :] if cached else rows[i] for i in idx], cached)
                 per = (time.perf_counter() - t0) / len(idx)
                 for k, i in enumerate(idx):
                     j = int(probs[k].argmax())
@@ -299,14 +327,21 @@ class FinetunedClassifier(ClassifierBase):
             mask = torch.cat([torch.ones(n, offset, dtype=mask.dtype), mask], dim=1)
         positions = (offset + torch.arange(width)).expand(n, -1)
         with torch.inference_mode():
-            hidden = backbone(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=cached, **{name: past}).last_hidden_state
+            hidden = backbone(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=cached, **{name: past}
+            ).last_hidden_state
             last = hidden[torch.arange(n), torch.tensor([len(s) - 1 for s in seqs])]
             logits = head(last).float()
         return torch.softmax(logits, dim=-1)
 
 
-register_approach(Approach(
-    "finetuned", "a saved LoRA fine-tuned model (--model NAME[:VERSION])", "finetuned",
-    lambda cfg: FinetunedClassifier.from_config(cfg.section("finetuned")),
-    {"finetuned": FinetunedConfig}, model_setting="finetuned.model",
-))
+register_approach(
+    Approach(
+        "finetuned",
+        "a saved LoRA fine-tuned model (--model NAME[:VERSION])",
+        "finetuned",
+        lambda cfg: FinetunedClassifier.from_config(cfg.section("finetuned")),
+        {"finetuned": FinetunedConfig},
+        model_setting="finetuned.model",
+    )
+)

@@ -42,10 +42,17 @@ def check_control_tokens_stay_text(tokenizer, task, prompt) -> Check:
         return [i for i in prompt_ids(tokenizer, build_messages(task, text, prompt).messages) if i in special_ids]
 
     if control(planted) != control(clean):
-        return Check("customer text stays text", False,
-                     "special tokens in a customer text became control tokens; build prompts with"
-                     " dispute_classifier.core.prompts.build_messages and prompt_ids (they break them)")
-    return Check("customer text stays text", True, f"{len(specials)} special tokens and role markers planted in a text: only the template's control tokens remain")
+        return Check(
+            "customer text stays text",
+            False,
+            "special tokens in a customer text became control tokens; build prompts with"
+            " dispute_classifier.core.prompts.build_messages and prompt_ids (they break them)",
+        )
+    return Check(
+        "customer text stays text",
+        True,
+        f"{len(specials)} special tokens and role markers planted in a text: only the template's control tokens remain",
+    )
 
 
 def check_prompt_matches_inference(tokenizer, rows: Sequence[dict[str, Any]], prepared: Sequence[dict[str, Any]]) -> Check:
@@ -59,7 +66,8 @@ def check_prompt_matches_inference(tokenizer, rows: Sequence[dict[str, Any]], pr
             problems.append(f"row {i}: training prompt ({start} tokens) differs from the inference prompt ({len(want)} tokens)")
     if problems:
         return Check(
-            "prompt: training == inference", False,
+            "prompt: training == inference",
+            False,
             "; ".join(problems[:3]) + ". Build both from dispute_classifier.core.prompts.build_messages and the"
             " tokenizer's chat template; do not pre-render chat text",
         )
@@ -76,7 +84,9 @@ def check_prompt_masked(rows: Sequence[dict[str, Any]], prepared: Sequence[dict[
         if any(lab != -100 for lab in prep["labels"][:n_prompt]):
             problems.append(f"row {i}: prompt tokens carry labels (loss on the prompt)")
     if problems:
-        return Check("loss on completion only", False, "; ".join(problems[:3]) + ". Use TRL's prompt-completion format (completion_only_loss)")
+        return Check(
+            "loss on completion only", False, "; ".join(problems[:3]) + ". Use TRL's prompt-completion format (completion_only_loss)"
+        )
     return Check("loss on completion only", True, "every prompt position is -100")
 
 
@@ -90,10 +100,14 @@ def check_end_of_turn_kept(tokenizer, rows: Sequence[dict[str, Any]], batch: dic
         kept = [int(t) for t in labels[i] if int(t) != -100]
         text = tokenizer.decode(kept)
         want = row["completion"][0]["content"] + tokenizer.eos_token
-        if not text.startswith(want) or text[len(want):].strip():
+        if not text.startswith(want) or text[len(want) :].strip():
             problems.append(f"row {i}: labelled tokens decode to {text!r}, expected {want!r}")
     if problems:
-        return Check("end-of-turn kept in labels", False, "; ".join(problems[:3]) + ". Do not mask pad ids in labels when pad == eos; let TRL build labels from the completion mask")
+        return Check(
+            "end-of-turn kept in labels",
+            False,
+            "; ".join(problems[:3]) + ". Do not mask pad ids in labels when pad == eos; let TRL build labels from the completion mask",
+        )
     return Check("end-of-turn kept in labels", True, f"{labels.shape[0]} collated rows keep label + {tokenizer.eos_token}")
 
 
@@ -117,9 +131,17 @@ def check_no_rows_lost(n_rows: int, prepared: Sequence[dict[str, Any]], full_len
 def check_single_bos(tokenizer, prepared: Sequence[dict[str, Any]]) -> Check:
     """No sequence starts with two BOS tokens (pre-rendered chat text tokenized again)."""
     bos = tokenizer.bos_token_id
-    bad = [i for i, p in enumerate(prepared) if bos is not None and len(p["input_ids"]) > 1 and p["input_ids"][0] == bos and p["input_ids"][1] == bos]
+    bad = [
+        i
+        for i, p in enumerate(prepared)
+        if bos is not None and len(p["input_ids"]) > 1 and p["input_ids"][0] == bos and p["input_ids"][1] == bos
+    ]
     if bad:
-        return Check("single BOS", False, f"{len(bad)} rows start with two BOS tokens (e.g. row {bad[0]}). Tokenize messages with apply_chat_template, not rendered text with add_special_tokens=True")
+        return Check(
+            "single BOS",
+            False,
+            f"{len(bad)} rows start with two BOS tokens (e.g. row {bad[0]}). Tokenize messages with apply_chat_template, not rendered text with add_special_tokens=True",
+        )
     return Check("single BOS", True, "no row starts with a doubled BOS")
 
 
@@ -128,14 +150,20 @@ def check_no_test_overlap(train_texts: Sequence[str], test_texts: Sequence[str])
     test = {normalise(t) for t in test_texts}
     shared = [t for t in train_texts if normalise(t) in test]
     if shared:
-        return Check("train/test disjoint", False, f"{len(shared)} training texts are also test texts (e.g. {shared[0]!r}). Remove them from the training rows (finetune.training_rows.fit_rows does)")
+        return Check(
+            "train/test disjoint",
+            False,
+            f"{len(shared)} training texts are also test texts (e.g. {shared[0]!r}). Remove them from the training rows (finetune.training_rows.fit_rows does)",
+        )
     return Check("train/test disjoint", True, f"{len(train_texts)} training texts, none in test")
 
 
 def check_learning_rate(lr: float) -> Check:
     lo, hi = LR_RANGE
     if not lo <= lr <= hi:
-        return Check("learning rate sane for LoRA", False, f"train.learning_rate={lr:g} is outside [{lo:g}, {hi:g}]; LoRA usually wants 1e-4 to 1e-3")
+        return Check(
+            "learning rate sane for LoRA", False, f"train.learning_rate={lr:g} is outside [{lo:g}, {hi:g}]; LoRA usually wants 1e-4 to 1e-3"
+        )
     return Check("learning rate sane for LoRA", True, f"{lr:g} within [{lo:g}, {hi:g}]")
 
 
@@ -152,7 +180,11 @@ def check_lora_layers(model, target_modules: Sequence[str], n_blocks: int) -> Ch
     want = len(set(target_modules)) * n_blocks
     got = lora_layer_count(model)
     if got != want:
-        return Check("LoRA layers injected", False, f"{got} LoRA layers, expected {len(set(target_modules))} per block × {n_blocks} blocks = {want}. Check lora.target_modules against the model's module names")
+        return Check(
+            "LoRA layers injected",
+            False,
+            f"{got} LoRA layers, expected {len(set(target_modules))} per block × {n_blocks} blocks = {want}. Check lora.target_modules against the model's module names",
+        )
     return Check("LoRA layers injected", True, f"{got} = {len(set(target_modules))} per block × {n_blocks} blocks")
 
 
@@ -171,7 +203,11 @@ def check_lora_gradients(model, batch: dict[str, Any], loss_fn: Callable[[Any, d
     total = sum(1 for n, _ in model.named_parameters() if "lora_B" in n)
     model.zero_grad(set_to_none=True)
     if dead or total == 0:
-        return Check("every lora_B gets a gradient", False, f"{len(dead)} of {total} lora_B tensors got no gradient (e.g. {dead[0] if dead else 'none found'}). Are the adapters frozen or bypassed?")
+        return Check(
+            "every lora_B gets a gradient",
+            False,
+            f"{len(dead)} of {total} lora_B tensors got no gradient (e.g. {dead[0] if dead else 'none found'}). Are the adapters frozen or bypassed?",
+        )
     value = loss.item()
     if not torch.isfinite(loss.detach()):
         return Check("every lora_B gets a gradient", False, f"loss is {value}; check the data and the learning rate")

@@ -129,11 +129,13 @@ class FinetunedEncoderClassifier(ClassifierBase):
         total = c.max_steps if c.max_steps > 0 else max(1, round(per_epoch * c.epochs))
         no_decay = [p for n, p in self.encoder_.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
         decay = [p for n, p in self.encoder_.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
-        optimizer = torch.optim.AdamW([
-            {"params": decay, "lr": c.learning_rate, "weight_decay": c.weight_decay},
-            {"params": no_decay, "lr": c.learning_rate, "weight_decay": 0.0},
-            {"params": self.head_.parameters(), "lr": c.head_learning_rate, "weight_decay": 0.0},
-        ])
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "lr": c.learning_rate, "weight_decay": c.weight_decay},
+                {"params": no_decay, "lr": c.learning_rate, "weight_decay": 0.0},
+                {"params": self.head_.parameters(), "lr": c.head_learning_rate, "weight_decay": 0.0},
+            ]
+        )
         schedule = get_linear_schedule_with_warmup(optimizer, int(c.warmup_share * total), total)
         dropout = torch.nn.Dropout(c.dropout)
         generator = torch.Generator().manual_seed(c.seed)
@@ -190,12 +192,21 @@ class FinetunedEncoderClassifier(ClassifierBase):
         if not hasattr(self, "train_wall_s_"):
             return {}
         return {
-            "train_wall_s": self.train_wall_s_, "hardware": self.config.hardware or PriceTable.load().default_hardware,
-            "train_steps": self.steps_, "loss_log": self.loss_log_, "threads": self.threads_, "base_model": self.config.model,
+            "train_wall_s": self.train_wall_s_,
+            "hardware": self.config.hardware or PriceTable.load().default_hardware,
+            "train_steps": self.steps_,
+            "loss_log": self.loss_log_,
+            "threads": self.threads_,
+            "base_model": self.config.model,
         }
 
 
-register_approach(Approach(
-    "finetuned-encoder", "all-MiniLM-L6-v2 fine-tuned end to end with a linear head (trained in fit)", "finetuned",
-    lambda cfg: FinetunedEncoderClassifier(cfg.section("encoder")), {"encoder": EncoderConfig},
-))
+register_approach(
+    Approach(
+        "finetuned-encoder",
+        "all-MiniLM-L6-v2 fine-tuned end to end with a linear head (trained in fit)",
+        "finetuned",
+        lambda cfg: FinetunedEncoderClassifier(cfg.section("encoder")),
+        {"encoder": EncoderConfig},
+    )
+)

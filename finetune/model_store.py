@@ -80,7 +80,9 @@ def resolve(ref: str, root: Path | None = None) -> Path:
         current = aliases(name, root)
         if alias not in current:
             known = ", ".join(f"@{a}" for a in current) or "none"
-            raise UserError(f"model '{name}' has no alias '{alias}' (aliases: {known}); set one with `dispute-classifier models promote {name}:VERSION --alias {alias}`")
+            raise UserError(
+                f"model '{name}' has no alias '{alias}' (aliases: {known}); set one with `dispute-classifier models promote {name}:VERSION --alias {alias}`"
+            )
         ref = f"{name}:{current[alias]}"
     name, _, version = ref.partition(":")
     versions = [(n, p) for n, p in _versions(name, root) if (p / CARD).is_file()]
@@ -197,7 +199,9 @@ def _who() -> str:
 def promote(ref: str, alias: str, why: str = "", root: Path | None = None) -> int:
     """Point ``alias`` of model NAME at version ``ref`` (NAME:VERSION); returns the version."""
     if not re.fullmatch(_ALIAS_NAME, alias) or alias.lstrip("v").isdigit():
-        raise UserError(f"alias '{alias}' must start with a letter and hold letters, digits, '_' or '-' (for example champion); set --alias")
+        raise UserError(
+            f"alias '{alias}' must start with a letter and hold letters, digits, '_' or '-' (for example champion); set --alias"
+        )
     if ":" not in ref:
         raise UserError(f"promote needs NAME:VERSION, got '{ref}' (see `dispute-classifier models list`)")
     name = ref.partition(":")[0]

@@ -151,8 +151,10 @@ class Recipe:
         if self.prompt.style == "bare":
             raise UserError("prompt.style bare has no instructions to train on; use short (or labels)")
         if self.fit_split == "train+validation" and "validation" in self.eval_splits:
-            raise UserError("fit_split=train+validation trains on the validation rows, so eval_splits may not name validation;"
-                            " set 'eval_splits=[test]' (final report) or fit_split=train (tuning)")
+            raise UserError(
+                "fit_split=train+validation trains on the validation rows, so eval_splits may not name validation;"
+                " set 'eval_splits=[test]' (final report) or fit_split=train (tuning)"
+            )
 
 
 def available_recipes() -> list[str]:

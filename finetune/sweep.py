@@ -37,8 +37,18 @@ from finetune.train import train
 
 BUDGETS: dict[str, dict[str, Any]] = {
     # CI: a 2-layer LLaMA built from a config (unless model= is overridden), a few steps per trial
-    "quick": {"trials": 2, "overrides": ["train.max_steps=3", "train.batch_size=4", "train.warmup_steps=0", "train.logging_steps=1",
-                                         "train.save_steps=1000", "train_limit=48", "eval_limit=32"]},
+    "quick": {
+        "trials": 2,
+        "overrides": [
+            "train.max_steps=3",
+            "train.batch_size=4",
+            "train.warmup_steps=0",
+            "train.logging_steps=1",
+            "train.save_steps=1000",
+            "train_limit=48",
+            "eval_limit=32",
+        ],
+    },
     # the real search: whole train split, 1-3 epochs per trial. About 10-50 min a trial for
     # SmolLM2-135M on 2 idle CPU cores (docs/fine-tuning/results.md: 1 epoch of the classification head in about
     # 10 min, the generative head about 3x that), so 20 trials fit a night; minutes on a GPU.
@@ -114,8 +124,11 @@ def suggest(trial: Any, budget: str) -> list[str]:
     head = trial.suggest_categorical("head", space.get("heads", ["generative", "classification"]))
     out = [
         f"train.learning_rate={trial.suggest_float('learning_rate', 1e-4, 2e-3, log=True)}",
-        f"lora.r={r}", f"lora.alpha={r * alpha_ratio}", f"lora.dropout={trial.suggest_float('lora_dropout', 0.0, 0.1)}",
-        f"head={head}", f"train.max_length={trial.suggest_categorical('max_length', [128, 160, 256])}",
+        f"lora.r={r}",
+        f"lora.alpha={r * alpha_ratio}",
+        f"lora.dropout={trial.suggest_float('lora_dropout', 0.0, 0.1)}",
+        f"head={head}",
+        f"train.max_length={trial.suggest_categorical('max_length', [128, 160, 256])}",
     ]
     if head == "classification":
         out.append("train.packing=false")  # packing is a generative-head option
@@ -150,13 +163,18 @@ def pruning_callback(trial: Any, recipe: Recipe, every_steps: int, data_dir: str
     import optuna
     from transformers import TrainerCallback
 
-
     data = load_data(load_task(recipe.task), Path(data_dir) if data_dir else None)
     validation = data.split("validation")
     if recipe.eval_limit:
         validation = stratified_sample(validation, recipe.eval_limit, recipe.train.seed)
-    card = {"name": f"trial-{trial.number}", "version": 0, "recipe": to_dict(recipe), "labels": data.spec.label_list,
-            "task": data.spec.name, "task_file": str(data.spec.path)}
+    card = {
+        "name": f"trial-{trial.number}",
+        "version": 0,
+        "recipe": to_dict(recipe),
+        "labels": data.spec.label_list,
+        "task": data.spec.name,
+        "task_file": str(data.spec.path),
+    }
 
     class ReportValidation(TrainerCallback):
         def _report(self, state, model, tokenizer) -> None:
@@ -167,7 +185,7 @@ def pruning_callback(trial: Any, recipe: Recipe, every_steps: int, data_dir: str
             model.train(was_training)
             accuracy = sum(p.label == g for p, g in zip(preds, validation.labels)) / len(validation)
             trial.report(accuracy, state.global_step)
-            print(f"trial {trial.number} step {state.global_step}: validation accuracy {accuracy*100:.2f}%")
+            print(f"trial {trial.number} step {state.global_step}: validation accuracy {accuracy * 100:.2f}%")
             if trial.should_prune():
                 raise optuna.TrialPruned(f"validation accuracy {accuracy:.4f} at step {state.global_step}")
 
@@ -191,11 +209,14 @@ def run_sweep(config: SweepConfig) -> Any:
     the Optuna study. Trials left running by an interrupted search are marked failed."""
     import optuna
 
-
     name = study_name(config)
     study = optuna.create_study(
-        study_name=name, storage=storage_url(config), direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=config.seed), pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+        study_name=name,
+        storage=storage_url(config),
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=config.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
     )
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
@@ -211,7 +232,11 @@ def run_sweep(config: SweepConfig) -> Any:
         every = BUDGETS[config.budget].get("report_steps", 1 if config.budget == "quick" else 0)
         try:
             out = train(
-                recipe, name=model_name, runs_dir=config.runs_dir, data_dir=config.data_dir, models_root=models_root,
+                recipe,
+                name=model_name,
+                runs_dir=config.runs_dir,
+                data_dir=config.data_dir,
+                models_root=models_root,
                 callbacks=[pruning_callback(trial, recipe, every, config.data_dir)],
                 run_extra={"sweep_study": name, "sweep_trial": trial.number, "sweep_budget": config.budget},
             )
@@ -239,17 +264,24 @@ def final_refit(config: SweepConfig) -> Path:
     """Refit the best trial's recipe on train+validation and evaluate it on the test split."""
     import optuna
 
-
     name = study_name(config)
     try:
         study = optuna.load_study(study_name=name, storage=storage_url(config))
         best = study.best_trial
     except (KeyError, ValueError):
         raise UserError(f"study '{name}' has no finished trial in {storage_url(config)}; run the sweep first (without --final)") from None
-    recipe = load_recipe(config.recipe, base_overrides(config) + _overrides_of(best.params, config.budget) + ["fit_split=train+validation", "eval_splits=[test]"])
-    print(f"best trial {best.number}: validation accuracy {best.value*100:.2f}%, {best.params}; refit on train+validation, evaluated on test once")
+    recipe = load_recipe(
+        config.recipe,
+        base_overrides(config) + _overrides_of(best.params, config.budget) + ["fit_split=train+validation", "eval_splits=[test]"],
+    )
+    print(
+        f"best trial {best.number}: validation accuracy {best.value * 100:.2f}%, {best.params}; refit on train+validation, evaluated on test once"
+    )
     out = train(
-        recipe, name=f"{name}-final", runs_dir=config.runs_dir, data_dir=config.data_dir,
+        recipe,
+        name=f"{name}-final",
+        runs_dir=config.runs_dir,
+        data_dir=config.data_dir,
         models_root=Path(config.models_dir) if config.models_dir else None,
         run_extra={"sweep_study": name, "sweep_trial": best.number, "sweep_final": True},
     )
@@ -270,13 +302,15 @@ def summary(study: Any) -> str:
 
     lines = []
     for t in study.trials:
-        value = f"{t.value*100:.2f}%" if t.value is not None else "-"
+        value = f"{t.value * 100:.2f}%" if t.value is not None else "-"
         lines.append(f"trial {t.number:>3} {t.state.name:<8} validation {value:>7}  {t.params}")
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if finished:
         best = study.best_trial
-        lines.append(f"best: trial {best.number}, validation accuracy {best.value*100:.2f}% ({best.user_attrs.get('model')}); "
-                     "refit it on train+validation and test it once with --final")
+        lines.append(
+            f"best: trial {best.number}, validation accuracy {best.value * 100:.2f}% ({best.user_attrs.get('model')}); "
+            "refit it on train+validation and test it once with --final"
+        )
     return "\n".join(lines)
 
 

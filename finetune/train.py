@@ -139,8 +139,11 @@ def lora_config(recipe: Recipe):
     from peft import LoraConfig, TaskType
 
     return LoraConfig(
-        r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
-        target_modules=list(recipe.lora.target_modules), bias="none",
+        r=recipe.lora.r,
+        lora_alpha=recipe.lora.alpha,
+        lora_dropout=recipe.lora.dropout,
+        target_modules=list(recipe.lora.target_modules),
+        bias="none",
         task_type=TaskType.SEQ_CLS if recipe.head == "classification" else TaskType.CAUSAL_LM,
     )
 
@@ -154,14 +157,28 @@ def training_args(recipe: Recipe, output_dir: Path, **override: Any):
     recipe, _ = resolve_recipe_dtype(recipe)
     t = recipe.train
     common: dict[str, Any] = dict(
-        output_dir=str(output_dir), num_train_epochs=t.epochs, max_steps=t.max_steps,
-        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps,
-        per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
-        optim=t.optimizer, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm,
-        activation_checkpointing=t.gradient_checkpointing, logging_steps=t.logging_steps,
-        save_strategy="steps", save_steps=t.save_steps, save_total_limit=2, seed=t.seed, data_seed=t.seed,
+        output_dir=str(output_dir),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_steps,
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        optim=t.optimizer,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        activation_checkpointing=t.gradient_checkpointing,
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=2,
+        seed=t.seed,
+        data_seed=t.seed,
         # SFTConfig defaults bf16 to True; on a CPU recipe that would silently train in bf16
-        bf16=recipe.dtype == "bfloat16", fp16=recipe.dtype == "float16", report_to="none",
+        bf16=recipe.dtype == "bfloat16",
+        fp16=recipe.dtype == "float16",
+        report_to="none",
         dataloader_num_workers=0,
         # without a GPU, processes started by `accelerate launch` join over gloo (accelerate's MULTI_CPU)
         use_cpu=not _cuda_available(),
@@ -182,7 +199,6 @@ def training_args(recipe: Recipe, output_dir: Path, **override: Any):
 def build_model(recipe: Recipe, tokenizer, n_labels: int):
     """Base model (quantized or not) with LoRA adapters on the recipe's target modules."""
     from peft import get_peft_model, prepare_model_for_kbit_training
-
 
     if recipe.head == "classification":
         model = load_sequence_classifier(recipe.model, n_labels, recipe.quantization, recipe.dtype, tokenizer.pad_token_id)
@@ -208,7 +224,9 @@ def build_trainer(recipe: Recipe, model, tokenizer, rows: list[dict[str, Any]], 
         from transformers import DataCollatorWithPadding, Trainer
 
         tokenizer.padding_side = "right"
-        trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
+        trainer = Trainer(
+            model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer
+        )
     else:
         from trl import SFTTrainer
 
@@ -219,7 +237,14 @@ def build_trainer(recipe: Recipe, model, tokenizer, rows: list[dict[str, Any]], 
 
 
 def preflight(
-    recipe: Recipe, trainer, tokenizer, rows: list[dict[str, Any]], train_texts: list[str], test_texts: list[str], n_blocks: int, task: Any = None,
+    recipe: Recipe,
+    trainer,
+    tokenizer,
+    rows: list[dict[str, Any]],
+    train_texts: list[str],
+    test_texts: list[str],
+    n_blocks: int,
+    task: Any = None,
 ) -> list[doctor.Check]:
     """Run every pre-flight check against what the trainer will really use."""
     import torch
@@ -254,7 +279,9 @@ def preflight(
         else:
             batch = trainer.data_collator([{"input_ids": s["input_ids"], "labels": s["labels"]} for s in sample])
         checks.append(doctor.check_end_of_turn_kept(tokenizer, [rows[i] for i in probe], batch))
-        grad_batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)([{"input_ids": s["input_ids"], "labels": s["labels"]} for s in sample])
+        grad_batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)(
+            [{"input_ids": s["input_ids"], "labels": s["labels"]} for s in sample]
+        )
     else:
         lengths = [len(r["input_ids"]) for r in rows]
         checks.append(doctor.check_no_rows_lost(len(rows), trainer.train_dataset, lengths, recipe.train.max_length))
@@ -374,27 +401,51 @@ def train(
             f.write(json.dumps(entry) + "\n")
     steps = trainer.state.global_step
     rows_seen = steps * recipe.train.batch_size * recipe.train.gradient_accumulation_steps * processes
-    lengths = [len(r["input_ids"]) for r in rows] if recipe.head == "classification" else [
-        len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=False)) for r in rows
-    ]
+    lengths = (
+        [len(r["input_ids"]) for r in rows]
+        if recipe.head == "classification"
+        else [len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=False)) for r in rows]
+    )
     tokens_seen = rows_seen * (sum(lengths) / len(lengths))
 
     prices = PriceTable.load()
     hourly = prices.hourly(recipe.hardware)
     card: dict[str, Any] = {
-        "name": name, "version": int(out.name[1:]), "task": spec.name, "task_file": str(spec.path),
-        "labels": spec.label_list, "recipe": to_dict(recipe), "base_model": model_fingerprint(recipe.model),
-        "data": {"sha256": data.sha256, "data_hash": data.data_hash, "fit_split": recipe.fit_split,
-                 "n_train_rows": len(fit.split), "dropped_test_overlap": fit.dropped_test_overlap},
-        "seed": recipe.train.seed, "git": git_state(), "training_key": model_store.training_key(),
+        "name": name,
+        "version": int(out.name[1:]),
+        "task": spec.name,
+        "task_file": str(spec.path),
+        "labels": spec.label_list,
+        "recipe": to_dict(recipe),
+        "base_model": model_fingerprint(recipe.model),
+        "data": {
+            "sha256": data.sha256,
+            "data_hash": data.data_hash,
+            "fit_split": recipe.fit_split,
+            "n_train_rows": len(fit.split),
+            "dropped_test_overlap": fit.dropped_test_overlap,
+        },
+        "seed": recipe.train.seed,
+        "git": git_state(),
+        "training_key": model_store.training_key(),
         # a sweep's trial or final model says so, so any later evaluation of it can be traced to its trial
         "sweep": {k: v for k, v in (run_extra or {}).items() if k.startswith("sweep_")},
         "training": {
-            "wall_s": wall, "steps": steps, "epochs": trainer.state.epoch, **loss_summary(trainer.state.log_history, result.training_loss),
-            "dtype": recipe.dtype, "dtype_requested": requested_dtype, "dtype_reason": dtype_reason, "thread_changes": threads.changes,
-            "tokens_per_s": tokens_seen / wall if wall else None, "peak_memory_mb": _peak_memory_mb(),
-            "hardware": recipe.hardware or prices.default_hardware, "hourly_usd": hourly,
-            "cost_usd": wall / 3600 * hourly, "threads": torch.get_num_threads(), "processes": processes,
+            "wall_s": wall,
+            "steps": steps,
+            "epochs": trainer.state.epoch,
+            **loss_summary(trainer.state.log_history, result.training_loss),
+            "dtype": recipe.dtype,
+            "dtype_requested": requested_dtype,
+            "dtype_reason": dtype_reason,
+            "thread_changes": threads.changes,
+            "tokens_per_s": tokens_seen / wall if wall else None,
+            "peak_memory_mb": _peak_memory_mb(),
+            "hardware": recipe.hardware or prices.default_hardware,
+            "hourly_usd": hourly,
+            "cost_usd": wall / 3600 * hourly,
+            "threads": torch.get_num_threads(),
+            "processes": processes,
         },
         "evaluations": {},
     }
@@ -406,14 +457,29 @@ def train(
     for split in recipe.eval_splits:
         finetuned = FinetunedConfig(model=f"{name}:v{card['version']}", models_dir=str(models_root) if models_root else None)
         cfg = RunConfig(
-            task=str(spec.path), approach="finetuned", split=split, limit=recipe.eval_limit, seed=recipe.train.seed,
-            runs_dir=runs_dir, data_dir=data_dir, hardware=recipe.hardware, sections={"finetuned": finetuned},
+            task=str(spec.path),
+            approach="finetuned",
+            split=split,
+            limit=recipe.eval_limit,
+            seed=recipe.train.seed,
+            runs_dir=runs_dir,
+            data_dir=data_dir,
+            hardware=recipe.hardware,
+            sections={"finetuned": finetuned},
         )
         run, _ = evaluate_config(cfg, data, prices, extra=run_extra)
         m = run.metrics
-        card["evaluations"][split] = {"run_id": run.run_id, "accuracy": m["accuracy"], "accuracy_ci95": m["accuracy_ci95"],
-                                      "macro_f1": m["macro_f1"], "n": m["n"], "throughput_qps": m["throughput_qps"]}
-        print(f"{split}: accuracy {m['accuracy']*100:.2f}% (95% CI {m['accuracy_ci95'][0]*100:.2f}–{m['accuracy_ci95'][1]*100:.2f}), run {run.path}")
+        card["evaluations"][split] = {
+            "run_id": run.run_id,
+            "accuracy": m["accuracy"],
+            "accuracy_ci95": m["accuracy_ci95"],
+            "macro_f1": m["macro_f1"],
+            "n": m["n"],
+            "throughput_qps": m["throughput_qps"],
+        }
+        print(
+            f"{split}: accuracy {m['accuracy'] * 100:.2f}% (95% CI {m['accuracy_ci95'][0] * 100:.2f}–{m['accuracy_ci95'][1] * 100:.2f}), run {run.path}"
+        )
     (out / "model_card.json").write_text(json.dumps(card, indent=2))
     (out / "model_card.md").write_text(model_card_markdown(card))
     print(f"saved {name}:v{card['version']} to {out}")
@@ -427,30 +493,41 @@ def _loss(value: float | None) -> str:
 def model_card_markdown(card: dict[str, Any]) -> str:
     r, t = card["recipe"], card["training"]
     lines = [
-        f"# {card['name']}:v{card['version']}", "",
+        f"# {card['name']}:v{card['version']}",
+        "",
         f"LoRA adapter (r={r['lora']['r']}, alpha={r['lora']['alpha']}, targets {', '.join(r['lora']['target_modules'])})"
         f" on `{card['base_model']['name']}` ({r['quantization']} quantization, {r['dtype']}), {r['head']} head,"
-        f" task `{card['task']}` ({len(card['labels'])} labels).", "",
-        "## Provenance", "",
+        f" task `{card['task']}` ({len(card['labels'])} labels).",
+        "",
+        "## Provenance",
+        "",
         f"- base model: `{card['base_model'].get('path')}` sha256 `{card['base_model'].get('sha256', 'n/a')}`",
         "- data sha256: " + ", ".join(f"{k} `{v}`" for k, v in card["data"]["sha256"].items()),
         f"- fit split: {card['data']['fit_split']} ({card['data']['n_train_rows']} rows; {len(card['data']['dropped_test_overlap'])} left out for overlapping test)",
         f"- seed {card['seed']}, git commit `{card['git'].get('commit')}`{' (dirty)' if card['git'].get('dirty') else ''}",
-        "", "## Training", "",
+        "",
+        "## Training",
+        "",
         f"- {t['steps']} steps, {t['epochs']:.2f} epochs, mean training loss {t['mean_train_loss']:.4f},"
         f" last logged loss {_loss(t.get('last_logged_loss'))} (step {t.get('last_logged_step')})",
         f"- dtype {t.get('dtype', r['dtype'])} (requested {t.get('dtype_requested', r['dtype'])}: {t.get('dtype_reason', 'set in the recipe')})",
-        f"- wall time {t['wall_s']/60:.1f} min on {t['hardware']} ({t['threads']} threads), {t['tokens_per_s'] or 0:.0f} tokens/s, peak memory {t['peak_memory_mb']:.0f} MB",
+        f"- wall time {t['wall_s'] / 60:.1f} min on {t['hardware']} ({t['threads']} threads), {t['tokens_per_s'] or 0:.0f} tokens/s, peak memory {t['peak_memory_mb']:.0f} MB",
         f"- training cost {money(t['cost_usd'])} at {money(t['hourly_usd'])}/h",
-        "", "## Evaluation", "",
+        "",
+        "## Evaluation",
+        "",
     ]
     for split, e in card["evaluations"].items():
-        lines.append(f"- {split}: accuracy {e['accuracy']*100:.2f}% (95% CI {e['accuracy_ci95'][0]*100:.2f}–{e['accuracy_ci95'][1]*100:.2f}), macro-F1 {e['macro_f1']*100:.2f}%, n={e['n']}, {e['throughput_qps']:.1f} queries/s (run {e['run_id']})")
+        lines.append(
+            f"- {split}: accuracy {e['accuracy'] * 100:.2f}% (95% CI {e['accuracy_ci95'][0] * 100:.2f}–{e['accuracy_ci95'][1] * 100:.2f}), macro-F1 {e['macro_f1'] * 100:.2f}%, n={e['n']}, {e['throughput_qps']:.1f} queries/s (run {e['run_id']})"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finetune.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m finetune.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recipe", required=True)
     parser.add_argument("--name")
     parser.add_argument("--resume", action="store_true")

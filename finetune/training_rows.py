@@ -46,6 +46,7 @@ def fit_rows(data: TaskData, fit_split: str, limit: int | None = None, seed: int
 def generative_rows(data: TaskData, split: Split, prompt: PromptConfig, tokenizer: Any = None) -> list[dict[str, Any]]:
     """``{"prompt": [...messages], "completion": [assistant label]}`` per row; with
     ``tokenizer``, its control tokens in the texts are broken as the inference path does."""
+
     def messages(text: str) -> list[dict[str, str]]:
         built = build_messages(data.spec, text, prompt).messages
         return safe_messages(tokenizer, built) if tokenizer is not None else built

@@ -23,9 +23,11 @@ try:
     if not isinstance(report, dict) or not {"sizes", "class_counts", "sample"} <= set(report):
         raise ValueError("not a data-check report")
 except FileNotFoundError:
-    st.info(f"No data-check report at `{path}`. Run `{check}`"
-            + ("" if ctx.task_ref else f" ({TASK_PLACEHOLDER}: a task from `dispute-classifier tasks`, or the path to your task YAML)")
-            + " (the experiment writes it too), then reload this page.")
+    st.info(
+        f"No data-check report at `{path}`. Run `{check}`"
+        + ("" if ctx.task_ref else f" ({TASK_PLACEHOLDER}: a task from `dispute-classifier tasks`, or the path to your task YAML)")
+        + " (the experiment writes it too), then reload this page."
+    )
     st.stop()
 except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
     st.warning(f"`{path}` is not a readable data-check report ({exc}). Run `{check}` again.")
@@ -39,12 +41,18 @@ for col, (name, size) in zip(cols, report["sizes"].items()):
 cols[-2].metric("test texts also in train", len(report["train_test_overlap"]))
 cols[-1].metric("conflicting labels", len(report["conflicting_labels"]))
 
-counts = pd.DataFrame([{"label": label, "split": split, "count": n} for split, per in report["class_counts"].items() for label, n in per.items()])
+counts = pd.DataFrame(
+    [{"label": label, "split": split, "count": n} for split, per in report["class_counts"].items() for label, n in per.items()]
+)
 st.altair_chart(charts.class_counts(counts), width="stretch")
 
 st.subheader("Train/test overlap")
 if report["train_test_overlap"]:
-    st.dataframe(pd.DataFrame(report["train_test_overlap"])[["test_id", "text", "test_label", "train_labels", "exact"]], hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame(report["train_test_overlap"])[["test_id", "text", "test_label", "train_labels", "exact"]],
+        hide_index=True,
+        width="stretch",
+    )
 else:
     st.write("None.")
 st.subheader("Text lengths")
@@ -58,16 +66,26 @@ if report["bad_rows"]:
 st.subheader("Suspected label errors")
 issues = report.get("label_issues")
 if not issues:
-    st.caption(f"Not computed: run `{task_command('data check', ref, f'--label-issues --out {ctx.reports_root}')}` to flag training rows"
-               " whose label cross-validated baselines find implausible.")
+    st.caption(
+        f"Not computed: run `{task_command('data check', ref, f'--label-issues --out {ctx.reports_root}')}` to flag training rows"
+        " whose label cross-validated baselines find implausible."
+    )
 else:
-    st.caption(f"{issues['n_issues']} of {issues['n_rows']:,} {issues['split']} rows flagged ({issues['method']}; "
-               f"{', '.join(issues['approaches'])}, {issues['folds']} folds; out-of-fold accuracy "
-               + ", ".join(f"{k} {v*100:.1f}%" for k, v in issues["oof_accuracy"].items())
-               + "). Read each row: the suggestion is a model's guess, not a correction.")
-    flagged = pd.DataFrame(issues["rows"], columns=["rank", "id", "given", "suggested", "given_probability", "suggested_probability", "text"])
+    st.caption(
+        f"{issues['n_issues']} of {issues['n_rows']:,} {issues['split']} rows flagged ({issues['method']}; "
+        f"{', '.join(issues['approaches'])}, {issues['folds']} folds; out-of-fold accuracy "
+        + ", ".join(f"{k} {v * 100:.1f}%" for k, v in issues["oof_accuracy"].items())
+        + "). Read each row: the suggestion is a model's guess, not a correction."
+    )
+    flagged = pd.DataFrame(
+        issues["rows"], columns=["rank", "id", "given", "suggested", "given_probability", "suggested_probability", "text"]
+    )
     given = st.selectbox("given label", ["all", *sorted(set(flagged["given"]))], key="issue_label")
     shown = flagged if given == "all" else flagged[flagged["given"] == given]
     st.dataframe(shown, hide_index=True, width="stretch")
-    st.download_button("review sheet (CSV, with an empty verdict column)", shown.assign(verdict="").to_csv(index=False),
-                       file_name=f"label-issues-{task}.csv", mime="text/csv")
+    st.download_button(
+        "review sheet (CSV, with an empty verdict column)",
+        shown.assign(verdict="").to_csv(index=False),
+        file_name=f"label-issues-{task}.csv",
+        mime="text/csv",
+    )

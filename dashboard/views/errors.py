@@ -17,8 +17,13 @@ if cls != "(all)":
     frame = frame[(frame["gold"] == cls) | (frame["predicted"] == cls)]
 st.caption(f"{len(frame)} misclassified example(s) across {len(chosen)} approach(es)")
 CONFIDENCE_HELP = f"{UNKNOWN} where the model gave no probability for its answer (an API without log-probabilities, or an invalid answer)"
-st.dataframe(frame, hide_index=True, width="stretch", placeholder=UNKNOWN,
-             column_config={"confidence": st.column_config.NumberColumn(format="%.2f", help=CONFIDENCE_HELP)})
+st.dataframe(
+    frame,
+    hide_index=True,
+    width="stretch",
+    placeholder=UNKNOWN,
+    column_config={"confidence": st.column_config.NumberColumn(format="%.2f", help=CONFIDENCE_HELP)},
+)
 
 st.subheader("Side by side")
 if len(runs) < 2:
@@ -34,7 +39,14 @@ else:
         st.info("No example where either run is wrong (on the examples both saw).")
     else:
         counts = both["who is right"].value_counts().to_dict()
-        st.caption(f"{len(both)} example(s) where at least one is wrong: only A right {counts.get('A', 0)}, "
-                   f"only B right {counts.get('B', 0)}, neither {counts.get('neither', 0)}")
-        st.dataframe(both, hide_index=True, width="stretch", placeholder=UNKNOWN,
-                     column_config={c: st.column_config.NumberColumn(format="%.2f", help=CONFIDENCE_HELP) for c in ("A conf.", "B conf.")})
+        st.caption(
+            f"{len(both)} example(s) where at least one is wrong: only A right {counts.get('A', 0)}, "
+            f"only B right {counts.get('B', 0)}, neither {counts.get('neither', 0)}"
+        )
+        st.dataframe(
+            both,
+            hide_index=True,
+            width="stretch",
+            placeholder=UNKNOWN,
+            column_config={c: st.column_config.NumberColumn(format="%.2f", help=CONFIDENCE_HELP) for c in ("A conf.", "B conf.")},
+        )

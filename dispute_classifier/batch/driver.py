@@ -144,7 +144,9 @@ def run_job(engine: Engine, cfg: ClassifyConfig, run_cfg: Any = None, model: Any
         engine.stop()
 
 
-def _commit_chunks(engine: Engine, cfg: ClassifyConfig, job: JobFiles, model: Any, run_cfg: Any, state: JobState, inp: BatchInput, out: Any) -> Summary:
+def _commit_chunks(
+    engine: Engine, cfg: ClassifyConfig, job: JobFiles, model: Any, run_cfg: Any, state: JobState, inp: BatchInput, out: Any
+) -> Summary:
     """Classify the chunks after the committed ones, committing after each, then publish the files."""
     from tqdm.auto import tqdm
 
@@ -155,12 +157,21 @@ def _commit_chunks(engine: Engine, cfg: ClassifyConfig, job: JobFiles, model: An
     if billing == "api":  # estimate the rows left from a sample, and refuse a start over --max-cost
         sample = [r.text for r in engine.sample(job, state, inp, ESTIMATE_SAMPLE) if check_row(r, inp.max_chars, False) is None]
         check_estimate(cfg, clf, sample, state.total_rows - (state.input or {}).get("rows", 0), state.cost_usd, out)
-    writers = {what: tabular.open_writer(path, ERROR_COLUMNS if what == "errors" else OUTPUT_COLUMNS, what, state.writers.get(what))
-               for what, path in job.outputs()}
+    writers = {
+        what: tabular.open_writer(path, ERROR_COLUMNS if what == "errors" else OUTPUT_COLUMNS, what, state.writers.get(what))
+        for what, path in job.outputs()
+    }
     counts = state.counts
     committed = (state.input or {}).get("rows", 0)
-    bar = tqdm(total=state.total_rows, initial=committed, unit="row", desc=f"classify {model.name}{engine.label}",
-               disable=cfg.quiet, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=state.total_rows,
+        initial=committed,
+        unit="row",
+        desc=f"classify {model.name}{engine.label}",
+        disable=cfg.quiet,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     try:
         with closing(engine.chunks(cfg, job, model, run_cfg, state, inp)) as chunks:
             for chunk in chunks:

@@ -28,9 +28,15 @@ from dispute_classifier.resolution.resolve import resolve_classifier
 
 STATE_SCHEMA = "dispute-classifier/classify-state/1"
 OUTPUT_COLUMNS = [
-    Column("id", "str"), Column("text", "str"), Column("predicted", "str"), Column("confidence", "float"),
-    Column("model", "str"), Column("model_version", "str"), Column("input_tokens", "int"),
-    Column("output_tokens", "int"), Column("cost_usd", "float"),
+    Column("id", "str"),
+    Column("text", "str"),
+    Column("predicted", "str"),
+    Column("confidence", "float"),
+    Column("model", "str"),
+    Column("model_version", "str"),
+    Column("input_tokens", "int"),
+    Column("output_tokens", "int"),
+    Column("cost_usd", "float"),
 ]
 ERROR_COLUMNS = [Column("row", "int"), Column("id", "str"), Column("kind", "str"), Column("reason", "str"), Column("text", "str")]
 ERROR_KINDS = ("malformed", "not_utf8", "invalid_unicode", "missing_text", "empty_text", "too_long", "missing_id", "duplicate_id")
@@ -111,7 +117,6 @@ class ClassifyConfig:
             raise UserError(f"max cost must be 0 or more dollars, got {self.max_cost} (set --max-cost)")
         if self.max_chars is not None and self.max_chars < 1:
             raise UserError(f"max chars must be at least 1, got {self.max_chars} (set --max-chars)")
-
 
 
 @dataclass(frozen=True)
@@ -203,14 +208,22 @@ def check_row(row: RawRow, max_chars: int, need_id: bool) -> tuple[str, str] | N
     return None
 
 
-def check_chunk(chunk: list[RawRow], max_chars: int, ids: "IdIndex | None", done: int) -> tuple[list[RawRow], list[tuple[RawRow, str, str]]]:
+def check_chunk(
+    chunk: list[RawRow], max_chars: int, ids: "IdIndex | None", done: int
+) -> tuple[list[RawRow], list[tuple[RawRow, str, str]]]:
     """Split ``chunk`` (whose first row is input row number ``done``, counting from 0) into rows
     to classify and rows for the errors file with (kind, reason), in input order. With ``ids``
     the first occurrence of every id is added to it (uncommitted); a later one is a duplicate."""
     good: list[RawRow] = []
     bad: list[tuple[RawRow, str, str]] = []
     seen: dict[str, int] = {}
-    first = ids.first_rows([r.id for r in chunk if r.id is not None and tabular.bad_bytes(r.id) is None and tabular.lone_surrogate(r.id) is None]) if ids else {}
+    first = (
+        ids.first_rows(
+            [r.id for r in chunk if r.id is not None and tabular.bad_bytes(r.id) is None and tabular.lone_surrogate(r.id) is None]
+        )
+        if ids
+        else {}
+    )
     for r in chunk:
         problem = check_row(r, max_chars, ids is not None)
         if problem is None and ids is not None:
@@ -229,14 +242,22 @@ def check_chunk(chunk: list[RawRow], max_chars: int, ids: "IdIndex | None", done
 
 
 def route_rows(
-    good: list[RawRow], preds: list[Any], bad: list[tuple[RawRow, str, str]], model: Any, billing: str,
-    min_confidence: float | None, row_ids: bool, counts: dict[str, Any],
+    good: list[RawRow],
+    preds: list[Any],
+    bad: list[tuple[RawRow, str, str]],
+    model: Any,
+    billing: str,
+    min_confidence: float | None,
+    row_ids: bool,
+    counts: dict[str, Any],
 ) -> tuple[dict[str, list[dict[str, Any]]], float | None]:
     """The rows each file gets from one chunk (output, review, errors) and the chunk's API cost;
     ``counts`` is updated. ``row_ids``: the rows carry ids (else the row number is the id)."""
     results: dict[str, list[dict[str, Any]]] = {"output": [], "review": [], "errors": []}
     for r, kind, reason in bad:
-        results["errors"].append({"row": r.row, "id": tabular.printable(r.id), "kind": kind, "reason": reason, "text": tabular.printable(r.text, 200)})
+        results["errors"].append(
+            {"row": r.row, "id": tabular.printable(r.id), "kind": kind, "reason": reason, "text": tabular.printable(r.text, 200)}
+        )
         counts["errors"][kind] = counts["errors"].get(kind, 0) + 1  # a job begun before a kind existed resumes too
     chunk_cost: float | None = 0.0
     for r, p in zip(good, preds):
@@ -245,9 +266,15 @@ def route_rows(
         if billing == "api":
             chunk_cost = None if cost is None or chunk_cost is None else chunk_cost + cost
         row = {
-            "id": r.id if row_ids else str(r.row), "text": r.text, "predicted": p.label, "confidence": conf,
-            "model": model.name, "model_version": model.version, "input_tokens": p.usage.input_tokens,
-            "output_tokens": p.usage.output_tokens, "cost_usd": cost,
+            "id": r.id if row_ids else str(r.row),
+            "text": r.text,
+            "predicted": p.label,
+            "confidence": conf,
+            "model": model.name,
+            "model_version": model.version,
+            "input_tokens": p.usage.input_tokens,
+            "output_tokens": p.usage.output_tokens,
+            "cost_usd": cost,
         }
         low = min_confidence is not None and (conf is None or conf < min_confidence or p.label == INVALID)
         results["review" if low else "output"].append(row)
@@ -303,7 +330,9 @@ class JobLock:
             fcntl.flock(self.f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self.f.close()
-            raise UserError(f"another classify run is writing {path.name[: -len('.partial.lock')]} (lock {path}); wait for it or stop it") from None
+            raise UserError(
+                f"another classify run is writing {path.name[: -len('.partial.lock')]} (lock {path}); wait for it or stop it"
+            ) from None
 
     def release(self) -> None:
         # Only the holder removes the file, so no stale lock is left behind by a clean exit
@@ -329,8 +358,9 @@ class JobState:
     """The reader's position after the last committed chunk (None: nothing committed yet)."""
     writers: dict[str, Any] = field(default_factory=dict)
     """Each output writer's position after the last committed chunk."""
-    counts: dict[str, Any] = field(default_factory=lambda: {
-        "classified": 0, "review": 0, "errors": {k: 0 for k in ERROR_KINDS}, "input_tokens": 0, "output_tokens": 0})
+    counts: dict[str, Any] = field(
+        default_factory=lambda: {"classified": 0, "review": 0, "errors": {k: 0 for k in ERROR_KINDS}, "input_tokens": 0, "output_tokens": 0}
+    )
     """Rows classified, sent to review and per error kind; tokens used."""
     cost_usd: float | None = 0.0
     """Spend so far (None: unknown)."""
@@ -416,10 +446,21 @@ class JobFiles:
 def job_summary(job: JobFiles, model: Any, state: JobState, resumed: bool) -> Summary:
     c = state.counts
     return Summary(
-        output=job.output, errors=job.errors, review=job.review, model=model.name, version=model.version,
-        billing=state.billing, rows=state.input["rows"], classified=c["classified"], review_rows=c["review"],
-        error_counts={k: v for k, v in c["errors"].items() if v}, cost_usd=state.cost_usd,
-        input_tokens=c["input_tokens"], output_tokens=c["output_tokens"], predict_s=state.predict_s, resumed=resumed,
+        output=job.output,
+        errors=job.errors,
+        review=job.review,
+        model=model.name,
+        version=model.version,
+        billing=state.billing,
+        rows=state.input["rows"],
+        classified=c["classified"],
+        review_rows=c["review"],
+        error_counts={k: v for k, v in c["errors"].items() if v},
+        cost_usd=state.cost_usd,
+        input_tokens=c["input_tokens"],
+        output_tokens=c["output_tokens"],
+        predict_s=state.predict_s,
+        resumed=resumed,
     )
 
 
@@ -442,7 +483,9 @@ def approach_settings(task: str, config: str | None = None, overrides: list[str]
     return run_config(data)
 
 
-def begin_job(cfg: ClassifyConfig, job: "JobFiles", spec: Any, run_cfg: Any, model: Any, source: dict[str, Any], inp: BatchInput) -> tuple[JobState | None, Any, dict[str, Any]]:
+def begin_job(
+    cfg: ClassifyConfig, job: "JobFiles", spec: Any, run_cfg: Any, model: Any, source: dict[str, Any], inp: BatchInput
+) -> tuple[JobState | None, Any, dict[str, Any]]:
     """The unfinished run's state to resume (None: start afresh), the resolved model and the job's
     fingerprint. ``source`` describes the input (paths, hashes). Refuses to overwrite a finished run's files and to resume a run whose
     arguments or input changed."""
@@ -450,14 +493,24 @@ def begin_job(cfg: ClassifyConfig, job: "JobFiles", spec: Any, run_cfg: Any, mod
     if state is None:
         existing = [str(p) for _, p in job.outputs() if p.exists()]
         if existing and not cfg.overwrite:
-            raise UserError(f"{', '.join(existing)} already exist(s) from a finished run; pass --overwrite to replace, or choose another --output")
+            raise UserError(
+                f"{', '.join(existing)} already exist(s) from a finished run; pass --overwrite to replace, or choose another --output"
+            )
     if model is None:
-        model = resolve_classifier(cfg.model, spec, run_cfg or RunConfig(task=cfg.task), Path(cfg.data_dir) if cfg.data_dir else None, cfg.refit)
+        model = resolve_classifier(
+            cfg.model, spec, run_cfg or RunConfig(task=cfg.task), Path(cfg.data_dir) if cfg.data_dir else None, cfg.refit
+        )
     fingerprint = {
-        **source, "outputs": {what: str(p.resolve()) for what, p in job.outputs()},
-        "task": spec.name, "model": model.name, "model_version": model.version,
-        "text_column": inp.text_column, "id_column": inp.id_column, "max_chars": inp.max_chars,
-        "min_confidence": cfg.min_confidence, "chunk_size": cfg.chunk_size,
+        **source,
+        "outputs": {what: str(p.resolve()) for what, p in job.outputs()},
+        "task": spec.name,
+        "model": model.name,
+        "model_version": model.version,
+        "text_column": inp.text_column,
+        "id_column": inp.id_column,
+        "max_chars": inp.max_chars,
+        "min_confidence": cfg.min_confidence,
+        "chunk_size": cfg.chunk_size,
     }
     if state is not None:
         changes = changed_settings(state.fingerprint, fingerprint)
@@ -486,11 +539,13 @@ def check_estimate(cfg: ClassifyConfig, clf: Any, sample: list[str], left: int, 
         print(f"cost estimate: unknown for {left:,} rows ({clf.name} gives no estimate); measured after the first chunk", file=out)
         return
     total = estimate / len(sample) * left
-    print(f"cost estimate: {money(total)} for {left:,} rows ({money(estimate / len(sample) * 1000)} per 1k, from {len(sample)} sampled rows)", file=out)
+    print(
+        f"cost estimate: {money(total)} for {left:,} rows ({money(estimate / len(sample) * 1000)} per 1k, from {len(sample)} sampled rows)",
+        file=out,
+    )
     if cfg.max_cost is not None and spent + total > cfg.max_cost:
         raise UserError(
-            f"estimated cost {money(spent + total)} is over --max-cost {money(cfg.max_cost)};"
-            " raise --max-cost, or classify a smaller file"
+            f"estimated cost {money(spent + total)} is over --max-cost {money(cfg.max_cost)}; raise --max-cost, or classify a smaller file"
         )
 
 

@@ -174,11 +174,21 @@ class BlockPredictor:
             seconds.append(time.perf_counter() - t0)
             if len(preds) != len(texts):
                 raise RuntimeError(f"{self.classifier.name}.predict returned {len(preds)} predictions for {len(texts)} texts")
-            preds_out.append(json.dumps([
-                [str(p.label), None if p.confidence is None else float(p.confidence), int(p.usage.input_tokens), int(p.usage.output_tokens),
-                 float(p.usage.latency_s), None if p.usage.cost_usd is None else float(p.usage.cost_usd)]
-                for p in preds
-            ]))
+            preds_out.append(
+                json.dumps(
+                    [
+                        [
+                            str(p.label),
+                            None if p.confidence is None else float(p.confidence),
+                            int(p.usage.input_tokens),
+                            int(p.usage.output_tokens),
+                            float(p.usage.latency_s),
+                            None if p.usage.cost_usd is None else float(p.usage.cost_usd),
+                        ]
+                        for p in preds
+                    ]
+                )
+            )
         return {"block": batch["block"], "rows": batch["rows"], "preds": preds_out, "predict_s": seconds}
 
 
@@ -199,7 +209,9 @@ def _check_reachable(address: str | None) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
-        raise UserError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start one with `ray start --head`, check --ray-address, or leave it out to run a local cluster") from None
+        raise UserError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start one with `ray start --head`, check --ray-address, or leave it out to run a local cluster"
+        ) from None
 
 
 def connect(address: str | None) -> bool:
@@ -301,13 +313,13 @@ class RayEngine:
 
     def sample(self, job: JobFiles, state: JobState, inp: BatchInput, rows: int) -> list[RawRow]:
         """The first block left (the local engine samples the same rows when one block is one chunk)."""
-        todo = self.blocks[state.input["blocks"]:]
+        todo = self.blocks[state.input["blocks"] :]
         return _block_rows(self.shards, todo[0], inp)[:rows] if todo else []
 
     def chunks(self, cfg: ClassifyConfig, job: JobFiles, model: Any, run_cfg: Any, state: JobState, inp: BatchInput) -> Iterator[Chunk]:
         """The blocks after the finished ones, as Ray delivers them, in order."""
         self.t0 = time.perf_counter()
-        todo = self.blocks[state.input["blocks"]:]
+        todo = self.blocks[state.input["blocks"] :]
         if not todo:
             return
         api = state.billing == "api"
@@ -320,8 +332,16 @@ class RayEngine:
             good, bad = _decode_rows(item["rows"], self.shards[block.shard], many, inp.id_column is not None)
             done = state.input["rows"]
             preds = None if api else _decode_preds(item["preds"])  # API models: the driver predicts, within the budget
-            yield Chunk(good, bad, block.rows, done, {"blocks": block.index + 1, "rows": done + block.rows}, inp.id_column is not None or many,
-                        preds=preds, predict_s=0.0 if api else float(item["predict_s"]))
+            yield Chunk(
+                good,
+                bad,
+                block.rows,
+                done,
+                {"blocks": block.index + 1, "rows": done + block.rows},
+                inp.id_column is not None or many,
+                preds=preds,
+                predict_s=0.0 if api else float(item["predict_s"]),
+            )
 
     def finish(self, state: JobState) -> str | None:
         if state.input["blocks"] != len(self.blocks):
@@ -329,8 +349,10 @@ class RayEngine:
         wall = time.perf_counter() - self.t0
         where = "the driver (API model)" if state.billing == "api" else f"{self.workers} Ray worker(s)"
         rate = self.todo_rows / wall if wall else 0
-        return (f"ray: {len(self.shards)} shard(s), {len(self.blocks)} block(s), {self.todo_rows:,} rows this run in {wall:,.1f} s"
-                f" ({rate:,.0f} rows/s wall) on {where}")
+        return (
+            f"ray: {len(self.shards)} shard(s), {len(self.blocks)} block(s), {self.todo_rows:,} rows this run in {wall:,.1f} s"
+            f" ({rate:,.0f} rows/s wall) on {where}"
+        )
 
     def _pipeline(self, cfg: ClassifyConfig, model: Any, run_cfg: Any, blocks: list[Block], inp: BatchInput, api: bool) -> Any:
         """The Ray Data dataset of the blocks still to do: read and check, then predict (unless the
@@ -345,15 +367,26 @@ class RayEngine:
         ctx.enable_progress_bars = False  # the driver's own bar counts committed rows
         ds = ray.data.from_items([{"block": json.dumps(b.__dict__)} for b in blocks], override_num_blocks=max(1, len(blocks)))
         ds = ds.map_batches(
-            read_blocks, batch_size=1,  # same resources as the predictor, so Ray fuses the two into one actor stage
+            read_blocks,
+            batch_size=1,  # same resources as the predictor, so Ray fuses the two into one actor stage
             fn_kwargs={"shards": [str(s.resolve()) for s in self.shards], "inp": inp},
         )
         if api:
             return ds
         env = {k: v for k, v in os.environ.items() if k.startswith("DISPUTE_CLASSIFIER_")}
         return ds.map_batches(
-            BlockPredictor, batch_size=1, num_cpus=1, compute=ray.data.ActorPoolStrategy(size=self.workers),
-            fn_constructor_kwargs={"model": cfg.model, "expect": model.name, "task": cfg.task, "run_cfg": run_cfg, "data_dir": cfg.data_dir, "env": env},
+            BlockPredictor,
+            batch_size=1,
+            num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(size=self.workers),
+            fn_constructor_kwargs={
+                "model": cfg.model,
+                "expect": model.name,
+                "task": cfg.task,
+                "run_cfg": run_cfg,
+                "data_dir": cfg.data_dir,
+                "env": env,
+            },
         )
 
 

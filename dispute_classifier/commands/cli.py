@@ -95,8 +95,7 @@ def _config_epilog(cls: type) -> str:
 def _approaches_epilog(approaches: dict[str, Any]) -> str:
     """The registered approaches, from their registry entries, for ``evaluate --help``."""
     width = max(len(name) for name in approaches)
-    return "approaches (--approach NAME):\n" + "\n".join(
-        f"  {a.name:<{width}}  {a.category:<10} {a.summary}" for a in approaches.values())
+    return "approaches (--approach NAME):\n" + "\n".join(f"  {a.name:<{width}}  {a.category:<10} {a.summary}" for a in approaches.values())
 
 
 # ---------------------------------------------------------------------------- commands
@@ -121,14 +120,20 @@ def cmd_data_check(args: argparse.Namespace) -> int:
         print(f"suspected label errors in train: {report['label_issues']['n_issues']} of {report['label_issues']['n_rows']:,} rows")
     print(f"wrote {js} and {md}")
     if report["bad_rows"] and not args.allow_bad_rows:
-        print(f"error: {len(report['bad_rows']):,} bad row(s), listed in {md}: fix them, or pass --allow-bad-rows to go on", file=sys.stderr)
+        print(
+            f"error: {len(report['bad_rows']):,} bad row(s), listed in {md}: fix them, or pass --allow-bad-rows to go on", file=sys.stderr
+        )
         return 1
     return 0
 
 
 def _config_arguments(
-    parser: argparse.ArgumentParser, cls: type, positional: tuple[str, ...] = (), optional: bool = False,
-    choices: dict[str, list[str]] | None = None, with_defaults: bool = False,
+    parser: argparse.ArgumentParser,
+    cls: type,
+    positional: tuple[str, ...] = (),
+    optional: bool = False,
+    choices: dict[str, list[str]] | None = None,
+    with_defaults: bool = False,
 ) -> None:
     """One argument per field of the config dataclass ``cls``, its docstring as the help text.
 
@@ -160,8 +165,13 @@ def _config_arguments(
             parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action="append", metavar="KEY=VALUE", help=help_text)
         else:
             parser.add_argument(
-                f"--{f.name.replace('_', '-')}", dest=f.name, type=tp if tp in (int, float) else str,
-                required=not has_default and not optional, help=help_text, choices=(choices or {}).get(f.name), **extra,
+                f"--{f.name.replace('_', '-')}",
+                dest=f.name,
+                type=tp if tp in (int, float) else str,
+                required=not has_default and not optional,
+                help=help_text,
+                choices=(choices or {}).get(f.name),
+                **extra,
             )
 
 
@@ -201,8 +211,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     lo, hi = m["accuracy_ci95"]
     cost = money(m["cost_per_1k_usd"])
     print(
-        f"{data.spec.name}/{cfg.split} {run.label}: accuracy {m['accuracy']*100:.2f}% (95% CI {lo*100:.2f}–{hi*100:.2f}),"
-        f" macro-F1 {m['macro_f1']*100:.2f}%, invalid {m['invalid_rate']*100:.1f}%,"
+        f"{data.spec.name}/{cfg.split} {run.label}: accuracy {m['accuracy'] * 100:.2f}% (95% CI {lo * 100:.2f}–{hi * 100:.2f}),"
+        f" macro-F1 {m['macro_f1'] * 100:.2f}%, invalid {m['invalid_rate'] * 100:.1f}%,"
         f" {m['throughput_qps']:.1f} q/s, cost per 1k {cost}"
     )
     print(f"run record: {run.path}")
@@ -264,11 +274,17 @@ def cmd_results_render(args: argparse.Namespace) -> int:
     differ = render_files(files, load_results(root), check=args.check)
     if args.check:
         if differ:
-            print("tables that differ from the committed results (run `dispute-classifier results render`):\n  " + "\n  ".join(differ), file=sys.stderr)
+            print(
+                "tables that differ from the committed results (run `dispute-classifier results render`):\n  " + "\n  ".join(differ),
+                file=sys.stderr,
+            )
             return 1
         print(f"{len(files)} file(s): every results table matches {root}")
         return 0
-    print(f"rendered {len(differ)} table(s) in {len(files)} file(s) from {root}" + (": " + ", ".join(differ) if differ else " (all were up to date)"))
+    print(
+        f"rendered {len(differ)} table(s) in {len(files)} file(s) from {root}"
+        + (": " + ", ".join(differ) if differ else " (all were up to date)")
+    )
     return 0
 
 
@@ -292,13 +308,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if not args.all:
             runs = latest_per_setting(runs)
         if not runs:
-            raise UserError(f"no runs for task '{task}', split {args.split} under {root}; run `dispute-classifier evaluate --task {args.task}` first")
+            raise UserError(
+                f"no runs for task '{task}', split {args.split} under {root}; run `dispute-classifier evaluate --task {args.task}` first"
+            )
     print(format_leaderboard(compare(runs)))
     return 0
 
 
 def _recipe_epilog() -> str:
-    return f"recipes: {', '.join(available_recipes())}\n\n" + _config_epilog(Recipe).replace("--config FILE with these keys, or --set KEY=VALUE", "KEY=VALUE after the options")
+    return f"recipes: {', '.join(available_recipes())}\n\n" + _config_epilog(Recipe).replace(
+        "--config FILE with these keys, or --set KEY=VALUE", "KEY=VALUE after the options"
+    )
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -324,8 +344,16 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     verdict = _verdict_config(args)
     verdict.prices = verdict.prices or args.prices  # one price table for the runs and the verdict
     results, _, _ = run_experiment(
-        args.task, load_profile(args.profile), split=args.split, runs_root=args.runs_dir, reports_dir=args.out,
-        data_dir=args.data_dir, prices_path=args.prices, hardware=args.hardware, seed=args.seed, verdict=verdict,
+        args.task,
+        load_profile(args.profile),
+        split=args.split,
+        runs_root=args.runs_dir,
+        reports_dir=args.out,
+        data_dir=args.data_dir,
+        prices_path=args.prices,
+        hardware=args.hardware,
+        seed=args.seed,
+        verdict=verdict,
         progress=not args.quiet,
     )
     runs = f" --runs-dir {args.runs_dir}" if args.runs_dir else ""
@@ -343,10 +371,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     data = load_data(spec, Path(args.data_dir) if getattr(args, "data_dir", None) else None)
     task = spec.name
     # the stages the experiment ran are kept beside the runs, so this rebuilds the experiment's report
-    report = build_report(runs, task, args.split, cfg, skipped, data_hash=data.data_hash, stages=read_stages(root, task, args.split),
-                          split_size=len(data.split(args.split)))
+    report = build_report(
+        runs,
+        task,
+        args.split,
+        cfg,
+        skipped,
+        data_hash=data.data_hash,
+        stages=read_stages(root, task, args.split),
+        split_size=len(data.split(args.split)),
+    )
     if not report["leaderboard"]:
-        raise UserError(f"no runs for task {task}, split {args.split} under {root}; run `dispute-classifier experiment --task {args.task}` first")
+        raise UserError(
+            f"no runs for task {task}, split {args.split} under {root}; run `dispute-classifier experiment --task {args.task}` first"
+        )
     js, md = write_report(report, Path(args.out))
     print(f"verdict: {report['verdict']['headline']}")
     for reason in report["verdict"]["reasons"]:
@@ -360,13 +398,35 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise UserError("the dashboard needs streamlit: pip install -e '.[dashboard]' (make setup installs it)")
 
     app = Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py"
-    env = {**os.environ, "DISPUTE_CLASSIFIER_RUNS": str(runs_dir(args.runs_dir).resolve()), "DISPUTE_CLASSIFIER_REPORTS": str(Path(args.reports_dir).resolve())}
+    env = {
+        **os.environ,
+        "DISPUTE_CLASSIFIER_RUNS": str(runs_dir(args.runs_dir).resolve()),
+        "DISPUTE_CLASSIFIER_REPORTS": str(Path(args.reports_dir).resolve()),
+    }
 
     env[PREDLOG_ENV] = db_url(args.log_db)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port), "--server.address", args.host,
-           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.port",
+        str(args.port),
+        "--server.address",
+        args.host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+    ]
     check_port_free(args.host, args.port)  # before printing an address that another program holds
-    print(f"dashboard: http://{args.host}:{args.port}  (runs {env['DISPUTE_CLASSIFIER_RUNS']}, reports {env['DISPUTE_CLASSIFIER_REPORTS']}; Ctrl-C stops it)", flush=True)
+    print(
+        f"dashboard: http://{args.host}:{args.port}  (runs {env['DISPUTE_CLASSIFIER_RUNS']}, reports {env['DISPUTE_CLASSIFIER_REPORTS']}; Ctrl-C stops it)",
+        flush=True,
+    )
     return run_forwarding_signals(cmd, env)
 
 
@@ -419,7 +479,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("\n".join(models.show_lines(args.ref)))
     elif args.models_command == "register":
         folder = models.register(_config_from_args(models.RegisterConfig, args))
-        print(f"registered {folder.parent.name}:{folder.name} ({folder}); promote it with `dispute-classifier models promote {folder.parent.name}:{folder.name} --alias champion`")
+        print(
+            f"registered {folder.parent.name}:{folder.name} ({folder}); promote it with `dispute-classifier models promote {folder.parent.name}:{folder.name} --alias champion`"
+        )
     else:
         cfg = _config_from_args(models.AliasConfig, args)
         print(models.promote(cfg) if args.models_command == "promote" else models.rollback(cfg))
@@ -434,7 +496,6 @@ def _config_from_args(cls: type, args: argparse.Namespace):
     typed overrides the dataclass defaults; list fields take comma-separated values."""
 
     import yaml
-
 
     hints = typing.get_type_hints(cls)
     data: dict[str, Any] = {}
@@ -468,9 +529,13 @@ def cmd_curves(args: argparse.Namespace) -> int:
     path = write_curves(result, Path(cfg.out))
     for row in result["summary"]:
         lo, hi = row["accuracy_ci95"]
-        print(f"{row['approach']:<10} size {row['size']:>5} noise {row['noise']:.2f}: {row['accuracy_mean']*100:.2f}% ({lo*100:.2f}–{hi*100:.2f}) over {row['accuracy_n_seeds']} seed(s)")
+        print(
+            f"{row['approach']:<10} size {row['size']:>5} noise {row['noise']:.2f}: {row['accuracy_mean'] * 100:.2f}% ({lo * 100:.2f}–{hi * 100:.2f}) over {row['accuracy_n_seeds']} seed(s)"
+        )
     for row in result["finder_summary"]:
-        print(f"finder     size {row['size']:>5} noise {row['noise']:.2f}: precision=recall at k={row['n_flipped']}: {row['precision_at_k']*100:.1f}%; flags {row['n_flagged']} rows, recall {row['flagged_recall']*100:.1f}%")
+        print(
+            f"finder     size {row['size']:>5} noise {row['noise']:.2f}: precision=recall at k={row['n_flipped']}: {row['precision_at_k'] * 100:.1f}%; flags {row['n_flagged']} rows, recall {row['flagged_recall'] * 100:.1f}%"
+        )
     print(f"wrote {path} (the dashboard's Curves page)")
     return 0
 
@@ -490,7 +555,8 @@ def _add_quality_commands(sub: Any) -> None:
     """The ``curves`` and ``sweep`` subcommands, flags built from their config dataclasses."""
 
     p = sub.add_parser(
-        "curves", help="learning curve and label-noise experiment on the validation split -> reports/curves-<task>-<split>.json",
+        "curves",
+        help="learning curve and label-noise experiment on the validation split -> reports/curves-<task>-<split>.json",
         description="Train each approach on seeded, stratified subsets of the train split with a share of labels flipped;"
         " score on validation (--split test only to report). Also scores the label-issue finder on the flipped rows.",
     )
@@ -498,7 +564,8 @@ def _add_quality_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_curves)
 
     p = sub.add_parser(
-        "sweep", help="validation-only hyperparameter search over a recipe (Optuna TPE, median pruning, resumable SQLite study)",
+        "sweep",
+        help="validation-only hyperparameter search over a recipe (Optuna TPE, median pruning, resumable SQLite study)",
         description="Each trial trains on train and is scored on validation through the shared evaluator; --final refits the"
         " best trial on train+validation and evaluates it on test once.",
     )
@@ -515,7 +582,6 @@ def _verdict_parser(sub: Any, name: str, cls: type, helptext: str) -> argparse.A
     p = sub.add_parser(name, help=helptext, epilog=_config_epilog(VerdictConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
     _config_arguments(p, cls, with_defaults=True, choices={"split": ["test", "validation"]})
     return p
-
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -540,9 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arguments(p, LabelIssueConfig, optional=True)
     p.set_defaults(func=cmd_data_check)
 
-
     p = sub.add_parser(
-        "classify", help="classify a CSV/JSONL/Parquet file: resumable, with errors and needs-review files",
+        "classify",
+        help="classify a CSV/JSONL/Parquet file: resumable, with errors and needs-review files",
         description="Classify every row of INPUT in chunks. Killed at any point, the same command continues"
         " where it stopped; OUTPUT appears only when the run is complete.",
     )
@@ -552,8 +618,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser(
-        "evaluate", help="evaluate one approach on a split and write a run record",
-        epilog=_approaches_epilog(approaches) + "\n\n" + _config_epilog(RunConfig), formatter_class=argparse.RawDescriptionHelpFormatter,
+        "evaluate",
+        help="evaluate one approach on a split and write a run record",
+        epilog=_approaches_epilog(approaches) + "\n\n" + _config_epilog(RunConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _config_arguments(p, RunConfig, optional=True)
     _config_arguments(p, EvaluateArgs, with_defaults=True, choices={"backend": list(plugins.backends())})
@@ -574,7 +642,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="leaderboard and paired McNemar tests of run records")
     _config_arguments(p, CompareArgs, positional=("runs",), with_defaults=True, choices={"split": ["test", "validation"]})
     p.set_defaults(func=cmd_compare)
-
 
     for name, cls, func, helptext in (
         ("experiment", ExperimentArgs, cmd_experiment, "run every approach of a profile, then the verdict (the main job)"),
@@ -597,11 +664,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arguments(p, ResultsRenderArgs, positional=("files",), with_defaults=True)
     p.set_defaults(func=cmd_results_render)
 
-
     p = sub.add_parser("serve", help="HTTP classification service (FastAPI): POST /v1/classify, metrics, prediction log, shadow model")
     _config_arguments(p, ServeConfig)
     p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("monitor", help="monitoring report over the prediction log: volume, latency, drift, estimated accuracy, shadow verdict")
+    p = sub.add_parser(
+        "monitor", help="monitoring report over the prediction log: volume, latency, drift, estimated accuracy, shadow verdict"
+    )
     _config_arguments(p, MonitorConfig)
     p.set_defaults(func=cmd_monitor)
     p = sub.add_parser("replay", help="send a CSV (or a task split) through a running service as traffic")
@@ -609,14 +677,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay)
     md = sub.add_parser("models", help="saved model versions and aliases: list, register, promote, rollback, show")
     md_sub = md.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
-    md_sub.add_parser("list", help="every saved version (fine-tuned and registered baselines) with its aliases").set_defaults(func=cmd_models)
+    md_sub.add_parser("list", help="every saved version (fine-tuned and registered baselines) with its aliases").set_defaults(
+        func=cmd_models
+    )
     p = md_sub.add_parser("show", help="what NAME[:VERSION|@ALIAS] resolves to, and the alias history")
     p.add_argument("ref", metavar="REF", help="NAME, NAME:VERSION or NAME@ALIAS")
     p.set_defaults(func=cmd_models)
     p = md_sub.add_parser("register", help="fit an approach on the task's training file and save it as a new version")
     _config_arguments(p, RegisterConfig, positional=("approach",))
     p.set_defaults(func=cmd_models)
-    for name, helptext in (("promote", "point an alias at NAME:VERSION"), ("rollback", "point an alias of NAME back at its previous version")):
+    for name, helptext in (
+        ("promote", "point an alias at NAME:VERSION"),
+        ("rollback", "point an alias of NAME back at its previous version"),
+    ):
         p = md_sub.add_parser(name, help=helptext)
         _config_arguments(p, AliasConfig, positional=("ref",))
         p.set_defaults(func=cmd_models)

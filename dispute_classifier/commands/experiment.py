@@ -111,8 +111,15 @@ class StageResult:
 
     def as_dict(self) -> dict[str, Any]:
         """What the decision report records of the stage."""
-        return {"stage": self.stage, "status": self.status, "detail": self.detail, "approach": self.approach, "limit": self.limit,
-                "run": str(self.run_path) if self.run_path else None, "seconds": round(self.seconds, 1)}
+        return {
+            "stage": self.stage,
+            "status": self.status,
+            "detail": self.detail,
+            "approach": self.approach,
+            "limit": self.limit,
+            "run": str(self.run_path) if self.run_path else None,
+            "seconds": round(self.seconds, 1),
+        }
 
 
 def _one_line(exc: BaseException) -> str:
@@ -168,8 +175,10 @@ def measured_cuts(profile: Profile, data: TaskData, split: str, seed: int, task:
             fit = data.fit_split("test") if recipe.fit_split == "train+validation" else data.split("train")
             epochs = t.max_steps * t.batch_size * t.gradient_accumulation_steps / len(fit)
             share = f"{epochs:.2g} of an epoch" if epochs < 1 else f"{epochs:.2g} epochs"
-            lines.append(f"{stage.label} trains {recipe.name} for {t.max_steps:,} steps, about {share} over its"
-                         f" {len(fit):,} training rows, instead of the recipe's {t.epochs:g} epochs")
+            lines.append(
+                f"{stage.label} trains {recipe.name} for {t.max_steps:,} steps, about {share} over its"
+                f" {len(fit):,} training rows, instead of the recipe's {t.epochs:g} epochs"
+            )
     lines += skipped_stages(profile, task)
     return lines
 
@@ -192,14 +201,17 @@ def skipped_stages(profile: Profile, task: str) -> list[str]:
         return []
     full = load_profile("full")
     mine = {s.label for s in profile.stages}
-    return [f"{s.label} (in the full profile) is not run here; run it with: {stage_command(s, task)}"
-            for s in full.stages if s.label not in mine]
+    return [
+        f"{s.label} (in the full profile) is not run here; run it with: {stage_command(s, task)}"
+        for s in full.stages
+        if s.label not in mine
+    ]
 
 
 def _summary(run: Any) -> str:
     m = run.metrics
     lo, hi = m["accuracy_ci95"]
-    return f"{run.label}: accuracy {m['accuracy']*100:.2f}% ({lo*100:.1f}–{hi*100:.1f}), macro-F1 {m['macro_f1']*100:.2f}%, $/1k {money(m['cost_per_1k_usd'])}"
+    return f"{run.label}: accuracy {m['accuracy'] * 100:.2f}% ({lo * 100:.1f}–{hi * 100:.1f}), macro-F1 {m['macro_f1'] * 100:.2f}%, $/1k {money(m['cost_per_1k_usd'])}"
 
 
 def train_for_stage(stage: Stage, base: dict[str, Any]) -> str:
@@ -211,8 +223,10 @@ def train_for_stage(stage: Stage, base: dict[str, Any]) -> str:
     # split when it learnt from train only, so every trained model has a validation record (what
     # "chosen on validation" rests on); one that learnt from train + validation scores nothing there.
     recipe = load_recipe(stage.recipe, task_override + list(stage.recipe_overrides))
-    recipe = load_recipe(stage.recipe, task_override + list(stage.recipe_overrides)
-                         + [f"eval_splits=[{'validation' if recipe.fit_split == 'train' else ''}]"])
+    recipe = load_recipe(
+        stage.recipe,
+        task_override + list(stage.recipe_overrides) + [f"eval_splits=[{'validation' if recipe.fit_split == 'train' else ''}]"],
+    )
     found = find_trained(to_dict(recipe))
     if found is None:
         found = train(recipe, data_dir=base.get("data_dir"), runs_dir=base.get("runs_dir"))
@@ -280,11 +294,22 @@ def run_experiment(
 
     check = datacheck.check(data)
     datacheck.write_report(check, Path(reports_dir))
-    say(f"[data] {data.spec.name}: " + ", ".join(f"{k} {v:,}" for k, v in check["sizes"].items())
+    say(
+        f"[data] {data.spec.name}: "
+        + ", ".join(f"{k} {v:,}" for k, v in check["sizes"].items())
         + f"; {len(check['train_test_overlap'])} test text(s) also in train, {check['near_duplicates']['n']} with a same-label near-duplicate"
-        f" (left out of the de-duplicated accuracy) -> {reports_dir}/data-check-{data.spec.name}.json")
+        f" (left out of the de-duplicated accuracy) -> {reports_dir}/data-check-{data.spec.name}.json"
+    )
 
-    base = {"task": task, "split": split, "seed": seed, "runs_dir": str(root), "data_dir": data_dir, "prices": prices_path, "hardware": hardware}
+    base = {
+        "task": task,
+        "split": split,
+        "seed": seed,
+        "runs_dir": str(root),
+        "data_dir": data_dir,
+        "prices": prices_path,
+        "hardware": hardware,
+    }
     base = {k: v for k, v in base.items() if v is not None}
     results = []
     for i, stage in enumerate(profile.stages, start=1):
@@ -296,8 +321,9 @@ def run_experiment(
     runs, skipped = scan_runs(root)
     stages = [r.as_dict() for r in results]
     write_stages(root, data.spec.name, split, stages)
-    report = build_report(runs, data.spec.name, split, verdict, skipped, data_hash=data.data_hash, stages=stages,
-                          split_size=len(data.split(split)))
+    report = build_report(
+        runs, data.spec.name, split, verdict, skipped, data_hash=data.data_hash, stages=stages, split_size=len(data.split(split))
+    )
     paths = write_report(report, Path(reports_dir))
     counts = {s: sum(r.status == s for r in results) for s in ("ran", "reused", "not available", "skipped", "failed")}
     say("")

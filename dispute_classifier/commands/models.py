@@ -51,7 +51,6 @@ def register(cfg: RegisterConfig) -> Path:
     save both as the next version of ``cfg.name``; returns the version folder."""
     import joblib
 
-
     approaches = load_approaches()
     if cfg.approach not in approaches:
         raise UserError(f"unknown approach '{cfg.approach}'; choose one of: {', '.join(approaches)}")
@@ -60,15 +59,25 @@ def register(cfg: RegisterConfig) -> Path:
     run_cfg = RunConfig(task=spec.name, approach=cfg.approach)
     resolved = fit_approach(run_cfg, spec, data_dir)
     if not resolved.classifier.cache_fitted:
-        raise UserError(f"approach '{cfg.approach}' cannot be saved as a file (only fitted baselines such as tfidf can); serve it by name instead")
+        raise UserError(
+            f"approach '{cfg.approach}' cannot be saved as a file (only fitted baselines such as tfidf can); serve it by name instead"
+        )
     profile = model_profile(resolved, spec, data_dir, approach=cfg.approach)
     folder = model_store.new_version(cfg.name or cfg.approach)
     joblib.dump(resolved.classifier, folder / REGISTERED_MODEL)
     card = {
-        "kind": "approach", "name": folder.parent.name, "version": int(folder.name[1:]), "approach": cfg.approach,
-        "task": spec.name, "data_hash": load_data(spec, data_dir).data_hash, "fit_split": "train+validation",
-        "settings": to_dict(run_cfg.approach_settings()), "fitted_key": resolved.version, "created": now_iso(),
-        "evaluations": {"test": {"accuracy": profile["test_accuracy"]}}, "profile": profile,
+        "kind": "approach",
+        "name": folder.parent.name,
+        "version": int(folder.name[1:]),
+        "approach": cfg.approach,
+        "task": spec.name,
+        "data_hash": load_data(spec, data_dir).data_hash,
+        "fit_split": "train+validation",
+        "settings": to_dict(run_cfg.approach_settings()),
+        "fitted_key": resolved.version,
+        "created": now_iso(),
+        "evaluations": {"test": {"accuracy": profile["test_accuracy"]}},
+        "profile": profile,
     }
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -92,8 +101,10 @@ def list_lines() -> list[str]:
 
     models = model_store.list_models()
     if not models:
-        return [f"no saved models under {model_store.models_dir()}; register a baseline with `dispute-classifier models register tfidf`"
-                " or train one with `dispute-classifier finetune train --recipe smollm2-135m-lora-cpu`"]
+        return [
+            f"no saved models under {model_store.models_dir()}; register a baseline with `dispute-classifier models register tfidf`"
+            " or train one with `dispute-classifier finetune train --recipe smollm2-135m-lora-cpu`"
+        ]
     out = []
     for name, version, path in models:
         tags = [a for a, v in model_store.aliases(name).items() if v == version]
@@ -111,14 +122,18 @@ def show_lines(ref: str) -> list[str]:
     card = model_store.read_card(path)
     lines = [f"{ref} -> {describe_version(name, version, path, tags)}"]
     if card.get("kind") == "approach":
-        lines.append(f"  fitted on {card['fit_split']} of {card['task']} (data {card['data_hash'][:12]}), settings {json.dumps(card['settings'])}")
+        lines.append(
+            f"  fitted on {card['fit_split']} of {card['task']} (data {card['data_hash'][:12]}), settings {json.dumps(card['settings'])}"
+        )
     events = model_store.alias_events(name)
     if events:
         lines.append("  alias history:")
         for e in events:
             target = f"v{e['version']}" if e.get("version") is not None else "(removed)"
             came = f" from v{e['from_version']}" if e.get("from_version") is not None else ""
-            lines.append(f"    {e['at']}  {e['action']:<8} @{e['alias']} -> {target}{came}  by {e['by']}" + (f": {e['why']}" if e.get("why") else ""))
+            lines.append(
+                f"    {e['at']}  {e['action']:<8} @{e['alias']} -> {target}{came}  by {e['by']}" + (f": {e['why']}" if e.get("why") else "")
+            )
     return lines
 
 
@@ -135,4 +150,3 @@ def rollback(cfg: AliasConfig) -> str:
     name = cfg.ref.partition(":")[0].partition("@")[0]
     left, now = model_store.rollback(name, cfg.alias, cfg.reason)
     return f"{name}@{cfg.alias}: v{left} -> " + (f"v{now}" if now is not None else "removed (it had no earlier version)")
-

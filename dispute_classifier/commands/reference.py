@@ -115,14 +115,19 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dispute_classifier.commands.reference", description="Write the commands reference page from the CLI's parser.")
+    ap = argparse.ArgumentParser(
+        prog="python -m dispute_classifier.commands.reference", description="Write the commands reference page from the CLI's parser."
+    )
     ap.add_argument("path", type=Path, help="the page to write, e.g. docs/reference/commands.md")
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 when the page differs from the CLI")
     args = ap.parse_args(argv)
     text = render()
     if args.check:
         if not args.path.exists() or args.path.read_text(encoding="utf-8") != text:
-            print(f"error: {args.path} is out of date with the CLI; regenerate it: python -m dispute_classifier.commands.reference {args.path}", file=sys.stderr)
+            print(
+                f"error: {args.path} is out of date with the CLI; regenerate it: python -m dispute_classifier.commands.reference {args.path}",
+                file=sys.stderr,
+            )
             return 1
         return 0
     args.path.parent.mkdir(parents=True, exist_ok=True)

@@ -78,7 +78,9 @@ def read_rows(cfg: ReplayConfig) -> list[tuple[str, str, str | None]]:
             rows = tasks.read_rows(tasks.resolve_file(spec, "test", data_dir), spec)
             out = [(rid, text, label) for rid, text, label, _ in rows if label not in spec.labels and text.strip()]
             if not out:
-                raise UserError(f"task '{spec.name}': its source test file has no rows outside its labels; replay a file of other texts instead")
+                raise UserError(
+                    f"task '{spec.name}': its source test file has no rows outside its labels; replay a file of other texts instead"
+                )
         else:
             split = tasks.load_data(spec, data_dir).split(cfg.split)
             out = list(zip(split.ids, split.texts, split.labels))
@@ -91,8 +93,10 @@ def read_rows(cfg: ReplayConfig) -> list[tuple[str, str, str | None]]:
                 if cfg.text_column not in cols:
                     raise UserError(f"{path}: no column '{cfg.text_column}' (columns: {', '.join(cols)}); set --text-column")
                 label_col = cfg.label_column or ("label" if "label" in cols else None)
-                out = [(row[cfg.id_column] if cfg.id_column else str(i), row[cfg.text_column], row.get(label_col) if label_col else None)
-                       for i, row in enumerate(reader, start=2)]
+                out = [
+                    (row[cfg.id_column] if cfg.id_column else str(i), row[cfg.text_column], row.get(label_col) if label_col else None)
+                    for i, row in enumerate(reader, start=2)
+                ]
         except FileNotFoundError:
             raise UserError(f"{path}: file not found") from None
     return out[: cfg.limit] if cfg.limit else out
@@ -112,10 +116,19 @@ async def _send_all(cfg: ReplayConfig, batches: list[tuple[str, list[str]]], hea
             try:
                 r = await client.post("/v1/classify", json={"input": texts}, headers={**headers, "X-Request-ID": rid})
                 body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-                results.append({"status": r.status_code, "latency_s": time.perf_counter() - t0, "body": body,
-                                "rid": rid, "server_id": r.headers.get("x-request-id")})
+                results.append(
+                    {
+                        "status": r.status_code,
+                        "latency_s": time.perf_counter() - t0,
+                        "body": body,
+                        "rid": rid,
+                        "server_id": r.headers.get("x-request-id"),
+                    }
+                )
             except httpx.HTTPError as exc:
-                results.append({"status": 0, "latency_s": time.perf_counter() - t0, "body": {"error": {"message": str(exc) or exc.__class__.__name__}}})
+                results.append(
+                    {"status": 0, "latency_s": time.perf_counter() - t0, "body": {"error": {"message": str(exc) or exc.__class__.__name__}}}
+                )
 
     limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
     async with httpx.AsyncClient(base_url=cfg.url, timeout=cfg.timeout_s, limits=limits) as client:
@@ -126,7 +139,6 @@ async def _send_all(cfg: ReplayConfig, batches: list[tuple[str, list[str]]], hea
 def replay(cfg: ReplayConfig) -> dict[str, Any]:
     """Send the rows, write the labels file, and return the summary."""
     import asyncio
-
 
     rows = read_rows(cfg)
     headers = {}
@@ -159,10 +171,15 @@ def replay(cfg: ReplayConfig) -> dict[str, Any]:
     if results and not ok and statuses.get(0) == len(results):
         raise UserError(f"no answer from {cfg.url}: {results[0]['body']['error']['message']}; is `dispute-classifier serve` running there?")
     return {
-        "rows": len(rows), "requests": len(results), "ok": len(ok), "errors": dict(statuses),
+        "rows": len(rows),
+        "requests": len(results),
+        "ok": len(ok),
+        "errors": dict(statuses),
         "first_error": next((r["body"].get("error", {}).get("message") for r in results if r["status"] != 200), None),
-        "elapsed_s": elapsed, "texts_per_s": len(answers) / elapsed if elapsed else 0.0,
-        "latency_p50_ms": percentile(latencies, 50), "latency_p95_ms": percentile(latencies, 95),
+        "elapsed_s": elapsed,
+        "texts_per_s": len(answers) / elapsed if elapsed else 0.0,
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p95_ms": percentile(latencies, 95),
         "abstain_rate": sum(a["abstain"] for a in answers) / len(answers) if answers else None,
         "labels": dict(Counter(a["label"] for a in answers).most_common(5)),
     }
@@ -171,8 +188,10 @@ def replay(cfg: ReplayConfig) -> dict[str, Any]:
 def format_replay(summary: dict[str, Any]) -> str:
     """The replay command's terminal summary."""
     s = summary
-    line = (f"replayed {s['rows']} rows in {s['requests']} requests: {s['ok']} answered, errors {s['errors'] or 'none'};"
-            f" {s['elapsed_s']:.1f} s, {s['texts_per_s']:.1f} texts/s, latency p50 {s['latency_p50_ms'] or 0:.1f} ms p95 {s['latency_p95_ms'] or 0:.1f} ms")
+    line = (
+        f"replayed {s['rows']} rows in {s['requests']} requests: {s['ok']} answered, errors {s['errors'] or 'none'};"
+        f" {s['elapsed_s']:.1f} s, {s['texts_per_s']:.1f} texts/s, latency p50 {s['latency_p50_ms'] or 0:.1f} ms p95 {s['latency_p95_ms'] or 0:.1f} ms"
+    )
     if s["abstain_rate"] is not None:
         line += f"; abstained {s['abstain_rate'] * 100:.1f}%; top labels {s['labels']}"
     if s["first_error"]:

@@ -100,7 +100,9 @@ def build_state(cfg: ServeConfig) -> ServiceState:
         raise
     if shadow is not None and shadow.labels != champion.labels:
         log.close()
-        raise UserError(f"shadow model '{cfg.shadow}' has other labels than champion '{cfg.model}'; a shadow must be trained for the same task")
+        raise UserError(
+            f"shadow model '{cfg.shadow}' has other labels than champion '{cfg.model}'; a shadow must be trained for the same task"
+        )
     return ServiceState(cfg, champion, log, key=key, shadow=shadow, loader=lambda ref, role: load_model(ref, role, cfg, log))
 
 
@@ -113,6 +115,11 @@ def serve(cfg: ServeConfig) -> int:
     state = build_state(cfg)
     c, s = state.champion, state.shadow
     where = make_url(db_url(cfg.log_db)).render_as_string(hide_password=True)
-    print(f"serving {c.name} ({c.version}) on http://{cfg.host}:{cfg.port}/v1/classify" + (f", shadow {s.name} ({s.version})" if s else "")
-          + f"; abstain below confidence {c.threshold:.3f}; prediction log {where}" + ("; API key required" if state.key else ""), flush=True)
+    print(
+        f"serving {c.name} ({c.version}) on http://{cfg.host}:{cfg.port}/v1/classify"
+        + (f", shadow {s.name} ({s.version})" if s else "")
+        + f"; abstain below confidence {c.threshold:.3f}; prediction log {where}"
+        + ("; API key required" if state.key else ""),
+        flush=True,
+    )
     return app.run(state)

@@ -151,10 +151,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
             raise UserError(f"config {prefix or cls.__name__}: {exc}") from None
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise UserError(
-            f"unknown config key '{prefix}{unknown[0]}'; known keys here: "
-            + ", ".join(f"{prefix}{k}" for k in sorted(fields))
-        )
+        raise UserError(f"unknown config key '{prefix}{unknown[0]}'; known keys here: " + ", ".join(f"{prefix}{k}" for k in sorted(fields)))
     kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in data.items()}
     try:
         return cls(**kwargs)
@@ -225,7 +222,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}' (lines {seen[key]} and {key_node.start_mark.line + 1})", key_node.start_mark)
+                    None, None, f"duplicate key '{key}' (lines {seen[key]} and {key_node.start_mark.line + 1})", key_node.start_mark
+                )
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 

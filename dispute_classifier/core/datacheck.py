@@ -80,8 +80,12 @@ def check(data: TaskData, sample_size: int = 50, seed: int = 0) -> dict[str, Any
     labels = set(spec.labels)
     train = data.fit_split("test")  # the whole training file (train + validation)
     test = data.splits["test"]
-    report: dict[str, Any] = {"task": spec.name, "task_file": str(spec.path) if spec.path else None, "sha256": data.sha256,
-                              "files": {k: str(v) for k, v in data.files.items()}}
+    report: dict[str, Any] = {
+        "task": spec.name,
+        "task_file": str(spec.path) if spec.path else None,
+        "sha256": data.sha256,
+        "files": {k: str(v) for k, v in data.files.items()},
+    }
     report["sizes"] = {name: len(s) for name, s in data.splits.items()}
     report["dropped_other_labels"] = data.dropped_other_labels
     report["class_counts"] = {
@@ -106,7 +110,9 @@ def check(data: TaskData, sample_size: int = 50, seed: int = 0) -> dict[str, Any
         out = []
         for k, idx in _groups(train, key).items():
             if len(idx) > 1:
-                out.append({"text": train.texts[idx[0]], "ids": [train.ids[i] for i in idx], "labels": sorted({train.labels[i] for i in idx})})
+                out.append(
+                    {"text": train.texts[idx[0]], "ids": [train.ids[i] for i in idx], "labels": sorted({train.labels[i] for i in idx})}
+                )
         return out
 
     report["train_duplicates_exact"] = dupes(lambda t: t)
@@ -120,11 +126,17 @@ def check(data: TaskData, sample_size: int = 50, seed: int = 0) -> dict[str, Any
         idx = train_norm.get(normalise(text))
         if idx:
             train_labels = sorted({train.labels[i] for i in idx})
-            overlap.append({
-                "test_id": rid, "text": text, "test_label": label,
-                "train_ids": [train.ids[i] for i in idx], "train_labels": train_labels,
-                "exact": text in train_exact, "same_label": train_labels == [label],
-            })
+            overlap.append(
+                {
+                    "test_id": rid,
+                    "text": text,
+                    "test_label": label,
+                    "train_ids": [train.ids[i] for i in idx],
+                    "train_labels": train_labels,
+                    "exact": text in train_exact,
+                    "same_label": train_labels == [label],
+                }
+            )
     report["train_test_overlap"] = overlap
     twins = near_twins(test, train, spec.near_duplicate_threshold)
     report["near_duplicates"] = {"threshold": spec.near_duplicate_threshold, "n": len(twins), "of": len(test), "items": twins}
@@ -155,7 +167,9 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += ["", f"## Bad rows ({len(report['bad_rows'])})", ""]
     lines += [f"- {b['split']} {b['id']}: {b['reason']}" for b in report["bad_rows"][:100]] or ["None."]
     lines += ["", "## Duplicates within the training file", ""]
-    lines.append(f"Exact: {len(report['train_duplicates_exact'])} groups; case/whitespace-normalised: {len(report['train_duplicates_normalised'])} groups.")
+    lines.append(
+        f"Exact: {len(report['train_duplicates_exact'])} groups; case/whitespace-normalised: {len(report['train_duplicates_normalised'])} groups."
+    )
     for d in report["train_duplicates_normalised"][:30]:
         lines.append(f"- {d['text']!r} — {', '.join(d['ids'])} — {', '.join(d['labels'])}")
     lines += ["", f"## Conflicting labels ({len(report['conflicting_labels'])})", ""]
@@ -165,24 +179,38 @@ def to_markdown(report: dict[str, Any]) -> str:
     if overlap:
         lines += ["| test id | text | test label | train label(s) | exact |", "| --- | --- | --- | --- | --- |"]
         for o in overlap:
-            lines.append(f"| {o['test_id']} | {o['text'].replace('|', '/')} | {o['test_label']} | {', '.join(o['train_labels'])} | {'yes' if o['exact'] else 'normalised'} |")
+            lines.append(
+                f"| {o['test_id']} | {o['text'].replace('|', '/')} | {o['test_label']} | {', '.join(o['train_labels'])} | {'yes' if o['exact'] else 'normalised'} |"
+            )
     else:
         lines.append("None.")
     near = report.get("near_duplicates")
     if near:
-        lines += ["", f"## Near-duplicates of training texts ({near['n']} of {near['of']} test texts)", "",
-                  f"Test texts whose nearest training text (character 3–5-gram TF-IDF cosine) is at least {near['threshold']:g} similar"
-                  " and has the same label. Every run also reports its accuracy without them (the de-duplicated subset)."]
+        lines += [
+            "",
+            f"## Near-duplicates of training texts ({near['n']} of {near['of']} test texts)",
+            "",
+            f"Test texts whose nearest training text (character 3–5-gram TF-IDF cosine) is at least {near['threshold']:g} similar"
+            " and has the same label. Every run also reports its accuracy without them (the de-duplicated subset).",
+        ]
     lines += ["", f"## Reading sample ({len(report['sample'])} training rows, seed {report['sample_seed']})", ""]
     lines += [f"- [{s['label']}] {s['text']}" for s in report["sample"]]
     issues = report.get("label_issues")  # written by `data check --label-issues` (evaluation.label_issues)
     if issues:
         lines += ["", f"## Suspected label errors ({issues['n_issues']} of {issues['n_rows']:,} {issues['split']} rows)", ""]
-        lines.append(f"{issues['method']}; approaches {', '.join(issues['approaches'])}, {issues['folds']} folds, seed {issues['seed']}."
-                     " Out-of-fold accuracy: " + ", ".join(f"{k} {v*100:.1f}%" for k, v in issues["oof_accuracy"].items()) + ".")
-        lines += ["", "| rank | id | given | suggested | p(given) | p(suggested) | text |", "| ---: | --- | --- | --- | ---: | ---: | --- |"]
+        lines.append(
+            f"{issues['method']}; approaches {', '.join(issues['approaches'])}, {issues['folds']} folds, seed {issues['seed']}."
+            " Out-of-fold accuracy: " + ", ".join(f"{k} {v * 100:.1f}%" for k, v in issues["oof_accuracy"].items()) + "."
+        )
+        lines += [
+            "",
+            "| rank | id | given | suggested | p(given) | p(suggested) | text |",
+            "| ---: | --- | --- | --- | ---: | ---: | --- |",
+        ]
         for r in issues["rows"]:
-            lines.append(f"| {r['rank']} | {r['id']} | {r['given']} | {r['suggested']} | {r['given_probability']:.3f} | {r['suggested_probability']:.3f} | {r['text'].replace('|', '/')} |")
+            lines.append(
+                f"| {r['rank']} | {r['id']} | {r['given']} | {r['suggested']} | {r['given_probability']:.3f} | {r['suggested_probability']:.3f} | {r['text'].replace('|', '/')} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -206,12 +234,21 @@ def _reasons(bad: list[dict[str, Any]], shown: int = 3) -> str:
 
 def summary(report: dict[str, Any]) -> str:
     """The lines printed to the terminal."""
-    return "\n".join([
-        f"task {report['task']}: " + ", ".join(f"{k} {v:,}" for k, v in report["sizes"].items()),
-        f"bad rows: {len(report['bad_rows'])}" + _reasons(report["bad_rows"]),
-        f"duplicate groups in train: {len(report['train_duplicates_exact'])} exact, {len(report['train_duplicates_normalised'])} normalised",
-        f"texts with conflicting labels: {len(report['conflicting_labels'])}",
-        f"test texts with a same-label near-duplicate in train (cosine ≥ {report['near_duplicates']['threshold']:g}): {report['near_duplicates']['n']}",
-        f"test texts also in train: {len(report['train_test_overlap'])}"
-        + (" (" + ", ".join(f"{o['test_id']} {o['test_label']}" for o in report["train_test_overlap"][:8]) + (", …" if len(report["train_test_overlap"]) > 8 else "") + ")" if report["train_test_overlap"] else ""),
-    ])
+    return "\n".join(
+        [
+            f"task {report['task']}: " + ", ".join(f"{k} {v:,}" for k, v in report["sizes"].items()),
+            f"bad rows: {len(report['bad_rows'])}" + _reasons(report["bad_rows"]),
+            f"duplicate groups in train: {len(report['train_duplicates_exact'])} exact, {len(report['train_duplicates_normalised'])} normalised",
+            f"texts with conflicting labels: {len(report['conflicting_labels'])}",
+            f"test texts with a same-label near-duplicate in train (cosine ≥ {report['near_duplicates']['threshold']:g}): {report['near_duplicates']['n']}",
+            f"test texts also in train: {len(report['train_test_overlap'])}"
+            + (
+                " ("
+                + ", ".join(f"{o['test_id']} {o['test_label']}" for o in report["train_test_overlap"][:8])
+                + (", …" if len(report["train_test_overlap"]) > 8 else "")
+                + ")"
+                if report["train_test_overlap"]
+                else ""
+            ),
+        ]
+    )

@@ -52,9 +52,7 @@ def _convert_smollm2(dest: Path, tokenizer_only: bool) -> None:
     if not tokenizer_only:
         # Plain gguf_file= leaves a GGUF quantizer attached; training and save_pretrained then
         # refuse. dequantize=True gives ordinary float weights.
-        model = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True)
-        )
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True))
         model.save_pretrained(tmp)
     (tmp / "source.json").write_text(json.dumps({"gguf": str(gguf), "gguf_size": gguf.stat().st_size}))
     shutil.rmtree(dest, ignore_errors=True)
@@ -144,16 +142,26 @@ def bnb_config(quantization: str, dtype: str, quant_storage: str = "uint8"):
     dtype = resolve_dtype(dtype)[0]  # the compute dtype must match what the model loads in
     if quantization == "4bit":
         return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=getattr(torch, dtype), bnb_4bit_quant_storage=getattr(torch, resolve_dtype(quant_storage)[0]),
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=getattr(torch, dtype),
+            bnb_4bit_quant_storage=getattr(torch, resolve_dtype(quant_storage)[0]),
         )
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     raise UserError(f"quantization must be none, 4bit or 8bit, got '{quantization}'")
 
 
-def load_causal_lm(name: str, quantization: str = "none", dtype: str = "float32", device_map: Any = None, auto_class: str = "AutoModelForCausalLM",
-                   quant_storage: str = "uint8", **extra: Any):
+def load_causal_lm(
+    name: str,
+    quantization: str = "none",
+    dtype: str = "float32",
+    device_map: Any = None,
+    auto_class: str = "AutoModelForCausalLM",
+    quant_storage: str = "uint8",
+    **extra: Any,
+):
     """Load a causal LM (or, with ``auto_class``, e.g. a sequence classifier on the same
     backbone) for inference or training, quantized through bitsandbytes when asked."""
     import torch
@@ -213,7 +221,9 @@ def quiet_libraries():
         bnb.setLevel(bnb_level)
 
 
-def build_tiny_llama(out_dir: Path, tokenizer_name: str = SMOLLM2, seed: int = 0, layers: int = 2, hidden: int = 64, init_std: float = 0.2) -> Path:
+def build_tiny_llama(
+    out_dir: Path, tokenizer_name: str = SMOLLM2, seed: int = 0, layers: int = 2, hidden: int = 64, init_std: float = 0.2
+) -> Path:
     """A tiny LLaMA built from a config (random weights, no download) with a real tokenizer and
     chat template, for tests: the same architecture and module names as LLaMA-3 and SmolLM2.
 
@@ -224,10 +234,18 @@ def build_tiny_llama(out_dir: Path, tokenizer_name: str = SMOLLM2, seed: int = 0
 
     tok = load_tokenizer(tokenizer_name)
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=True, initializer_range=init_std,
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+        initializer_range=init_std,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

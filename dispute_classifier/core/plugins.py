@@ -90,7 +90,9 @@ def register_approach(approach: Approach, *, replace: bool = False) -> Approach:
         raise UserError(f"approach '{approach.name}' is registered twice")
     for name, cls in approach.sections.items():
         if _SECTIONS.get(name, cls) is not cls:
-            raise UserError(f"approach '{approach.name}': settings section '{name}' is already registered with another type ({_SECTIONS[name].__name__})")
+            raise UserError(
+                f"approach '{approach.name}': settings section '{name}' is already registered with another type ({_SECTIONS[name].__name__})"
+            )
     _SECTIONS.update(approach.sections)
     _APPROACHES[approach.name] = approach
     return approach
@@ -141,7 +143,9 @@ def backends() -> dict[str, BackendEntry]:
 def get_backend(name: str) -> BackendEntry:
     """The registered backend ``name``, or an error that lists the known ones."""
     if name not in _BACKENDS:
-        raise UserError(f"unknown LLM backend '{name}'; choose one of: {', '.join(_BACKENDS) or 'none registered'} (set llm.backend or --backend)")
+        raise UserError(
+            f"unknown LLM backend '{name}'; choose one of: {', '.join(_BACKENDS) or 'none registered'} (set llm.backend or --backend)"
+        )
     return _BACKENDS[name]
 
 

@@ -66,13 +66,17 @@ class PriceTable:
             if isinstance(entry, dict):
                 extra = set(entry) - {"usd_per_hour", "vcpus", "memory_gib", "kind", "example"}
                 if "usd_per_hour" not in entry or extra:
-                    raise UserError(f"{path}: hardware '{name}' needs usd_per_hour (and optionally vcpus, memory_gib, kind, example); got {sorted(entry)}")
+                    raise UserError(
+                        f"{path}: hardware '{name}' needs usd_per_hour (and optionally vcpus, memory_gib, kind, example); got {sorted(entry)}"
+                    )
                 hourly[name] = float(entry["usd_per_hour"])
                 machines[name] = Machine(entry.get("vcpus"), entry.get("memory_gib"), entry.get("kind", "cpu"))
             else:
                 hourly[name] = float(entry)
                 machines[name] = Machine()
-        table = cls(raw.get("api") or {}, hourly, raw.get("default_hardware", "cpu-2core"), path, machines, raw.get("as_of"), raw.get("source"))
+        table = cls(
+            raw.get("api") or {}, hourly, raw.get("default_hardware", "cpu-2core"), path, machines, raw.get("as_of"), raw.get("source")
+        )
         if table.default_hardware not in table.hardware:
             raise UserError(f"{path}: default_hardware '{table.default_hardware}' is not under 'hardware'")
         return table
@@ -94,10 +98,16 @@ class PriceTable:
         if price is None:
             return None
         if workload == "batch" and "batch_input_per_mtok" in price:
-            return price["batch_input_per_mtok"], price["batch_output_per_mtok"], price.get("batch_cached_input_per_mtok", price.get("cached_input_per_mtok"))
+            return (
+                price["batch_input_per_mtok"],
+                price["batch_output_per_mtok"],
+                price.get("batch_cached_input_per_mtok", price.get("cached_input_per_mtok")),
+            )
         return price["input_per_mtok"], price["output_per_mtok"], price.get("cached_input_per_mtok")
 
-    def token_cost(self, model: str, input_tokens: float, output_tokens: float, workload: str = "online", cached_share: float = 0.0) -> float | None:
+    def token_cost(
+        self, model: str, input_tokens: float, output_tokens: float, workload: str = "online", cached_share: float = 0.0
+    ) -> float | None:
         """$ for one query's tokens; ``cached_share`` of the input at the cached rate (where
         the table has one). None when the model has no price."""
         rates = self.rates(model, workload)
@@ -121,9 +131,7 @@ class PriceTable:
     def hourly(self, hardware: str | None) -> float:
         name = hardware or self.default_hardware
         if name not in self.hardware:
-            raise UserError(
-                f"hardware '{name}' has no hourly price in {self.path}; known: {', '.join(self.hardware)}"
-            )
+            raise UserError(f"hardware '{name}' has no hourly price in {self.path}; known: {', '.join(self.hardware)}")
         return float(self.hardware[name])
 
     def self_hosted_cost_per_query(self, hardware: str | None, queries_per_second: float) -> float | None:

@@ -62,9 +62,27 @@ class PromptConfig:
 
 ZWSP = "\u200b"
 CONTROL_MARKERS: tuple[str, ...] = (
-    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
-    "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>",
-    "<s>", "</s>", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<start_of_turn>", "<end_of_turn>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|end|>",
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+    "<<SYS>>",
+    "<</SYS>>",
+    "<start_of_turn>",
+    "<end_of_turn>",
 )
 """Control tokens of common chat templates (ChatML, LLaMA-3, LLaMA-2/Mistral, Phi, Gemma)."""
 _GENERIC = re.compile(r"<\|[^|<>\s]{1,40}\|>")  # any <|word|> marker, whatever the model
@@ -86,8 +104,7 @@ def task_instructions(task: TaskSpec) -> str:
     if task.prompt.instructions:
         return task.prompt.instructions.strip()
     about = f" about {task.prompt.domain}" if task.prompt.domain else ""
-    return (f"You sort messages{about} into categories. "
-            "Answer with exactly one category name from the list, and nothing else.")
+    return f"You sort messages{about} into categories. Answer with exactly one category name from the list, and nothing else."
 
 
 def task_short_instructions(task: TaskSpec) -> str:

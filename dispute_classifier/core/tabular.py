@@ -144,8 +144,14 @@ class CsvReader:
     """Rows of a CSV file with a header row; resumes at a byte offset."""
 
     def __init__(
-        self, path: Path, text_column: str, id_column: str | None, position: dict[str, Any] | None = None,
-        *, label_column: str | None = None, setting: str = CLASSIFY_SETTING,
+        self,
+        path: Path,
+        text_column: str,
+        id_column: str | None,
+        position: dict[str, Any] | None = None,
+        *,
+        label_column: str | None = None,
+        setting: str = CLASSIFY_SETTING,
     ) -> None:
         self.path = path
         # Huge fields (a stray quote can swallow the rest of a file) become one over-long
@@ -202,8 +208,14 @@ class JsonlReader:
     """Objects of a JSON Lines file, one per line; blank lines are skipped."""
 
     def __init__(
-        self, path: Path, text_column: str, id_column: str | None, position: dict[str, Any] | None = None,
-        *, label_column: str | None = None, setting: str = CLASSIFY_SETTING,
+        self,
+        path: Path,
+        text_column: str,
+        id_column: str | None,
+        position: dict[str, Any] | None = None,
+        *,
+        label_column: str | None = None,
+        setting: str = CLASSIFY_SETTING,
     ) -> None:
         self.path = path
         self.text_column = text_column
@@ -270,8 +282,14 @@ class ParquetReader:
     """Rows of a Parquet file, read one record batch at a time; resumes at a row count."""
 
     def __init__(
-        self, path: Path, text_column: str, id_column: str | None, position: dict[str, Any] | None = None,
-        *, label_column: str | None = None, setting: str = CLASSIFY_SETTING,
+        self,
+        path: Path,
+        text_column: str,
+        id_column: str | None,
+        position: dict[str, Any] | None = None,
+        *,
+        label_column: str | None = None,
+        setting: str = CLASSIFY_SETTING,
     ) -> None:
         import pyarrow.parquet as pq
 
@@ -332,8 +350,14 @@ READERS = {"csv": CsvReader, "jsonl": JsonlReader, "parquet": ParquetReader}
 
 
 def open_reader(
-    path: Path, text_column: str, id_column: str | None, position: dict[str, Any] | None = None,
-    *, label_column: str | None = None, setting: str = CLASSIFY_SETTING, what: str = "input",
+    path: Path,
+    text_column: str,
+    id_column: str | None,
+    position: dict[str, Any] | None = None,
+    *,
+    label_column: str | None = None,
+    setting: str = CLASSIFY_SETTING,
+    what: str = "input",
 ):
     """A reader of ``path`` (format from its ending), at ``position`` when resuming.
 
@@ -404,7 +428,9 @@ class StreamWriter:
 
     def _encode(self, rows: list[dict[str, Any]], header: bool) -> bytes:
         if self.fmt == "jsonl":
-            return "".join(json.dumps({c.name: r.get(c.name) for c in self.columns}, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+            return "".join(json.dumps({c.name: r.get(c.name) for c in self.columns}, ensure_ascii=False) + "\n" for r in rows).encode(
+                "utf-8"
+            )
         buf = io.StringIO(newline="")
         w = csv.writer(buf, lineterminator="\n")
         if header:

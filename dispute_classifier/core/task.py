@@ -245,8 +245,7 @@ def load_task(name_or_path: str | Path) -> TaskSpec:
         path = TASK_DIR / f"{name_or_path}.yaml"
         if not path.exists():
             raise UserError(
-                f"unknown task '{name_or_path}'; known tasks: {', '.join(available_tasks())}"
-                " (or pass the path to a task YAML file)"
+                f"unknown task '{name_or_path}'; known tasks: {', '.join(available_tasks())} (or pass the path to a task YAML file)"
             )
     raw = read_yaml(path)
     for split in (raw.get("splits") or {}).values():
@@ -276,8 +275,7 @@ def _download(url: str, dest: Path) -> None:
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         Path(tmp).unlink(missing_ok=True)
         raise UserError(
-            f"could not download {url} ({exc}). Offline? Put the task's files in a folder and"
-            f" point ${DATA_ENV} (or --data-dir) at it"
+            f"could not download {url} ({exc}). Offline? Put the task's files in a folder and point ${DATA_ENV} (or --data-dir) at it"
         ) from None
 
 
@@ -341,7 +339,12 @@ def read_rows(path: Path, spec: TaskSpec) -> list[tuple[str, str, str, int]]:
     cols = spec.columns
     where = _row_word(path, spec)
     reader = tabular.open_reader(
-        path, cols.text, cols.id, label_column=cols.label, setting=f"columns.{{role}} in task '{spec.name}'", what=f"task '{spec.name}' file",
+        path,
+        cols.text,
+        cols.id,
+        label_column=cols.label,
+        setting=f"columns.{{role}} in task '{spec.name}'",
+        what=f"task '{spec.name}' file",
     )
     rows = []
     try:
@@ -413,8 +416,11 @@ def load_data(spec: TaskSpec, data_dir: Path | None = None, strict: bool = True)
                     raise UserError(
                         f"{path}: {where} {row} has label '{label}', which is not in task '{spec.name}'"
                         f" ({len(labels)} labels). "
-                        + (f"Did you mean '{near}' (listed under 'labels')? Fix the spelling there or in the row" if near
-                           else "Add it under 'labels' or fix the row")
+                        + (
+                            f"Did you mean '{near}' (listed under 'labels')? Fix the spelling there or in the row"
+                            if near
+                            else "Add it under 'labels' or fix the row"
+                        )
                     )
             if strict and not text.strip():
                 raise UserError(f"{path}: {where} {row} has an empty text; remove the {where} or fill it in")
@@ -470,8 +476,13 @@ def _check_label_coverage(spec: TaskSpec, per_file: dict[str, "Split"], other_la
         if near and spec.other_labels == "drop":
             raise UserError(
                 f"task '{spec.name}': label '{label}' has no rows, but the data has '{near}' ({other_labels[near]:,} rows),"
-                " which other_labels: drop is dropping; fix the spelling under 'labels'")
-        hint = f"; did you mean '{near}'? The data has {other_labels[near]:,} rows of it: fix the spelling under 'labels'" if near else "; no model can learn it"
+                " which other_labels: drop is dropping; fix the spelling under 'labels'"
+            )
+        hint = (
+            f"; did you mean '{near}'? The data has {other_labels[near]:,} rows of it: fix the spelling under 'labels'"
+            if near
+            else "; no model can learn it"
+        )
         print(f"warning: task '{spec.name}': label '{label}' has 0 rows in {', '.join(per_file)}{hint}", file=sys.stderr)
 
 

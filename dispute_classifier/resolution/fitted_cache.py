@@ -34,7 +34,13 @@ def fitted_key(approach: str, cfg: RunConfig, data_hash: str) -> str:
                 versions[name] = importlib.metadata.version(name)
             except importlib.metadata.PackageNotFoundError:
                 pass
-    payload = {"data": data_hash, "approach": approach, "config": config_hash(cfg.approach_settings()), "versions": versions, "code": code_version()}
+    payload = {
+        "data": data_hash,
+        "approach": approach,
+        "config": config_hash(cfg.approach_settings()),
+        "versions": versions,
+        "code": code_version(),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

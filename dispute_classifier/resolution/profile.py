@@ -58,8 +58,11 @@ def model_profile(resolved: ResolvedClassifier, spec: TaskSpec, data_dir: Path |
     elif "validation" in data.splits:
         val = data.split("validation")
         preds = resolved.classifier.predict(val.texts)
-        profile["validation"] = {"confidence": [p.confidence or 0.0 for p in preds], "correct": [p.label == g for p, g in zip(preds, val.labels)],
-                                 "label": [p.label for p in preds]}
+        profile["validation"] = {
+            "confidence": [p.confidence or 0.0 for p in preds],
+            "correct": [p.label == g for p, g in zip(preds, val.labels)],
+            "label": [p.label for p in preds],
+        }
         profile["calibrated_on"] = f"validation split ({len(val):,} rows)"
     test = data.split("test")
     preds = resolved.classifier.predict(test.texts)

@@ -24,6 +24,8 @@ from finetune import model_store
 
 FINETUNED_APPROACH = "finetuned"
 """The approach that serves a saved fine-tuned model named by its settings' ``model`` field."""
+
+
 @dataclass
 class ResolvedClassifier:
     """A classifier ready to predict, and how the output files name it."""
@@ -43,7 +45,9 @@ class ResolvedClassifier:
     rows the model never trained on), else None."""
 
 
-def fit_approach(cfg: RunConfig, spec: TaskSpec, data_dir: Path | None = None, refit: bool = False, built: Classifier | None = None) -> ResolvedClassifier:
+def fit_approach(
+    cfg: RunConfig, spec: TaskSpec, data_dir: Path | None = None, refit: bool = False, built: Classifier | None = None
+) -> ResolvedClassifier:
     """Build approach ``cfg.approach`` (unless ``built``) and fit it on the task's training
     file, through the cache."""
     clf = built if built is not None else get_approach(cfg.approach).build(cfg)
@@ -97,7 +101,6 @@ def load_registered(ref: str, spec: TaskSpec) -> ResolvedClassifier | None:
     or None when ``ref`` names no such version (a fine-tuned model, or nothing)."""
     import joblib
 
-
     try:
         folder = model_store.resolve(ref)
     except UserError:
@@ -108,12 +111,16 @@ def load_registered(ref: str, spec: TaskSpec) -> ResolvedClassifier | None:
     if card.get("kind") != "approach":
         return None
     if card["task"] != spec.name:
-        raise UserError(f"model {ref} was registered for task '{card['task']}', not '{spec.name}'; pass --task {card['task']} or register one for this task")
+        raise UserError(
+            f"model {ref} was registered for task '{card['task']}', not '{spec.name}'; pass --task {card['task']} or register one for this task"
+        )
     try:
         clf = joblib.load(folder / REGISTERED_MODEL)
     except Exception as exc:  # a missing, truncated or foreign pickle
-        raise UserError(f"model {ref}: {folder / REGISTERED_MODEL} is unreadable ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''});"
-                        f" register it again with `dispute-classifier models register {card['approach']} --name {card['name']}`") from None
+        raise UserError(
+            f"model {ref}: {folder / REGISTERED_MODEL} is unreadable ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''});"
+            f" register it again with `dispute-classifier models register {card['approach']} --name {card['name']}`"
+        ) from None
     return ResolvedClassifier(clf, card["name"], f"v{card['version']}", "registry", card=card)
 
 

@@ -96,7 +96,9 @@ def json_depth_ok(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 def parse_json(body: bytes) -> Any:
     """The parsed body, or the `ApiError` (400) that says why it is not acceptable JSON."""
     if not json_depth_ok(body):
-        raise ApiError(400, "json_too_deep", f"the body nests arrays or objects deeper than {MAX_JSON_DEPTH} levels; a classify request needs 2")
+        raise ApiError(
+            400, "json_too_deep", f"the body nests arrays or objects deeper than {MAX_JSON_DEPTH} levels; a classify request needs 2"
+        )
     try:
         return json.loads(body)
     except RecursionError:  # unreachable after the depth check; kept so no body can crash a handler
@@ -113,12 +115,20 @@ async def read_body(request: Any, limit: int) -> bytes:
         if not declared.isdigit():
             raise ApiError(400, "invalid_request", f"Content-Length must be a number of bytes, got {declared[:40]!r}")
         if int(declared) > limit:
-            raise ApiError(413, "body_too_large", f"the body is {int(declared):,} bytes, over the limit of {limit:,} (server --max-body-bytes); send fewer texts per request")
+            raise ApiError(
+                413,
+                "body_too_large",
+                f"the body is {int(declared):,} bytes, over the limit of {limit:,} (server --max-body-bytes); send fewer texts per request",
+            )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "body_too_large", f"the body is over the limit of {limit:,} bytes (server --max-body-bytes); send fewer texts per request")
+            raise ApiError(
+                413,
+                "body_too_large",
+                f"the body is over the limit of {limit:,} bytes (server --max-body-bytes); send fewer texts per request",
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -131,7 +141,9 @@ def validate_inputs(payload: Any, state: ServiceState, champion: ServedVersion, 
     model = payload.get("model")
     names = {champion.name, champion.ref, f"{champion.name}:{champion.version}"}
     if model is not None and model not in names:
-        raise ApiError(404, "model_not_found", f"unknown model {str(model)[:200]!r}; this service serves {champion.name!r} (GET /v1/models)", "model")
+        raise ApiError(
+            404, "model_not_found", f"unknown model {str(model)[:200]!r}; this service serves {champion.name!r} (GET /v1/models)", "model"
+        )
     if "input" not in payload:
         raise ApiError(400, "missing_input", 'the body has no "input": send {"input": ["text", ...]}', "input")
     inputs = payload["input"]
@@ -142,18 +154,33 @@ def validate_inputs(payload: Any, state: ServiceState, champion: ServedVersion, 
     if not inputs:
         raise ApiError(400, "empty_input", '"input" is an empty list; send at least one text', "input")
     if len(inputs) > cfg.max_inputs:
-        raise ApiError(413, "too_many_inputs", f'"input" has {len(inputs)} texts, over the limit of {cfg.max_inputs} per request (server --max-inputs); split it', "input")
+        raise ApiError(
+            413,
+            "too_many_inputs",
+            f'"input" has {len(inputs)} texts, over the limit of {cfg.max_inputs} per request (server --max-inputs); split it',
+            "input",
+        )
     for i, text in enumerate(inputs):
         if not isinstance(text, str):
             raise ApiError(422, "invalid_item", f"input[{i}] must be text, got {type(text).__name__}", f"input[{i}]")
         if not text.strip():
             raise ApiError(422, "empty_text", f"input[{i}] is empty or only whitespace", f"input[{i}]")
         if len(text) > max_chars:
-            raise ApiError(422, "text_too_long", f"input[{i}] is {len(text):,} characters, over the limit of {max_chars:,} (server --max-chars)", f"input[{i}]")
+            raise ApiError(
+                422,
+                "text_too_long",
+                f"input[{i}] is {len(text):,} characters, over the limit of {max_chars:,} (server --max-chars)",
+                f"input[{i}]",
+            )
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800"): valid JSON, not valid text
-            raise ApiError(422, "invalid_text", f"input[{i}] is not valid Unicode: {exc.reason} at character {exc.start} ({text[exc.start]!r}); send UTF-8 text", f"input[{i}]") from None
+            raise ApiError(
+                422,
+                "invalid_text",
+                f"input[{i}] is not valid Unicode: {exc.reason} at character {exc.start} ({text[exc.start]!r}); send UTF-8 text",
+                f"input[{i}]",
+            ) from None
     return inputs
 
 
@@ -215,17 +242,28 @@ def create_app(state: ServiceState):
             for b in state.batchers.values():
                 await b.stop()
             state.log.close()
-            print("stopped: prediction log closed" + ("" if state.drained else f" (queue not empty after --drain-s {state.cfg.drain_s:g})"),
-                  file=sys.stderr, flush=True)
+            print(
+                "stopped: prediction log closed" + ("" if state.drained else f" (queue not empty after --drain-s {state.cfg.drain_s:g})"),
+                file=sys.stderr,
+                flush=True,
+            )
 
     # FastAPI's native OpenTelemetry looks the global providers up on every request even when
     # none is configured; the service has its own Prometheus metrics, so it is switched off
-    app = FastAPI(title="dispute-classifier", summary="Payment-dispute classification service", lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url="/openapi.json",
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = FastAPI(
+        title="dispute-classifier",
+        summary="Payment-dispute classification service",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
 
     def error_response(status: int, kind: str, message: str, param: str | None = None, headers: dict[str, str] | None = None):
-        return JSONResponse({"error": {"type": kind, "message": message, "param": param, "code": status}}, status_code=status, headers=headers)
+        return JSONResponse(
+            {"error": {"type": kind, "message": message, "param": param, "code": status}}, status_code=status, headers=headers
+        )
 
     async def record_error(request: Request, status: int, kind: str, message: str) -> None:
         """Count an error and write it to the log (only for requests that passed the key check)."""
@@ -246,7 +284,11 @@ def create_app(state: ServiceState):
         # unknown paths are anyone's to send: counted and throttled, never written to the database
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         shown = request.url.path[:100]
-        message = f"no endpoint {request.method} {shown}; see GET /v1/models, POST /v1/classify" if exc.status_code in (404, 405) else str(exc.detail)
+        message = (
+            f"no endpoint {request.method} {shown}; see GET /v1/models, POST /v1/classify"
+            if exc.status_code in (404, 405)
+            else str(exc.detail)
+        )
         state.metrics.errors.labels(kind).inc()
         throttle.say(kind, f"refused: {exc.status_code} {request.method} {shown}")
         return error_response(exc.status_code, kind, message)
@@ -254,7 +296,11 @@ def create_app(state: ServiceState):
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
         message = f"the service failed on this request ({exc.__class__.__name__}); it is still running"
-        print(f"error: request {request.scope.get('state', {}).get('request_id', '')}: {exc.__class__.__name__}: {exc}", file=sys.stderr, flush=True)
+        print(
+            f"error: request {request.scope.get('state', {}).get('request_id', '')}: {exc.__class__.__name__}: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
         await record_error(request, 500, "internal_error", message)
         return error_response(500, "internal_error", message)
 
@@ -270,7 +316,9 @@ def create_app(state: ServiceState):
                 return await self.inner(scope, receive, send)
             rid = next(request_ids)
             given = _header(scope, b"x-request-id")
-            scope.setdefault("state", {}).update(request_id=rid, client_request_id=given if given and len(given) <= 128 and given.isprintable() else None)
+            scope.setdefault("state", {}).update(
+                request_id=rid, client_request_id=given if given and len(given) <= 128 and given.isprintable() else None
+            )
             t0 = time.perf_counter()
             path = scope["path"]
             known = path if path in KNOWN_PATHS else "other"
@@ -284,8 +332,13 @@ def create_app(state: ServiceState):
 
             if state.key is not None and path not in PUBLIC_PATHS and not authorized(_Headers(scope), state.key):
                 state.metrics.errors.labels("unauthorized").inc()
-                throttle.say("unauthorized", f"refused: 401 {scope.get('method', '')} {path[:100]} from {(scope.get('client') or ('?',))[0]} (missing or wrong API key)")
-                await error_response(401, "unauthorized", "missing or wrong API key: send Authorization: Bearer <key>")(scope, receive, send_with_id)
+                throttle.say(
+                    "unauthorized",
+                    f"refused: 401 {scope.get('method', '')} {path[:100]} from {(scope.get('client') or ('?',))[0]} (missing or wrong API key)",
+                )
+                await error_response(401, "unauthorized", "missing or wrong API key: send Authorization: Bearer <key>")(
+                    scope, receive, send_with_id
+                )
             elif path == "/v1/classify" and scope.get("method") == "POST":
                 await classify_directly(scope, receive, send_with_id)
             else:
@@ -309,8 +362,14 @@ def create_app(state: ServiceState):
             response = await internal_error(request, exc)
         await response(scope, receive, send)
 
-    @app.post("/v1/classify", response_model=schemas.ClassifyResponse, responses=schemas.ERRORS,
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": schemas.ClassifyRequest.model_json_schema()}}}})
+    @app.post(
+        "/v1/classify",
+        response_model=schemas.ClassifyResponse,
+        responses=schemas.ERRORS,
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schemas.ClassifyRequest.model_json_schema()}}}
+        },
+    )
     async def classify(request: Request):
         """Classify one or more texts with the champion; the answer names the version that predicted it."""
         ctype = request.headers.get("content-type", "")
@@ -322,20 +381,39 @@ def create_app(state: ServiceState):
         ids = request.scope["state"]
         try:
             answers = await asyncio.wait_for(
-                state.batchers["champion"].submit(champion, texts, ids["request_id"], ids["client_request_id"]), state.cfg.request_timeout_s)
+                state.batchers["champion"].submit(champion, texts, ids["request_id"], ids["client_request_id"]), state.cfg.request_timeout_s
+            )
         except QueueFull:
-            raise ApiError(503, "queue_full", f"{state.cfg.max_queue} requests are waiting already (server --max-queue); retry in a second",
-                           headers={"Retry-After": "1"}) from None
+            raise ApiError(
+                503,
+                "queue_full",
+                f"{state.cfg.max_queue} requests are waiting already (server --max-queue); retry in a second",
+                headers={"Retry-After": "1"},
+            ) from None
         except asyncio.TimeoutError:
-            raise ApiError(504, "timeout", f"no prediction within {state.cfg.request_timeout_s:g} s (server --request-timeout-s); retry later or send fewer texts") from None
+            raise ApiError(
+                504,
+                "timeout",
+                f"no prediction within {state.cfg.request_timeout_s:g} s (server --request-timeout-s); retry later or send fewer texts",
+            ) from None
         except Exception as exc:  # the model failed on this request alone (its batch was retried without it)
             print(f"error: request {ids['request_id']}: {exc.__class__.__name__}: {exc}", file=sys.stderr, flush=True)
-            raise ApiError(500, "prediction_failed", f"the model failed on this request ({exc.__class__.__name__}); the service is still running") from None
-        return JSONResponse({  # directly: FastAPI's generic encoder is slow on lists of floats
-            "id": f"classify-{ids['request_id']}", "object": "list", "created": int(time.time()),
-            "model": champion.name, "version": champion.version, "labels": list(champion.labels), "min_confidence": champion.threshold,
-            "data": answers, "usage": {"prompt_tokens": 0, "total_tokens": 0, "inputs": len(texts)},
-        })
+            raise ApiError(
+                500, "prediction_failed", f"the model failed on this request ({exc.__class__.__name__}); the service is still running"
+            ) from None
+        return JSONResponse(
+            {  # directly: FastAPI's generic encoder is slow on lists of floats
+                "id": f"classify-{ids['request_id']}",
+                "object": "list",
+                "created": int(time.time()),
+                "model": champion.name,
+                "version": champion.version,
+                "labels": list(champion.labels),
+                "min_confidence": champion.threshold,
+                "data": answers,
+                "usage": {"prompt_tokens": 0, "total_tokens": 0, "inputs": len(texts)},
+            }
+        )
 
     def model_list() -> dict[str, Any]:
         return {"object": "list", "data": [describe(m) for m in state.served()], "last_reload_error": state.last_reload_error}
@@ -345,7 +423,15 @@ def create_app(state: ServiceState):
         """The versions served now, and for each alias the version it names in the registry."""
         return JSONResponse(await run_in_threadpool(model_list))
 
-    @app.post("/v1/reload", response_model=schemas.ModelList, responses={403: {"model": schemas.ErrorResponse}, 409: schemas.ERRORS[500] | {"description": "The new version cannot be loaded; the old one keeps serving."}, 422: {"model": schemas.ErrorResponse, "description": "The new shadow's labels differ from the champion's."}})
+    @app.post(
+        "/v1/reload",
+        response_model=schemas.ModelList,
+        responses={
+            403: {"model": schemas.ErrorResponse},
+            409: schemas.ERRORS[500] | {"description": "The new version cannot be loaded; the old one keeps serving."},
+            422: {"model": schemas.ErrorResponse, "description": "The new shadow's labels differ from the champion's."},
+        },
+    )
     async def reload():
         """Resolve the aliases again and swap the new versions in (the old ones serve until then)."""
         if state.key is None:
@@ -367,7 +453,11 @@ def create_app(state: ServiceState):
                 state.last_reload_error = reason = f"shadow model '{cfg.shadow}' now has other labels than champion '{cfg.model}'"
                 raise ApiError(422, "reload_failed", f"{reason}; still serving {serving}")
             state.swap(champion, shadow)
-        print(f"reloaded: champion {champion.name} ({champion.version})" + (f", shadow {shadow.name} ({shadow.version})" if shadow else ""), file=sys.stderr, flush=True)
+        print(
+            f"reloaded: champion {champion.name} ({champion.version})" + (f", shadow {shadow.name} ({shadow.version})" if shadow else ""),
+            file=sys.stderr,
+            flush=True,
+        )
         return JSONResponse(await run_in_threadpool(model_list))
 
     @app.get("/healthz")
@@ -381,8 +471,14 @@ def create_app(state: ServiceState):
         if not state.ready:
             return JSONResponse({"status": "not ready"}, status_code=503)
         c = await run_in_threadpool(describe, state.champion)
-        return {"status": "ready", "model": c["id"], "version": c["version"], "alias_version": c["alias_version"],
-                "in_sync": c["in_sync"], "last_reload_error": state.last_reload_error}
+        return {
+            "status": "ready",
+            "model": c["id"],
+            "version": c["version"],
+            "alias_version": c["alias_version"],
+            "in_sync": c["in_sync"],
+            "last_reload_error": state.last_reload_error,
+        }
 
     @app.get("/metrics")
     async def metrics():
@@ -467,11 +563,19 @@ def run(state: ServiceState) -> int:
 
     cfg = state.cfg
     state.drained = True
-    server = Server(uvicorn.Config(
-        create_app(state), host=cfg.host, port=cfg.port, log_level="warning", access_log=False, lifespan="on",
-        timeout_graceful_shutdown=max(1, int(cfg.drain_s)), timeout_keep_alive=cfg.keep_alive_s,
-        http=head_timeout_protocol(AutoHTTPProtocol),
-    ))
+    server = Server(
+        uvicorn.Config(
+            create_app(state),
+            host=cfg.host,
+            port=cfg.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=max(1, int(cfg.drain_s)),
+            timeout_keep_alive=cfg.keep_alive_s,
+            http=head_timeout_protocol(AutoHTTPProtocol),
+        )
+    )
     server.run()
     sys.stdout.flush()
     return 0 if state.drained else 1

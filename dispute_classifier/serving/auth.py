@@ -34,15 +34,20 @@ def api_key(cfg: ServeConfig, warn: bool = True) -> str | None:
     """The key requests must carry (None: no key), refusing a public bind without one."""
     if cfg.api_key_env is None:
         if not is_loopback(cfg.host):
-            raise UserError(f"binding {cfg.host} exposes the service beyond this machine: set --api-key-env NAME (an environment variable holding the key) or use --host 127.0.0.1")
+            raise UserError(
+                f"binding {cfg.host} exposes the service beyond this machine: set --api-key-env NAME (an environment variable holding the key) or use --host 127.0.0.1"
+            )
         return None
     raw = os.environ.get(cfg.api_key_env, "")
     key = raw.strip()
     if not key:
         raise UserError(f"--api-key-env {cfg.api_key_env}: that environment variable is not set or empty; export it with the key first")
     if key != raw and warn:
-        print(f"warning: ${cfg.api_key_env} has leading or trailing whitespace (a newline from a file?); it was stripped, clients send the key without it",
-              file=sys.stderr, flush=True)
+        print(
+            f"warning: ${cfg.api_key_env} has leading or trailing whitespace (a newline from a file?); it was stripped, clients send the key without it",
+            file=sys.stderr,
+            flush=True,
+        )
     return key
 
 

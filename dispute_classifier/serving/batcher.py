@@ -59,8 +59,15 @@ class Batcher:
     SHADOW_QUEUE = 10_000
     """Most shadow jobs waiting; more are dropped (and counted): the shadow never slows answers."""
 
-    def __init__(self, role: str, log: Any, metrics: Metrics, cfg: ServeConfig,
-                 shadow: "Batcher | None" = None, current: Callable[[], ServedVersion | None] | None = None) -> None:
+    def __init__(
+        self,
+        role: str,
+        log: Any,
+        metrics: Metrics,
+        cfg: ServeConfig,
+        shadow: "Batcher | None" = None,
+        current: Callable[[], ServedVersion | None] | None = None,
+    ) -> None:
         self.role = role
         self.log = log
         self.metrics = metrics
@@ -78,8 +85,9 @@ class Batcher:
         """Start the worker on the running event loop."""
         self.task = asyncio.get_running_loop().create_task(self._run())
 
-    async def submit(self, version: ServedVersion, texts: list[str], request_id: str,
-                     client_request_id: str | None = None) -> list[dict[str, Any]]:
+    async def submit(
+        self, version: ServedVersion, texts: list[str], request_id: str, client_request_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """Predict ``texts`` with ``version`` (as part of a micro-batch); logged before this
         returns. Raises `QueueFull` when ``--max-queue`` requests wait already."""
         if self.queue.qsize() >= self.cfg.max_queue:
@@ -155,7 +163,11 @@ class Batcher:
                 job.future.set_exception(exc)
             return
         self.metrics.errors.labels("shadow_failed").inc()  # nobody waits for a shadow: say it here
-        print(f"warning: shadow {job.version.name} failed on request {job.request_id}: {exc.__class__.__name__}: {exc}", file=sys.stderr, flush=True)
+        print(
+            f"warning: shadow {job.version.name} failed on request {job.request_id}: {exc.__class__.__name__}: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _predict(self, jobs: list[Job]) -> list[list[dict[str, Any]]]:
         """Predict every job's texts in one call and commit the log rows (worker thread)."""
@@ -175,16 +187,35 @@ class Batcher:
                 probs = p.probs or ({p.label: p.confidence} if p.confidence is not None and p.label != INVALID else {})
                 abstain = p.label == INVALID or p.confidence is None or p.confidence < m.threshold
                 by_label = {label: float(probs.get(label, 0.0)) for label in m.labels}
-                answers.append({
-                    "index": index, "label": p.label, "confidence": p.confidence, "abstain": abstain,
-                    "probs": list(by_label.values()), "num_classes": len(m.labels), "probabilities": by_label,
-                })
-                rows.append({
-                    "ts": now, "request_id": job.request_id, "client_request_id": job.client_request_id, "input_index": index,
-                    "role": m.role, "model": m.name, "version": m.version, "label": p.label, "confidence": p.confidence,
-                    "probs": json.dumps(probs), "abstain": abstain, "latency_ms": latency_ms, "text_sha256": text_hash(text),
-                    "text": text if self.cfg.log_text else None,
-                })
+                answers.append(
+                    {
+                        "index": index,
+                        "label": p.label,
+                        "confidence": p.confidence,
+                        "abstain": abstain,
+                        "probs": list(by_label.values()),
+                        "num_classes": len(m.labels),
+                        "probabilities": by_label,
+                    }
+                )
+                rows.append(
+                    {
+                        "ts": now,
+                        "request_id": job.request_id,
+                        "client_request_id": job.client_request_id,
+                        "input_index": index,
+                        "role": m.role,
+                        "model": m.name,
+                        "version": m.version,
+                        "label": p.label,
+                        "confidence": p.confidence,
+                        "probs": json.dumps(probs),
+                        "abstain": abstain,
+                        "latency_ms": latency_ms,
+                        "text_sha256": text_hash(text),
+                        "text": text if self.cfg.log_text else None,
+                    }
+                )
             results.append(answers)
         self.log.write_predictions(rows)  # committed before anyone is answered
         for row in rows:  # counted once committed: a failed batch is retried job by job

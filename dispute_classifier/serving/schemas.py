@@ -17,9 +17,14 @@ class ClassifyRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str | None = Field(None, description="The served model's name, NAME:VERSION or the ref it was started with; omit for the champion.")
-    input: str | list[str] = Field(..., description="One text or a list of texts (at most --max-inputs, each at most --max-chars characters,"
-                                   " valid Unicode without lone surrogates, not only whitespace).")
+    model: str | None = Field(
+        None, description="The served model's name, NAME:VERSION or the ref it was started with; omit for the champion."
+    )
+    input: str | list[str] = Field(
+        ...,
+        description="One text or a list of texts (at most --max-inputs, each at most --max-chars characters,"
+        " valid Unicode without lone surrogates, not only whitespace).",
+    )
 
 
 class ClassifyItem(BaseModel):
@@ -59,8 +64,11 @@ class ClassifyResponse(BaseModel):
 class ErrorDetail(BaseModel):
     """What went wrong and what to change."""
 
-    type: str = Field(..., description="The kind of error, e.g. invalid_json, json_too_deep, body_too_large, invalid_text,"
-                      " text_too_long, unauthorized, not_found, queue_full, timeout, prediction_failed, reload_failed.")
+    type: str = Field(
+        ...,
+        description="The kind of error, e.g. invalid_json, json_too_deep, body_too_large, invalid_text,"
+        " text_too_long, unauthorized, not_found, queue_full, timeout, prediction_failed, reload_failed.",
+    )
     message: str = Field(..., description="One sentence naming the problem and the fix.")
     param: str | None = Field(None, description="The offending field (``input[3]``), when there is one.")
     code: int = Field(..., description="The HTTP status.")

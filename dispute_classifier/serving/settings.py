@@ -107,4 +107,6 @@ def check_port_free(host: str, port: int, flag: str = "--port") -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); is another server running there? pick another with {flag}") from None
+            raise UserError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); is another server running there? pick another with {flag}"
+            ) from None

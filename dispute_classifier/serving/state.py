@@ -41,8 +41,15 @@ class ServedVersion:
 
     def describe(self) -> dict[str, Any]:
         """The version as ``GET /v1/models`` lists it."""
-        return {"id": self.name, "object": "model", "version": self.version, "ref": self.ref, "role": self.role,
-                "labels": list(self.labels), "min_confidence": self.threshold}
+        return {
+            "id": self.name,
+            "object": "model",
+            "version": self.version,
+            "ref": self.ref,
+            "role": self.role,
+            "labels": list(self.labels),
+            "min_confidence": self.threshold,
+        }
 
 
 Loader = Callable[[str, str], ServedVersion]

@@ -107,7 +107,9 @@ class VerdictConfig:
                 raise UserError(f"hosting.{key} must be a hardware name or {{hardware: NAME, throughput_qps: N}}, got {value!r}")
         unknown = [c for c in self.preference_order if c not in CATEGORY_NAMES]
         if unknown or sorted(self.preference_order) != sorted(set(self.preference_order)):
-            raise UserError(f"preference_order must list categories from {', '.join(CATEGORY_NAMES)} once each, got {self.preference_order}")
+            raise UserError(
+                f"preference_order must list categories from {', '.join(CATEGORY_NAMES)} once each, got {self.preference_order}"
+            )
 
     @property
     def level(self) -> float:

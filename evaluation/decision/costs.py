@@ -183,7 +183,9 @@ def _candidates(run: RunRecord, cfg: VerdictConfig, prices: PriceTable) -> tuple
     here = prices.machines.get(measured_on, Machine())
     need = _memory_mb(run, cfg)
     for name, machine in prices.machines.items():
-        smaller = (machine.kind == here.kind == "cpu" and machine.vcpus and here.vcpus and machine.vcpus <= here.vcpus and name != measured_on)
+        smaller = (
+            machine.kind == here.kind == "cpu" and machine.vcpus and here.vcpus and machine.vcpus <= here.vcpus and name != measured_on
+        )
         if smaller and need is not None and machine.memory_gib and machine.memory_gib * 1024 >= need:
             out.append((name, capacity * machine.vcpus / here.vcpus))  # type: ignore[operator]
     return out, None
@@ -217,7 +219,9 @@ def cost_line(run: RunRecord, cfg: VerdictConfig, prices: PriceTable, review: tu
     """How one run's approach would cost per month, priced with the configured table.
     ``review``: (kept share, accuracy on it, threshold) when low-confidence answers go to a person."""
     meta, m = run.meta, run.metrics
-    line = CostLine(run.run_id, run.label, None, peak_factor=cfg.peak_factor, hours=cfg.hours_per_month, dedicated=cfg.cost_view == "dedicated")
+    line = CostLine(
+        run.run_id, run.label, None, peak_factor=cfg.peak_factor, hours=cfg.hours_per_month, dedicated=cfg.cost_view == "dedicated"
+    )
     llm = meta.llm
     if meta.is_api:
         model = api_model(meta)
@@ -226,16 +230,26 @@ def cost_line(run: RunRecord, cfg: VerdictConfig, prices: PriceTable, review: tu
         line.floor_monthly_usd, line.hardware = prices.hourly(host) * cfg.hours_per_month, host
         if llm is not None and llm.usage_reported is False:
             line.missing = "token usage: the endpoint returned no usage, so tokens (and money) are unknown"
-        elif (per_query := prices.token_cost(model, tokens_in, tokens_out, workload=cfg.workload, cached_share=cfg.cached_input_share)) is None:
+        elif (
+            per_query := prices.token_cost(model, tokens_in, tokens_out, workload=cfg.workload, cached_share=cfg.cached_input_share)
+        ) is None:
             line.missing = f"a price for '{model}' in the price table (--set prices=FILE)"
         else:
             line.per_query_usd = per_query
-        line.basis = (f"{model} {prices.describe_rate(model, cfg.workload, cfg.cached_input_share)} × {tokens_in:.0f} in + {tokens_out:.1f} out"
-                      f" tokens per query, plus the calling service on {host}")
+        line.basis = (
+            f"{model} {prices.describe_rate(model, cfg.workload, cfg.cached_input_share)} × {tokens_in:.0f} in + {tokens_out:.1f} out"
+            f" tokens per query, plus the calling service on {host}"
+        )
         line.dedicated = False  # tokens scale with volume; the calling service is one small machine
         _quality(line, run, cfg, review)
         return line
-    if llm is not None and llm.backend == "api" and not llm.project_started and meta.hardware is None and cfg.hosting_for(meta.approach, meta.category.value) is None:
+    if (
+        llm is not None
+        and llm.backend == "api"
+        and not llm.project_started
+        and meta.hardware is None
+        and cfg.hosting_for(meta.approach, meta.category.value) is None
+    ):
         line.missing = f"the hardware of the remote endpoint {llm.where or ''} (evaluate with --hardware NAME, or --set hosting.{meta.approach}.hardware=NAME)"
         line.basis = "a self-hosted endpoint this project did not start: its machine is not known"
         return line
@@ -246,8 +260,16 @@ def cost_line(run: RunRecord, cfg: VerdictConfig, prices: PriceTable, review: tu
     volume = cfg.monthly_volume
 
     def price(option: tuple[str, float]) -> float:
-        trial = CostLine(run.run_id, run.label, prices.hourly(option[0]) / (option[1] * 3600), prices.hourly(option[0]) * cfg.hours_per_month,
-                         capacity_qps=option[1], dedicated=line.dedicated, peak_factor=cfg.peak_factor, hours=cfg.hours_per_month)
+        trial = CostLine(
+            run.run_id,
+            run.label,
+            prices.hourly(option[0]) / (option[1] * 3600),
+            prices.hourly(option[0]) * cfg.hours_per_month,
+            capacity_qps=option[1],
+            dedicated=line.dedicated,
+            peak_factor=cfg.peak_factor,
+            hours=cfg.hours_per_month,
+        )
         return trial.serving(volume) or math.inf
 
     hw, qps = min(candidates, key=lambda o: (price(o), o[0]))
@@ -260,9 +282,11 @@ def cost_line(run: RunRecord, cfg: VerdictConfig, prices: PriceTable, review: tu
     peak = volume / (cfg.hours_per_month * 3600) * cfg.peak_factor
     dedicated = machines * hourly * cfg.hours_per_month
     shared = volume * hourly / (qps * 3600)
-    line.basis = (f"{hw} ${hourly:.4g}/h, {qps:.1f} queries/s per machine ({_capacity(run, cfg)[1]}"
-                  f"{'' if hw == (meta.hardware or prices.default_hardware) else ', scaled from ' + str(meta.hardware or prices.default_hardware)});"
-                  f" peak {peak:.2f} q/s → {machines} machine(s), {peak / (machines * qps):.1%} busy; dedicated {money(dedicated)}, shared {money(shared)} a month")
+    line.basis = (
+        f"{hw} ${hourly:.4g}/h, {qps:.1f} queries/s per machine ({_capacity(run, cfg)[1]}"
+        f"{'' if hw == (meta.hardware or prices.default_hardware) else ', scaled from ' + str(meta.hardware or prices.default_hardware)});"
+        f" peak {peak:.2f} q/s → {machines} machine(s), {peak / (machines * qps):.1%} busy; dedicated {money(dedicated)}, shared {money(shared)} a month"
+    )
     if not _within_latency(run, cfg):
         line.notes.append("over the latency budget at batch 1")
     if meta.category is Category.FINETUNED:

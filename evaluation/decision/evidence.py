@@ -93,11 +93,14 @@ def _settling_n(delta: float, discordant: float, cfg: VerdictConfig) -> float:
     return max(n, cfg.min_shared_examples) if delta > -margin else n
 
 
-def paired(challenger: RunRecord, incumbent: RunRecord, cfg: VerdictConfig, *, split_size: int | None = None,
-           exclude: frozenset[str] = frozenset()) -> Evidence:
+def paired(
+    challenger: RunRecord, incumbent: RunRecord, cfg: VerdictConfig, *, split_size: int | None = None, exclude: frozenset[str] = frozenset()
+) -> Evidence:
     """The evidence of ``challenger`` against ``incumbent`` on the examples both scored
     (less ``exclude``, e.g. the near-duplicates of training texts)."""
-    base = dict(challenger=challenger.label, incumbent=incumbent.label, challenger_run_id=challenger.run_id, incumbent_run_id=incumbent.run_id)
+    base = dict(
+        challenger=challenger.label, incumbent=incumbent.label, challenger_run_id=challenger.run_id, incumbent_run_id=incumbent.run_id
+    )
     test = paired_test(challenger, incumbent, shared_only=True, exclude=exclude)
     if "refused" in test:
         return Evidence(**base, status=Status.NOT_COMPARABLE, reason=test["refused"])
@@ -105,8 +108,17 @@ def paired(challenger: RunRecord, incumbent: RunRecord, cfg: VerdictConfig, *, s
     lo, hi = tango_interval(b, c, n, level=cfg.level)
     delta = (b - c) / n
     margin = cfg.margin_points / 100
-    ev = Evidence(**base, status=Status.INCONCLUSIVE, reason="", n_shared=n, delta_points=100 * delta,
-                  delta_ci95_points=(100 * lo, 100 * hi), p_value=test["p_value"], challenger_only=b, incumbent_only=c)
+    ev = Evidence(
+        **base,
+        status=Status.INCONCLUSIVE,
+        reason="",
+        n_shared=n,
+        delta_points=100 * delta,
+        delta_ci95_points=(100 * lo, 100 * hi),
+        p_value=test["p_value"],
+        challenger_only=b,
+        incumbent_only=c,
+    )
     shown = f"{100 * delta:+.2f} points ({100 * cfg.level:g} % CI {100 * lo:+.2f} to {100 * hi:+.2f}, {b}/{c} discordant on {n})"
     if hi < -margin:
         ev.status, ev.reason = Status.WORSE, f"{shown} is below −{cfg.margin_points:g}: worse (inferiority shown at level {cfg.alpha:g})"

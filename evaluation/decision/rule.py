@@ -42,8 +42,12 @@ class Standing:
         return self.run.meta.category
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.evidence.as_dict(), "monthly_cost_usd": self.monthly_cost_usd,
-                "within_latency_budget": self.within_latency_budget, "category": self.category.value}
+        return {
+            **self.evidence.as_dict(),
+            "monthly_cost_usd": self.monthly_cost_usd,
+            "within_latency_budget": self.within_latency_budget,
+            "category": self.category.value,
+        }
 
 
 @dataclass
@@ -75,8 +79,15 @@ def _reference_evidence(run: RunRecord, enough: bool, cfg: VerdictConfig) -> Evi
     return ev
 
 
-def recommend(options: list[RunRecord], cfg: VerdictConfig, costs: dict[str, CostLine], *, split_size: int | None = None,
-              exclude: frozenset[str] = frozenset(), accuracy: Callable[[RunRecord], float] | None = None) -> Recommendation:
+def recommend(
+    options: list[RunRecord],
+    cfg: VerdictConfig,
+    costs: dict[str, CostLine],
+    *,
+    split_size: int | None = None,
+    exclude: frozenset[str] = frozenset(),
+    accuracy: Callable[[RunRecord], float] | None = None,
+) -> Recommendation:
     """The cheapest adequate option at ``cfg.monthly_volume`` within the latency budget, ties by
     the preference order; ``exclude`` and ``accuracy`` judge on a subset (the de-duplicated one)."""
     if not options:
@@ -86,7 +97,11 @@ def recommend(options: list[RunRecord], cfg: VerdictConfig, costs: dict[str, Cos
     assert reference is not None
     standing = []
     for run in options:
-        ev = _reference_evidence(run, bool(full), cfg) if run is reference else paired(run, reference, cfg, split_size=split_size, exclude=exclude)
+        ev = (
+            _reference_evidence(run, bool(full), cfg)
+            if run is reference
+            else paired(run, reference, cfg, split_size=split_size, exclude=exclude)
+        )
         standing.append(Standing(run, ev, costs[run.run_id].monthly(cfg.monthly_volume), within_budget(run, cfg)))
     order = {c: i for i, c in enumerate(cfg.preference_order)}
 
@@ -106,27 +121,51 @@ def recommend(options: list[RunRecord], cfg: VerdictConfig, costs: dict[str, Cos
     if known:
         cheapest = min(s.monthly_cost_usd for s in known)  # type: ignore[type-var]
         chosen = min((s for s in known if cfg.tie(s.monthly_cost_usd, cheapest) or s.monthly_cost_usd == cheapest), key=rank)  # type: ignore[arg-type]
-    undecided = [s for s in standing if chosen is not None and s.evidence.status in (Status.INCONCLUSIVE, Status.NOT_COMPARABLE)
-                 and s.within_latency_budget and s.monthly_cost_usd is not None and undercuts(s, chosen)]
+    undecided = [
+        s
+        for s in standing
+        if chosen is not None
+        and s.evidence.status in (Status.INCONCLUSIVE, Status.NOT_COMPARABLE)
+        and s.within_latency_budget
+        and s.monthly_cost_usd is not None
+        and undercuts(s, chosen)
+    ]
     rec = Recommendation(chosen.run if chosen else None, reference, standing, undecided)
     rec.unknown_cost = [s for s in adequate if s.monthly_cost_usd is None]
     return rec
 
 
-
-def finetune_question(ft: RunRecord | None, why_ft: str, without: Recommendation, cfg: VerdictConfig,
-                      costs: dict[str, CostLine], split_size: int | None = None) -> dict[str, Any]:
+def finetune_question(
+    ft: RunRecord | None,
+    why_ft: str,
+    without: Recommendation,
+    cfg: VerdictConfig,
+    costs: dict[str, CostLine],
+    split_size: int | None = None,
+) -> dict[str, Any]:
     """Yes / no / not yet decidable, computed once: does the fine-tuned model ``ft`` earn its
     place over the option ``without`` fine-tuning picks?"""
     if ft is None:
-        return {"answer": UNDECIDED, "reason": "no fine-tuned run on this split: run the fine-tuned stage (`dispute-classifier experiment`)"}
+        return {
+            "answer": UNDECIDED,
+            "reason": "no fine-tuned run on this split: run the fine-tuned stage (`dispute-classifier experiment`)",
+        }
     base = without.choice
     if base is None:
-        return {"answer": UNDECIDED, "finetuned": ft.label, "selection": why_ft,
-                "reason": "no option without fine-tuning is shown adequate yet to compare it with"}
+        return {
+            "answer": UNDECIDED,
+            "finetuned": ft.label,
+            "selection": why_ft,
+            "reason": "no option without fine-tuning is shown adequate yet to compare it with",
+        }
     ev = paired(ft, base, cfg, split_size=split_size)
-    out: dict[str, Any] = {"finetuned": ft.label, "finetuned_run_id": ft.run_id, "selection": why_ft, "against": base.label,
-                           **{k: v for k, v in ev.as_dict().items() if k not in ("challenger", "incumbent")}}
+    out: dict[str, Any] = {
+        "finetuned": ft.label,
+        "finetuned_run_id": ft.run_id,
+        "selection": why_ft,
+        "against": base.label,
+        **{k: v for k, v in ev.as_dict().items() if k not in ("challenger", "incumbent")},
+    }
     cost_ft, cost_b = costs[ft.run_id].monthly(cfg.monthly_volume), costs[base.run_id].monthly(cfg.monthly_volume)
     out.update(monthly_cost_finetuned_usd=cost_ft, monthly_cost_against_usd=cost_b)
 
@@ -140,12 +179,19 @@ def finetune_question(ft: RunRecord | None, why_ft: str, without: Recommendation
     if ev.status is Status.NOT_COMPARABLE:
         return answer(UNDECIDED, f"not comparable: {ev.reason}")
     if not within_budget(ft, cfg):
-        return answer(NO, f"its p95 latency {ft.metrics['latency_p95_s'] * 1000:.0f} ms is over the {cfg.max_p95_latency_ms:g} ms budget", "over budget")
+        return answer(
+            NO,
+            f"its p95 latency {ft.metrics['latency_p95_s'] * 1000:.0f} ms is over the {cfg.max_p95_latency_ms:g} ms budget",
+            "over budget",
+        )
     gain = cfg.gain_points
     lo, hi = ev.delta_ci95_points or (0.0, 0.0)
     cheaper = None if cost_ft is None or cost_b is None else (cost_ft < cost_b and not cfg.tie(cost_ft, cost_b))
-    costs_txt = (f"{money(cost_ft)} vs {money(cost_b)} a month at {cfg.monthly_volume:,} queries" if cheaper is not None
-                 else "monthly cost unknown: " + "; ".join(m for m in (costs[ft.run_id].missing, costs[base.run_id].missing) if m))
+    costs_txt = (
+        f"{money(cost_ft)} vs {money(cost_b)} a month at {cfg.monthly_volume:,} queries"
+        if cheaper is not None
+        else "monthly cost unknown: " + "; ".join(m for m in (costs[ft.run_id].missing, costs[base.run_id].missing) if m)
+    )
     shown = f"{ev.delta_points:+.2f} points ({100 * cfg.level:g} % CI {lo:+.2f} to {hi:+.2f}) against {base.label}"
     sup = superiority(ev, gain)
     if ev.status is Status.WORSE:
@@ -171,7 +217,11 @@ def _api(m: RunMeta) -> bool:
 COMPARISON_SET: list[tuple[str, Callable[[RunMeta], bool], str]] = [
     ("base model, no prompt", lambda m: m.approach == "zero-shot", "--approach zero-shot"),
     ("base model, optimised prompt", lambda m: m.approach in ("prompt", "few-shot") and not _api(m), "--approach prompt"),
-    ("stronger API model, optimised prompt", lambda m: m.approach in ("prompt", "few-shot") and _api(m), "--approach prompt --model gpt-4o-mini  # needs an API key"),
+    (
+        "stronger API model, optimised prompt",
+        lambda m: m.approach in ("prompt", "few-shot") and _api(m),
+        "--approach prompt --model gpt-4o-mini  # needs an API key",
+    ),
     ("RAG", lambda m: m.category is Category.RAG, "--approach rag"),
     ("fine-tuned", lambda m: m.category is Category.FINETUNED, "--approach finetuned --model NAME"),
     ("classical: TF-IDF", lambda m: m.approach == "tfidf", "--approach tfidf"),

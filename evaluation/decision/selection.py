@@ -34,8 +34,10 @@ def choose_on_validation(test_runs: list[RunRecord], validation_runs: list[RunRe
     scored = [(v, r) for r in test_runs if (v := evidence(r)) is not None]
     if scored:
         v, chosen = max(scored, key=lambda t: (t[0].metrics["accuracy"], t[0].metrics["macro_f1"]))
-        how = (f"chosen on validation: {v.metrics['accuracy'] * 100:.2f} % on {v.metrics['n']} validation examples"
-               f" (best of {len(scored)} with a validation record)")
+        how = (
+            f"chosen on validation: {v.metrics['accuracy'] * 100:.2f} % on {v.metrics['n']} validation examples"
+            f" (best of {len(scored)} with a validation record)"
+        )
         if chosen.meta.training is not None and chosen.meta.training.sweep_final:
             study, trial = _sweep_key(chosen) or ("", 0)
             how += f"; the settings of trial {trial} of sweep '{study}', refit on train+validation"
@@ -50,8 +52,14 @@ def review_plan(run: RunRecord, validation: list[RunRecord], coverage: float | N
     its effect is then read off this run's own predictions. None without review or a validation record."""
     if coverage is None:
         return None
-    twin = next((v for v in validation if v.meta.approach == run.meta.approach and v.meta.model == run.meta.model
-                 and v.meta.config == run.meta.config), None)
+    twin = next(
+        (
+            v
+            for v in validation
+            if v.meta.approach == run.meta.approach and v.meta.model == run.meta.model and v.meta.config == run.meta.config
+        ),
+        None,
+    )
     if twin is None or not run.predictions:
         return None
     curve = twin.metrics.get("coverage_curve") or []

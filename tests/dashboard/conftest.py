@@ -65,17 +65,36 @@ def make_folders(root: Path) -> Folders:
     gold = dict(zip(test.texts, test.labels))
     labels = data.spec.label_list
     tfidf = evaluate(TfidfClassifier(), data, "test", approach="tfidf", runs_root=runs, progress=False)
-    evaluate(Scripted("prompt", gold, {test.texts[0], test.texts[3]}, labels, model="gpt-4o-mini"), data, "test",
-             approach="prompt", model="gpt-4o-mini", extra={"llm": {"backend": "api", "model": "gpt-4o-mini", "where": "OpenAI"}}, runs_root=runs, progress=False)
+    evaluate(
+        Scripted("prompt", gold, {test.texts[0], test.texts[3]}, labels, model="gpt-4o-mini"),
+        data,
+        "test",
+        approach="prompt",
+        model="gpt-4o-mini",
+        extra={"llm": {"backend": "api", "model": "gpt-4o-mini", "where": "OpenAI"}},
+        runs_root=runs,
+        progress=False,
+    )
     model_dir = root / "models" / "smol-ft-1"
     model_dir.mkdir(parents=True)
-    (model_dir / "trainer_log.jsonl").write_text("".join(
-        json.dumps({"step": s, "loss": 2.5 / s, "learning_rate": 5e-4 * (1 - s / 40), "epoch": s / 40}) + "\n" for s in range(1, 41)))
+    (model_dir / "trainer_log.jsonl").write_text(
+        "".join(
+            json.dumps({"step": s, "loss": 2.5 / s, "learning_rate": 5e-4 * (1 - s / 40), "epoch": s / 40}) + "\n" for s in range(1, 41)
+        )
+    )
     (model_dir / "model_card.md").write_text("# smol-ft:1\n\nLoRA r=16 on SmolLM2-135M, 40 steps, toy data.\n")
     (model_dir / "model_card.json").write_text(json.dumps({"base_model": "SmolLM2-135M-Instruct", "lora_r": 16}))
     extra = {"training_cost_usd": 0.05, "train_wall_s": 1800, "hardware": "cpu-2core", "model_dir": str(model_dir)}
-    evaluate(Scripted("finetuned", gold, {test.texts[3]}, labels), data, "test", approach="finetuned",
-             model="smol-ft:1", extra=extra, runs_root=runs, progress=False)
+    evaluate(
+        Scripted("finetuned", gold, {test.texts[3]}, labels),
+        data,
+        "test",
+        approach="finetuned",
+        model="smol-ft:1",
+        extra=extra,
+        runs_root=runs,
+        progress=False,
+    )
     # six toy test examples: the report is made with a minimum of 1 shared example so that it decides
     report = build_report(scan_runs(runs)[0], "toy", "test", VerdictConfig(min_shared_examples=1))
     write_report(report, reports)
@@ -104,7 +123,11 @@ def add_sweep(runs: Path, root: Path, models: Path) -> None:
         final = split == "test"
         folder = models / f"{study}-{'final' if final else f'trial{trial}'}"
         folder.mkdir(parents=True)
-        recipe = {"head": "classification", "train": {"learning_rate": lr, "epochs": 2, "max_length": 160}, "lora": {"r": 8, "alpha": 16, "dropout": 0.05}}
+        recipe = {
+            "head": "classification",
+            "train": {"learning_rate": lr, "epochs": 2, "max_length": 160},
+            "lora": {"r": 8, "alpha": 16, "dropout": 0.05},
+        }
         (folder / "model_card.json").write_text(json.dumps({"recipe": recipe}))
         extra = {"sweep_study": study, "sweep_trial": trial, "model_dir": str(folder), **({"sweep_final": True} if final else {})}
         clf = Scripted("finetuned", dict(zip(rows.texts, rows.labels)), set(rows.texts[:n_wrong]), labels)
@@ -124,8 +147,16 @@ def add_unpriced_run(runs: Path, root: Path) -> str:
     data = load_data(load_task(str(root / "task" / "toy.yaml")))
     test = data.split("test")
     clf = Scripted("prompt", dict(zip(test.texts, test.labels)), {test.texts[1]}, data.spec.label_list, model=UNPRICED)
-    run = evaluate(clf, data, "test", approach="prompt", model=UNPRICED, extra={"llm": {"backend": "api", "model": UNPRICED, "where": "elsewhere"}},
-                   runs_root=runs, progress=False)
+    run = evaluate(
+        clf,
+        data,
+        "test",
+        approach="prompt",
+        model=UNPRICED,
+        extra={"llm": {"backend": "api", "model": UNPRICED, "where": "elsewhere"}},
+        runs_root=runs,
+        progress=False,
+    )
     return run.label
 
 

@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = shrink(args.folder, args.width)
     if not rows:
-        print(f"error: no screenshots in {args.folder}; run the browser test with DISPUTE_CLASSIFIER_SCREENSHOTS={args.folder}", file=sys.stderr)
+        print(
+            f"error: no screenshots in {args.folder}; run the browser test with DISPUTE_CLASSIFIER_SCREENSHOTS={args.folder}",
+            file=sys.stderr,
+        )
         return 1
     for path, before, after in rows:
         print(f"{path}: {before / 1024:.0f} KB -> {after / 1024:.0f} KB")

@@ -58,7 +58,9 @@ def test_verdict_page(folders, dashboard_folders):
     assert f"Fine-tuned vs the choice: {fq['delta_points']:+.2f} points" in text
     assert f"McNemar p: {fq['p_value']:.3g}" in text
     assert f"Break-even volume: {dashboard_folders.break_even:,.0f} queries/month" in text
-    assert "2 accuracy points; at least 1 shared examples to be adequate; one-sided level 0.025" in text and "100,000 queries" in text  # the assumptions
+    assert (
+        "2 accuracy points; at least 1 shared examples to be adequate; one-sided level 0.025" in text and "100,000 queries" in text
+    )  # the assumptions
     assert "Each approach against the most accurate one" in text
     assert "not run" in text and "RAG" in text  # the comparison set marks what nobody ran
 

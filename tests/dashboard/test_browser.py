@@ -64,15 +64,40 @@ def server(dashboard_folders, tmp_path_factory):
 
     port = free_port()
     predlog = write_log(tmp_path_factory.mktemp("predlog") / "log.db", drifted=True)
-    env = {**os.environ, "DISPUTE_CLASSIFIER_RUNS": str(dashboard_folders.runs), "DISPUTE_CLASSIFIER_REPORTS": str(dashboard_folders.reports),
-           "DISPUTE_CLASSIFIER_PREDLOG": predlog, "PYTHONPATH": str(REPO), "HOME": str(tmp_path_factory.mktemp("home"))}
+    env = {
+        **os.environ,
+        "DISPUTE_CLASSIFIER_RUNS": str(dashboard_folders.runs),
+        "DISPUTE_CLASSIFIER_REPORTS": str(dashboard_folders.reports),
+        "DISPUTE_CLASSIFIER_PREDLOG": predlog,
+        "PYTHONPATH": str(REPO),
+        "HOME": str(tmp_path_factory.mktemp("home")),
+    }
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-             "--client.toolbarMode", "minimal"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(APP),
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+                "--server.fileWatcherType",
+                "none",
+                "--client.toolbarMode",
+                "minimal",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -107,9 +132,19 @@ def browser(tmp_path_factory):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", f"--window-size={WIDTH},1800",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--window-size={WIDTH},1800",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
@@ -128,7 +163,9 @@ def test_page_in_chromium(server, browser, path, expected, has_chart):
     try:
         WebDriverWait(browser, 90, poll_frequency=0.5).until(lambda d: expected in body(d))
         if has_chart:  # Vega draws after the text arrives
-            WebDriverWait(browser, 60, poll_frequency=0.5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"))
+            WebDriverWait(browser, 60, poll_frequency=0.5).until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg")
+            )
     finally:
         SHOTS.mkdir(parents=True, exist_ok=True)
         time.sleep(1.0)  # let the last chart finish its transition before the picture

@@ -43,8 +43,25 @@ def test_sigterm_stops_streamlit_too(tmp_path):
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
     log = open(tmp_path / "dashboard.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "dispute_classifier.commands.cli", "dashboard", "--port", str(port), "--runs-dir", str(tmp_path),
-                             "--reports-dir", str(tmp_path), "--log-db", str(tmp_path / "log.db")], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dispute_classifier.commands.cli",
+            "dashboard",
+            "--port",
+            str(port),
+            "--runs-dir",
+            str(tmp_path),
+            "--reports-dir",
+            str(tmp_path),
+            "--log-db",
+            str(tmp_path / "log.db"),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.time() + 120
         while True:

@@ -23,8 +23,13 @@ def write_log(path, drifted: bool) -> str:
 
     url = db_url(str(path))
     log = PredictionLog(url)
-    profile = {"labels": LABELS, "train_distribution": {k: 1 / 3 for k in LABELS}, "test_accuracy": 0.9, "threshold": 0.5,
-               "validation": {"confidence": [0.95, 0.9, 0.85, 0.6, 0.55, 0.4] * 5, "correct": [True, True, True, True, False, False] * 5}}
+    profile = {
+        "labels": LABELS,
+        "train_distribution": {k: 1 / 3 for k in LABELS},
+        "test_accuracy": 0.9,
+        "threshold": 0.5,
+        "validation": {"confidence": [0.95, 0.9, 0.85, 0.6, 0.55, 0.4] * 5, "correct": [True, True, True, True, False, False] * 5},
+    }
     log.save_profile("tfidf", "k1", profile)
     log.save_profile("knn", "k2", {**profile, "test_accuracy": 0.92})
     rows = []
@@ -32,9 +37,23 @@ def write_log(path, drifted: bool) -> str:
         label = "fee" if drifted else LABELS[i % 3]
         conf = [0.95, 0.9, 0.85, 0.6, 0.55, 0.4][i % 6]  # as confident as on validation: no confidence shift
         for role, model, version in (("champion", "tfidf", "k1"), ("shadow", "knn", "k2")):
-            rows.append({"ts": 1_800_000_000 + i, "request_id": f"r{i}", "input_index": 0, "role": role, "model": model, "version": version,
-                         "label": label if role == "champion" or i % 4 else "refund", "confidence": conf, "probs": json.dumps({label: conf}),
-                         "abstain": False, "latency_ms": 5.0 + i % 7, "text_sha256": text_hash(f"text {i}"), "text": None})
+            rows.append(
+                {
+                    "ts": 1_800_000_000 + i,
+                    "request_id": f"r{i}",
+                    "input_index": 0,
+                    "role": role,
+                    "model": model,
+                    "version": version,
+                    "label": label if role == "champion" or i % 4 else "refund",
+                    "confidence": conf,
+                    "probs": json.dumps({label: conf}),
+                    "abstain": False,
+                    "latency_ms": 5.0 + i % 7,
+                    "text_sha256": text_hash(f"text {i}"),
+                    "text": None,
+                }
+            )
     log.write_predictions(rows)
     log.write_error(1_800_000_010, "bad", 422, "empty_text", "input[0] is empty")
     log.close()

@@ -11,10 +11,16 @@ from tests.e2e.test_cli import cli
 
 def test_classify_help_loads_no_heavy_library():
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from dispute_classifier.commands.cli import build_parser; build_parser();"
-         " import dispute_classifier.batch.driver, dispute_classifier.batch.local_engine, dispute_classifier.resolution.resolve, dispute_classifier.batch.ray_engine;"
-         " print(sorted(m for m in ('torch', 'pandas', 'pyarrow', 'sklearn') if m in sys.modules))"],
-        capture_output=True, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from dispute_classifier.commands.cli import build_parser; build_parser();"
+            " import dispute_classifier.batch.driver, dispute_classifier.batch.local_engine, dispute_classifier.resolution.resolve, dispute_classifier.batch.ray_engine;"
+            " print(sorted(m for m in ('torch', 'pandas', 'pyarrow', 'sklearn') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert out.stdout.strip() == "[]", out.stderr
     res = cli("classify", "--help")

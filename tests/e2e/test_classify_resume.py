@@ -61,9 +61,28 @@ def make_input(path: Path) -> None:
 
 def command(task: Path, src: Path, out: Path) -> list[str]:
     return [
-        sys.executable, "-m", "dispute_classifier.commands.cli", "classify", str(src), "--task", str(task), "--model", "tfidf",
-        "--output", str(out), "--text-column", "message", "--id-column", "ticket", "--chunk-size", "40",
-        "--min-confidence", "0.9", "--max-chars", "300", "--quiet",
+        sys.executable,
+        "-m",
+        "dispute_classifier.commands.cli",
+        "classify",
+        str(src),
+        "--task",
+        str(task),
+        "--model",
+        "tfidf",
+        "--output",
+        str(out),
+        "--text-column",
+        "message",
+        "--id-column",
+        "ticket",
+        "--chunk-size",
+        "40",
+        "--min-confidence",
+        "0.9",
+        "--max-chars",
+        "300",
+        "--quiet",
     ]
 
 

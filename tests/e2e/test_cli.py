@@ -9,14 +9,27 @@ from tests.conftest import REPO
 
 
 def cli(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dispute_classifier.commands.cli", *args], capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "dispute_classifier.commands.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd or REPO,
+        timeout=600,
+    )
 
 
 def test_help_is_fast_and_does_not_import_torch():
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from dispute_classifier.commands.cli import build_parser; build_parser();"
-         " import baselines.classical, evaluation.evaluate; print('torch' in sys.modules)"],
-        capture_output=True, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from dispute_classifier.commands.cli import build_parser; build_parser();"
+            " import baselines.classical, evaluation.evaluate; print('torch' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert out.stdout.strip() == "False", out.stderr
     res = cli("evaluate", "--help")
@@ -59,12 +72,26 @@ def test_toy_task_end_to_end(toy_task, tmp_path):
 def test_experiment_report_and_dashboard_commands(toy_task, tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "reports"
     profile = tmp_path / "tiny.yaml"
-    profile.write_text("description: tfidf and an approach this build lacks\ncuts: [only two stages]\n"
-                       "stages:\n  - {approach: tfidf}\n  - {approach: crystal-ball, limit: 3}\n  - {approach: finetuned, limit: 3}\n")
+    profile.write_text(
+        "description: tfidf and an approach this build lacks\ncuts: [only two stages]\n"
+        "stages:\n  - {approach: tfidf}\n  - {approach: crystal-ball, limit: 3}\n  - {approach: finetuned, limit: 3}\n"
+    )
     res = cli("report", "--task", str(toy_task), "--runs-dir", str(runs), "--out", str(out))
     assert res.returncode == 2 and "no runs for task toy" in res.stderr and "Traceback" not in res.stderr
-    res = cli("experiment", "--task", str(toy_task), "--profile", str(profile), "--runs-dir", str(runs), "--out", str(out), "--quiet",
-              "--set", "min_shared_examples=5")  # six toy test examples
+    res = cli(
+        "experiment",
+        "--task",
+        str(toy_task),
+        "--profile",
+        str(profile),
+        "--runs-dir",
+        str(runs),
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        "min_shared_examples=5",
+    )  # six toy test examples
     assert res.returncode == 0, res.stderr
     assert "[2/3] crystal-ball: not available" in res.stdout and "not available in this build" in res.stdout
     # a stage that fails says why in one line, and the others still count

@@ -35,8 +35,18 @@ def test_help_lists_the_llm_approaches_and_settings():
 
 
 def test_api_model_without_key_names_the_variable(toy_task, tmp_path):
-    res = cli("evaluate", "--task", str(toy_task), "--approach", "prompt", "--set", "llm.api.model=gpt-4o",
-              "--runs-dir", str(tmp_path), env=clean_env(tmp_path))
+    res = cli(
+        "evaluate",
+        "--task",
+        str(toy_task),
+        "--approach",
+        "prompt",
+        "--set",
+        "llm.api.model=gpt-4o",
+        "--runs-dir",
+        str(tmp_path),
+        env=clean_env(tmp_path),
+    )
     assert res.returncode == 2
     assert "set $OPENAI_API_KEY" in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
@@ -46,18 +56,47 @@ def test_unreachable_base_url_is_named(toy_task, tmp_path):
     from dispute_classifier.core.backends.llama_server import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"
-    res = cli("evaluate", "--task", str(toy_task), "--approach", "prompt", "--quiet", "--runs-dir", str(tmp_path),
-              "--set", "llm.api.model=m", "--set", "llm.api.billing=self-hosted",
-              "--set", "llm.api.max_retries=1", "--set", "llm.api.retry_base_delay_s=0.01",
-              env=clean_env(tmp_path, OPENAI_BASE_URL=url))
+    res = cli(
+        "evaluate",
+        "--task",
+        str(toy_task),
+        "--approach",
+        "prompt",
+        "--quiet",
+        "--runs-dir",
+        str(tmp_path),
+        "--set",
+        "llm.api.model=m",
+        "--set",
+        "llm.api.billing=self-hosted",
+        "--set",
+        "llm.api.max_retries=1",
+        "--set",
+        "llm.api.retry_base_delay_s=0.01",
+        env=clean_env(tmp_path, OPENAI_BASE_URL=url),
+    )
     assert res.returncode == 2 and url in res.stderr and "after 2 attempts" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_few_shot_on_the_local_backend_end_to_end(toy_task, tmp_path, tiny_llama):
-    res = cli("evaluate", "--task", str(toy_task), "--approach", "few-shot", "--backend", "local", "--quiet",
-              "--set", f"llm.local.model={tiny_llama}", "--set", "few_shot.k_per_label=2",
-              "--runs-dir", str(tmp_path / "runs"), env=clean_env(tmp_path))
+    res = cli(
+        "evaluate",
+        "--task",
+        str(toy_task),
+        "--approach",
+        "few-shot",
+        "--backend",
+        "local",
+        "--quiet",
+        "--set",
+        f"llm.local.model={tiny_llama}",
+        "--set",
+        "few_shot.k_per_label=2",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        env=clean_env(tmp_path),
+    )
     assert res.returncode == 0, res.stderr
     rec = record_of(res.stdout)
     assert rec["approach"] == "few-shot" and rec["model"] == str(tiny_llama) and rec["extra"]["llm"]["where"] == "transformers"
@@ -70,8 +109,17 @@ def test_few_shot_on_the_local_backend_end_to_end(toy_task, tmp_path, tiny_llama
 @pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python is not installed (make setup installs it)")
 def test_prompt_on_the_project_started_llama_cpp_server(toy_task, tmp_path):
     """The offline default of the api backend: a llama.cpp server started for the run."""
-    res = cli("evaluate", "--task", str(toy_task), "--approach", "prompt", "--quiet",
-              "--runs-dir", str(tmp_path / "runs"), env=clean_env(tmp_path))
+    res = cli(
+        "evaluate",
+        "--task",
+        str(toy_task),
+        "--approach",
+        "prompt",
+        "--quiet",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        env=clean_env(tmp_path),
+    )
     assert res.returncode == 0, res.stderr
     rec = record_of(res.stdout)
     llm = rec["extra"]["llm"]

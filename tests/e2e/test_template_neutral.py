@@ -20,8 +20,28 @@ from evaluation.metrics import bootstrap_ci
 from tests.conftest import task_folder, write_csv
 from tests.e2e.test_cli import cli
 
-WORDS = ["tax", "garden", "piano", "rocket", "coffee", "bicycle", "violin", "glacier", "harbour", "lantern",
-         "meadow", "orchid", "pepper", "quartz", "saddle", "tunnel", "umbrella", "walnut", "yacht", "zebra"]
+WORDS = [
+    "tax",
+    "garden",
+    "piano",
+    "rocket",
+    "coffee",
+    "bicycle",
+    "violin",
+    "glacier",
+    "harbour",
+    "lantern",
+    "meadow",
+    "orchid",
+    "pepper",
+    "quartz",
+    "saddle",
+    "tunnel",
+    "umbrella",
+    "walnut",
+    "yacht",
+    "zebra",
+]
 LABELS = [f"topic_{w}" for w in WORDS]
 SMALL, LARGE = 6, 12
 """Test rows of the first ten labels and of the last ten: 180 test rows in all."""
@@ -58,21 +78,37 @@ def test_the_quick_profiles_cuts_are_this_tasks_numbers(topics):
     rows (12 per label less the validation cut of 2) are 4.8 epochs."""
     data = load_data(load_task(topics))
     text = "\n".join(measured_cuts(load_profile("quick"), data, "test", 0, str(topics)))
-    assert "zero-shot, prompt, few-shot, prompt-api, rag are scored on a seeded, stratified subsample of 48 of the 180 test examples" in text
+    assert (
+        "zero-shot, prompt, few-shot, prompt-api, rag are scored on a seeded, stratified subsample of 48 of the 180 test examples" in text
+    )
     assert "(1–3 per label), so their 95 % intervals are about 1.9 times as wide" in text
     assert "finetuned-cls is scored on a seeded, stratified subsample of 160 of the 180 test examples (5–11 per label)" in text
     assert "about 1.1 times as wide" in text
-    assert "finetuned-cls trains smollm2-135m-lora-cls-cpu for 60 steps, about 4.8 epochs over its 200 training rows, instead of the recipe's 2 epochs" in text
+    assert (
+        "finetuned-cls trains smollm2-135m-lora-cls-cpu for 60 steps, about 4.8 epochs over its 200 training rows, instead of the recipe's 2 epochs"
+        in text
+    )
     # the disputes task's fixed figures are gone
     assert "(3 per label" not in text and "3.7 times" not in text and "(10 per label" not in text
 
 
 def test_the_experiment_prints_the_measured_cuts_and_the_tasks_name(topics, tmp_path):
-    profile = Profile("two stages", [Stage("tfidf"), Stage("tfidf", name="tfidf-sample", limit=40, overrides=["tfidf.C=2"])],
-                      cuts=["a fixed line"], name="mini")
+    profile = Profile(
+        "two stages",
+        [Stage("tfidf"), Stage("tfidf", name="tfidf-sample", limit=40, overrides=["tfidf.C=2"])],
+        cuts=["a fixed line"],
+        name="mini",
+    )
     lines: list[str] = []
-    run_experiment(str(topics), profile, runs_root=str(tmp_path / "runs"), reports_dir=str(tmp_path / "reports"), progress=False,
-                   say=lines.append, verdict=VerdictConfig(min_shared_examples=3))
+    run_experiment(
+        str(topics),
+        profile,
+        runs_root=str(tmp_path / "runs"),
+        reports_dir=str(tmp_path / "reports"),
+        progress=False,
+        say=lines.append,
+        verdict=VerdictConfig(min_shared_examples=3),
+    )
     text = "\n".join(lines)
     assert lines[0].startswith("experiment: task support-topics, split test, profile mini")
     assert "cut: tfidf-sample is scored on a seeded, stratified subsample of 40 of the 180 test examples (1–3 per label)" in text

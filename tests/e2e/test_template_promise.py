@@ -43,10 +43,30 @@ prompt:
 """
 
 TEMPLATES = {
-    "card_lost": ["I lost my card {x}", "my card was stolen {x}", "cannot find my debit card {x}", "someone took my wallet with the card {x}"],
-    "address_change": ["I moved house, please update my address {x}", "change my postal address {x}", "my new address is {x}", "update where you send letters {x}"],
-    "loan_enquiry": ["what interest would a loan have {x}", "can I borrow some money {x}", "apply for a personal loan {x}", "how much could I borrow {x}"],
-    "app_login": ["cannot log in to the app {x}", "the app says my password is wrong {x}", "locked out of the mobile app {x}", "sign in keeps failing on my phone {x}"],
+    "card_lost": [
+        "I lost my card {x}",
+        "my card was stolen {x}",
+        "cannot find my debit card {x}",
+        "someone took my wallet with the card {x}",
+    ],
+    "address_change": [
+        "I moved house, please update my address {x}",
+        "change my postal address {x}",
+        "my new address is {x}",
+        "update where you send letters {x}",
+    ],
+    "loan_enquiry": [
+        "what interest would a loan have {x}",
+        "can I borrow some money {x}",
+        "apply for a personal loan {x}",
+        "how much could I borrow {x}",
+    ],
+    "app_login": [
+        "cannot log in to the app {x}",
+        "the app says my password is wrong {x}",
+        "locked out of the mobile app {x}",
+        "sign in keeps failing on my phone {x}",
+    ],
 }
 TRAIN_FILLERS = ["today", "yesterday", "last week", "this morning", "on Monday", "again", "urgently", "please help"]
 TEST_FILLERS = ["right now", "on Friday", "since Sunday"]
@@ -71,8 +91,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     with open(folder / "inbox.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["ticket_id", "message"])
-        w.writerows([("n1", "I think my card was stolen at the station"), ("n2", "please change my address, I moved"),
-                     ("n3", "how much can I borrow for a car"), ("n4", "the app will not let me sign in"), ("n5", "")])
+        w.writerows(
+            [
+                ("n1", "I think my card was stolen at the station"),
+                ("n2", "please change my address, I moved"),
+                ("n3", "how much can I borrow for a car"),
+                ("n4", "the app will not let me sign in"),
+                ("n5", ""),
+            ]
+        )
     return folder
 
 
@@ -86,7 +113,9 @@ def run_ok(*args: str) -> str:
 BASELINES = ["tfidf", "knn"]
 
 
-def test_a_new_task_runs_through_every_step_without_code_change(project: Path, tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_new_task_runs_through_every_step_without_code_change(
+    project: Path, tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
+):
     task = str(project / "tickets.yaml")
     runs = str(tmp_path / "runs")
     monkeypatch.setenv("DISPUTE_CLASSIFIER_MODELS", str(tmp_path / "models"))
@@ -103,8 +132,9 @@ def test_a_new_task_runs_through_every_step_without_code_change(project: Path, t
 
     # the prompted LLM on the new task's labels and descriptions (a tiny LLaMA built from a
     # config stands in for the model; it is random, so only the mechanics are checked)
-    out = run_ok("evaluate", "--task", task, "--approach", "prompt", "--backend", "local", "--model", str(tiny_llama),
-                 "--runs-dir", runs, "--quiet")
+    out = run_ok(
+        "evaluate", "--task", task, "--approach", "prompt", "--backend", "local", "--model", str(tiny_llama), "--runs-dir", runs, "--quiet"
+    )
     assert "/test prompt" in out and "invalid 0.0%" in out
     (prompt_run,) = [r for r in scan_runs(Path(runs))[0] if r.meta.approach == "prompt"]
     system = prompt_run.meta.extra["prompt_sample"][0]["content"]
@@ -112,8 +142,20 @@ def test_a_new_task_runs_through_every_step_without_code_change(project: Path, t
     assert "card_lost: The customer lost their card" in system
 
     # a few fine-tuning steps of a tiny LLaMA (built from a config) on the new task
-    out = run_ok("finetune", "train", "--recipe", "smollm2-135m-lora-cpu", "--name", "tickets-lora", "--runs-dir", runs,
-                 f"task={task}", f"model={tiny_llama}", "train.max_steps=3", "train.batch_size=4")
+    out = run_ok(
+        "finetune",
+        "train",
+        "--recipe",
+        "smollm2-135m-lora-cpu",
+        "--name",
+        "tickets-lora",
+        "--runs-dir",
+        runs,
+        f"task={task}",
+        f"model={tiny_llama}",
+        "train.max_steps=3",
+        "train.batch_size=4",
+    )
     assert "saved tickets-lora:v1" in out and "[FAIL]" not in out
     out = run_ok("evaluate", "--task", task, "--approach", "finetuned", "--model", "tickets-lora:v1", "--runs-dir", runs, "--quiet")
     assert "/test finetuned" in out
@@ -130,8 +172,17 @@ def test_a_new_task_runs_through_every_step_without_code_change(project: Path, t
     assert "verdict: " in out and (tmp_path / "reports" / "decision-tickets-test.md").is_file()
 
     # the saved fine-tuned model classifies a file too; every row lands in exactly one file
-    run_ok("classify", str(project / "inbox.csv"), "--task", task, "--model", "tickets-lora:v1",
-           "--output", str(tmp_path / "routed-ft.csv"), "--quiet")
+    run_ok(
+        "classify",
+        str(project / "inbox.csv"),
+        "--task",
+        task,
+        "--model",
+        "tickets-lora:v1",
+        "--output",
+        str(tmp_path / "routed-ft.csv"),
+        "--quiet",
+    )
     routed_ft = []
     for name in ("routed-ft.csv", "routed-ft.review.csv"):
         if (tmp_path / name).is_file():
@@ -139,8 +190,19 @@ def test_a_new_task_runs_through_every_step_without_code_change(project: Path, t
                 routed_ft += [r["predicted"] for r in csv.DictReader(f)]
     assert len(routed_ft) == 4 and set(routed_ft) <= set(TEMPLATES)
 
-    out = run_ok("classify", str(project / "inbox.csv"), "--task", task, "--model", "tfidf",
-                 "--output", str(tmp_path / "routed.csv"), "--min-confidence", "0.3", "--quiet")
+    out = run_ok(
+        "classify",
+        str(project / "inbox.csv"),
+        "--task",
+        task,
+        "--model",
+        "tfidf",
+        "--output",
+        str(tmp_path / "routed.csv"),
+        "--min-confidence",
+        "0.3",
+        "--quiet",
+    )
     assert "complete" in out and "empty_text 1" in out
     with open(tmp_path / "routed.csv", newline="", encoding="utf-8") as f:
         routed = {r["id"]: r["predicted"] for r in csv.DictReader(f)}

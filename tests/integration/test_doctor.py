@@ -22,7 +22,10 @@ def setup(tiny_llama):
     task = load_task("disputes")
     recipe = load_recipe("smollm2-135m-lora-cpu", [f"model={tiny_llama}", "train.max_steps=1"])
     tok = load_tokenizer(str(tiny_llama))
-    rows = [{"prompt": build_messages(task, t, PromptConfig(style="short")).messages, "completion": [answer_message(lab)]} for t, lab in zip(TEXTS, LABELS)]
+    rows = [
+        {"prompt": build_messages(task, t, PromptConfig(style="short")).messages, "completion": [answer_message(lab)]}
+        for t, lab in zip(TEXTS, LABELS)
+    ]
     model = build_model(recipe, tok, len(task.labels))
     import tempfile
 

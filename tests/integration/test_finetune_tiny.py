@@ -10,7 +10,11 @@ from finetune.recipe import load_recipe
 from tests.conftest import write_task
 
 # enough rows per label for a stratified validation cut, short texts for speed
-ROWS = [(f"{w} {i}", label) for label, w in (("refund", "refund please"), ("fee", "why this fee"), ("fraud", "not my payment")) for i in range(12)]
+ROWS = [
+    (f"{w} {i}", label)
+    for label, w in (("refund", "refund please"), ("fee", "why this fee"), ("fraud", "not my payment"))
+    for i in range(12)
+]
 
 
 @pytest.fixture
@@ -18,15 +22,27 @@ def env(tmp_path, monkeypatch, tiny_llama):
     monkeypatch.delenv("DISPUTE_CLASSIFIER_DATA", raising=False)
     monkeypatch.setenv("DISPUTE_CLASSIFIER_MODELS", str(tmp_path / "models"))
     monkeypatch.setenv("DISPUTE_CLASSIFIER_RUNS", str(tmp_path / "runs"))
-    task = write_task(tmp_path, train=ROWS, test=[("refund please 99", "refund"), ("why this fee 99", "fee"), ("not my payment 99", "fraud")])
+    task = write_task(
+        tmp_path, train=ROWS, test=[("refund please 99", "refund"), ("why this fee 99", "fee"), ("not my payment 99", "fraud")]
+    )
     return tmp_path, task, tiny_llama
 
 
 def _recipe(task, model, *extra):
-    return load_recipe("smollm2-135m-lora-cpu", [
-        f"task={task}", f"model={model}", "train.max_steps=4", "train.batch_size=4", "train.logging_steps=1",
-        "train.warmup_steps=0", "train.learning_rate=2e-3", "eval_splits=[validation]", *extra,
-    ])
+    return load_recipe(
+        "smollm2-135m-lora-cpu",
+        [
+            f"task={task}",
+            f"model={model}",
+            "train.max_steps=4",
+            "train.batch_size=4",
+            "train.logging_steps=1",
+            "train.warmup_steps=0",
+            "train.learning_rate=2e-3",
+            "eval_splits=[validation]",
+            *extra,
+        ],
+    )
 
 
 def _snapshot(model):
@@ -167,14 +183,45 @@ def test_evaluate_cli_on_saved_model(env):
     import os
 
     res = subprocess.run(
-        [sys.executable, "-m", "dispute_classifier.commands.cli", "evaluate", "--task", str(task), "--approach", "finetuned", "--model", "tiny-gen:v1", "--quiet"],
-        capture_output=True, text=True, cwd=REPO, env=os.environ.copy(), timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "dispute_classifier.commands.cli",
+            "evaluate",
+            "--task",
+            str(task),
+            "--approach",
+            "finetuned",
+            "--model",
+            "tiny-gen:v1",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=os.environ.copy(),
+        timeout=600,
     )
     assert res.returncode == 0, res.stderr
     assert "finetuned" in res.stdout and "accuracy" in res.stdout
     res = subprocess.run(
-        [sys.executable, "-m", "dispute_classifier.commands.cli", "evaluate", "--task", str(task), "--approach", "finetuned", "--model", "nope:v3"],
-        capture_output=True, text=True, cwd=REPO, env=os.environ.copy(), timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "dispute_classifier.commands.cli",
+            "evaluate",
+            "--task",
+            str(task),
+            "--approach",
+            "finetuned",
+            "--model",
+            "nope:v3",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=os.environ.copy(),
+        timeout=600,
     )
     assert res.returncode == 2 and "no saved model 'nope'" in res.stderr and "Traceback" not in res.stderr
 
@@ -187,7 +234,17 @@ def test_doctor_cli_passes_and_fails_loudly(env):
     from tests.conftest import REPO
 
     tmp, task, model_dir = env
-    base = [sys.executable, "-m", "dispute_classifier.commands.cli", "finetune", "doctor", "--recipe", "smollm2-135m-lora-cpu", f"task={task}", f"model={model_dir}"]
+    base = [
+        sys.executable,
+        "-m",
+        "dispute_classifier.commands.cli",
+        "finetune",
+        "doctor",
+        "--recipe",
+        "smollm2-135m-lora-cpu",
+        f"task={task}",
+        f"model={model_dir}",
+    ]
     ok = subprocess.run(base, capture_output=True, text=True, cwd=REPO, env=os.environ.copy(), timeout=600)
     assert ok.returncode == 0, ok.stderr
     assert "all pre-flight checks passed" in ok.stdout and "[FAIL]" not in ok.stdout
@@ -208,9 +265,25 @@ def test_interrupted_training_resumes_from_last_checkpoint(env):
     from tests.conftest import REPO
 
     tmp, task, model_dir = env
-    args = ["--recipe", "smollm2-135m-lora-cpu", f"task={task}", f"model={model_dir}", "train.max_steps=8",
-            "train.save_steps=2", "train.batch_size=2", "train.warmup_steps=0", "eval_limit=3", "name=resumable"]
-    proc = subprocess.Popen([sys.executable, "-m", "finetune.train", *args], cwd=REPO, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        "--recipe",
+        "smollm2-135m-lora-cpu",
+        f"task={task}",
+        f"model={model_dir}",
+        "train.max_steps=8",
+        "train.save_steps=2",
+        "train.batch_size=2",
+        "train.warmup_steps=0",
+        "eval_limit=3",
+        "name=resumable",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finetune.train", *args],
+        cwd=REPO,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ckpt_root = tmp / "models" / "resumable" / "v1" / "checkpoints"
     deadline = time.time() + 300
     while time.time() < deadline and not list(ckpt_root.glob("checkpoint-*/trainer_state.json")):
@@ -219,7 +292,14 @@ def test_interrupted_training_resumes_from_last_checkpoint(env):
     proc.wait()
     assert list(ckpt_root.glob("checkpoint-*")), "no checkpoint was written before the kill"
     assert not (tmp / "models" / "resumable" / "v1" / "model_card.json").exists()
-    done = subprocess.run([sys.executable, "-m", "finetune.train", "--resume", *args], cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "finetune.train", "--resume", *args],
+        cwd=REPO,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     card = json.loads((tmp / "models" / "resumable" / "v1" / "model_card.json").read_text())
     assert card["training"]["steps"] == 8
@@ -230,13 +310,21 @@ def test_experiment_trains_once_then_reuses(env):
     from dispute_classifier.commands.experiment import Profile, Stage, run_experiment
 
     tmp, task, model_dir = env
-    stage = Stage(approach="finetuned", name="ft", recipe="smollm2-135m-lora-cpu",
-                  recipe_overrides=[f"model={model_dir}", "train.max_steps=2", "train.batch_size=4"])
+    stage = Stage(
+        approach="finetuned",
+        name="ft",
+        recipe="smollm2-135m-lora-cpu",
+        recipe_overrides=[f"model={model_dir}", "train.max_steps=2", "train.batch_size=4"],
+    )
     profile = Profile(description="tiny", stages=[stage], name="tiny")
     lines: list[str] = []
-    results, report, _ = run_experiment(str(task), profile, runs_root=str(tmp / "runs"), reports_dir=str(tmp / "reports"), progress=False, say=lines.append)
+    results, report, _ = run_experiment(
+        str(task), profile, runs_root=str(tmp / "runs"), reports_dir=str(tmp / "reports"), progress=False, say=lines.append
+    )
     assert results[0].status == "ran", results[0].detail
-    again, _, _ = run_experiment(str(task), profile, runs_root=str(tmp / "runs"), reports_dir=str(tmp / "reports"), progress=False, say=lines.append)
+    again, _, _ = run_experiment(
+        str(task), profile, runs_root=str(tmp / "runs"), reports_dir=str(tmp / "reports"), progress=False, say=lines.append
+    )
     assert again[0].status == "reused", again[0].detail
     assert sorted(p.name for p in (tmp / "models" / "smollm2-135m-lora-cpu").iterdir()) == ["v1"]  # trained once
     (row,) = [r for r in report["leaderboard"] if r["approach"] == "finetuned"]
@@ -250,10 +338,15 @@ def test_an_experiment_stage_that_trains_leaves_a_validation_record(env):
     from evaluation.runs import scan_runs
 
     tmp, task, model_dir = env
-    stage = Stage("finetuned", name="finetuned-cls", recipe="smollm2-135m-lora-cls-cpu",
-                  recipe_overrides=[f"model={model_dir}", "train.max_steps=1", "train.batch_size=4", "name=tiny-stage"])
-    results, _, _ = run_experiment(str(task), Profile("one stage", [stage]), runs_root=str(tmp / "runs"),
-                                   reports_dir=str(tmp / "reports"), progress=False)
+    stage = Stage(
+        "finetuned",
+        name="finetuned-cls",
+        recipe="smollm2-135m-lora-cls-cpu",
+        recipe_overrides=[f"model={model_dir}", "train.max_steps=1", "train.batch_size=4", "name=tiny-stage"],
+    )
+    results, _, _ = run_experiment(
+        str(task), Profile("one stage", [stage]), runs_root=str(tmp / "runs"), reports_dir=str(tmp / "reports"), progress=False
+    )
     assert [r.status for r in results] == ["ran"], results
     runs, _ = scan_runs(tmp / "runs")
     assert sorted(r.meta.split for r in runs if r.meta.approach == "finetuned") == ["test", "validation"]

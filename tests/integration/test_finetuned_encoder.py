@@ -26,7 +26,11 @@ def tiny_bert(tmp_path_factory):
     return out
 
 
-ROWS = [(f"{w} {i}", label) for label, w in (("refund", "refund please"), ("fee", "why this fee"), ("fraud", "not my payment")) for i in range(12)]
+ROWS = [
+    (f"{w} {i}", label)
+    for label, w in (("refund", "refund please"), ("fee", "why this fee"), ("fraud", "not my payment"))
+    for i in range(12)
+]
 
 
 def test_learns_a_toy_task_in_a_few_steps(tiny_bert):
@@ -36,7 +40,9 @@ def test_learns_a_toy_task_in_a_few_steps(tiny_bert):
     texts, labels = [t for t, _ in ROWS], [g for _, g in ROWS]
     probe = ["refund please 40", "why this fee 41", "not my payment 42"]
 
-    clf = FinetunedEncoderClassifier(EncoderConfig(model=str(tiny_bert), max_steps=30, batch_size=8, learning_rate=1e-3, head_learning_rate=1e-2, threads=1))
+    clf = FinetunedEncoderClassifier(
+        EncoderConfig(model=str(tiny_bert), max_steps=30, batch_size=8, learning_rate=1e-3, head_learning_rate=1e-2, threads=1)
+    )
     assert isinstance(clf, Classifier)
     assert clf.fit(texts, labels) is clf
     preds = clf.predict(probe)
@@ -72,7 +78,9 @@ def test_runs_go_through_the_shared_evaluator(tmp_path, monkeypatch, tiny_bert):
 
     monkeypatch.delenv("DISPUTE_CLASSIFIER_DATA", raising=False)
     monkeypatch.setenv("DISPUTE_CLASSIFIER_CACHE", str(tmp_path / "cache"))
-    task = write_task(tmp_path, train=ROWS, test=[("refund please 99", "refund"), ("why this fee 99", "fee"), ("not my payment 99", "fraud")])
+    task = write_task(
+        tmp_path, train=ROWS, test=[("refund please 99", "refund"), ("why this fee 99", "fee"), ("not my payment 99", "fraud")]
+    )
     assert get_approach("finetuned-encoder").category == "finetuned"
     data = load_data(load_task(str(task)))
     settings = {"encoder": {"model": str(tiny_bert), "max_steps": 4, "batch_size": 8}}

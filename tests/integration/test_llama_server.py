@@ -17,9 +17,7 @@ from dispute_classifier.core.prices import PriceTable
 from dispute_classifier.core.prompts import PromptConfig, build_messages
 from dispute_classifier.core.task import load_task
 
-pytestmark = pytest.mark.skipif(
-    not llama_cpp_available(), reason="llama-cpp-python is not installed (`make setup` builds it)"
-)
+pytestmark = pytest.mark.skipif(not llama_cpp_available(), reason="llama-cpp-python is not installed (`make setup` builds it)")
 
 TEXTS = ["I was charged twice for the same coffee", "my card was stolen yesterday", "where is the refund the shop promised?"]
 
@@ -95,7 +93,10 @@ def test_llama_server_command_runs_until_interrupted(tmp_path, stop):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "dispute_classifier.commands.cli", "llama-server", "--port", str(port), "--n-ctx", "512"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         lines = [proc.stdout.readline(), proc.stdout.readline()]
@@ -123,8 +124,24 @@ def test_server_under_an_api_model_name_writes_records_the_verdict_prices(toy_ta
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
     runs = tmp_path / "runs"
-    code = main(["evaluate", "--task", str(toy_task), "--approach", "prompt", "--runs-dir", str(runs), "--quiet",
-                 "--set", "llm.api.server.alias=gpt-4o-mini", "--set", "llm.api.billing=api", "--set", "llm.api.server.n_ctx=2048"])
+    code = main(
+        [
+            "evaluate",
+            "--task",
+            str(toy_task),
+            "--approach",
+            "prompt",
+            "--runs-dir",
+            str(runs),
+            "--quiet",
+            "--set",
+            "llm.api.server.alias=gpt-4o-mini",
+            "--set",
+            "llm.api.billing=api",
+            "--set",
+            "llm.api.server.n_ctx=2048",
+        ]
+    )
     assert code == 0
     (run,), _ = scan_runs(runs)
     assert run.meta.model == "gpt-4o-mini" and run.meta.billing == "api"

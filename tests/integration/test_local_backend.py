@@ -13,7 +13,14 @@ from dispute_classifier.core.prompts import PromptConfig, build_messages, parse_
 from dispute_classifier.core.task import load_task
 from dispute_classifier.core.types import INVALID
 
-TEXTS = ["I was charged twice for coffee", "my card was stolen", "where is my refund?", "ATM gave me less cash", "fee on my transfer", "a" * 400]
+TEXTS = [
+    "I was charged twice for coffee",
+    "my card was stolen",
+    "where is my refund?",
+    "ATM gave me less cash",
+    "fee on my transfer",
+    "a" * 400,
+]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +85,9 @@ def test_completion_is_label_plus_end_of_turn_and_no_double_bos(setup):
 
 def test_free_mode_keeps_raw_text_and_flags_invalid(setup):
     task, backend, msgs = setup
-    free = LocalBackend(LocalConfig(model=backend.config.model, mode="free", max_new_tokens=4), model=backend.model, tokenizer=backend.tokenizer)
+    free = LocalBackend(
+        LocalConfig(model=backend.config.model, mode="free", max_new_tokens=4), model=backend.model, tokenizer=backend.tokenizer
+    )
     preds = free.classify(msgs[:2], task.label_list)
     for p in preds:
         assert p.raw is not None

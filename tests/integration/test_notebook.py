@@ -11,7 +11,11 @@ import pytest
 from tests.conftest import REPO, write_task
 
 NOTEBOOK = REPO / "notebooks" / "finetune_colab.ipynb"
-ROWS = [(f"{w} {i}", label) for label, w in (("refund", "refund please"), ("fee", "why this fee"), ("fraud", "not my payment")) for i in range(12)]
+ROWS = [
+    (f"{w} {i}", label)
+    for label, w in (("refund", "refund please"), ("fee", "why this fee"), ("fraud", "not my payment"))
+    for i in range(12)
+]
 
 
 def _with_parameters(nb, values: dict) -> None:
@@ -40,13 +44,30 @@ def test_every_cell_runs_on_cpu_with_a_tiny_model(tmp_path, monkeypatch, tiny_ll
 
     monkeypatch.delenv("DISPUTE_CLASSIFIER_DATA", raising=False)
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # the kernel imports this checkout
-    task = write_task(tmp_path, train=ROWS, test=[("refund please 99", "refund"), ("why this fee 99", "fee"), ("not my payment 99", "fraud")])
+    task = write_task(
+        tmp_path, train=ROWS, test=[("refund please 99", "refund"), ("why this fee 99", "fee"), ("not my payment 99", "fraud")]
+    )
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    _with_parameters(nb, {
-        "RECIPE": "llama3-8b-qlora", "TASK": str(task), "INSTALL": False, "HF_LOGIN": False, "WORKDIR": str(tmp_path / "work"),
-        "OVERRIDES": [f"model={tiny_llama}", "requires_gpu=false", "train.max_steps=2", "train.batch_size=2",
-                      "train.gradient_accumulation_steps=1", "train.warmup_steps=0", "train.logging_steps=1", "train.max_length=128"],
-    })
+    _with_parameters(
+        nb,
+        {
+            "RECIPE": "llama3-8b-qlora",
+            "TASK": str(task),
+            "INSTALL": False,
+            "HF_LOGIN": False,
+            "WORKDIR": str(tmp_path / "work"),
+            "OVERRIDES": [
+                f"model={tiny_llama}",
+                "requires_gpu=false",
+                "train.max_steps=2",
+                "train.batch_size=2",
+                "train.gradient_accumulation_steps=1",
+                "train.warmup_steps=0",
+                "train.logging_steps=1",
+                "train.max_length=128",
+            ],
+        },
+    )
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
 
     outputs = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

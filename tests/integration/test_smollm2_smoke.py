@@ -14,9 +14,16 @@ def test_smollm2_lora_few_steps(banking77_dir, tmp_path, monkeypatch):
     from finetune.train import train
 
     monkeypatch.setenv("DISPUTE_CLASSIFIER_MODELS", str(tmp_path / "models"))
-    recipe = load_recipe("smollm2-135m-lora-cpu", [
-        "train.max_steps=2", "train.batch_size=4", "train_limit=32", "eval_limit=16", "train.logging_steps=1",
-    ])
+    recipe = load_recipe(
+        "smollm2-135m-lora-cpu",
+        [
+            "train.max_steps=2",
+            "train.batch_size=4",
+            "train_limit=32",
+            "eval_limit=16",
+            "train.logging_steps=1",
+        ],
+    )
     out = train(recipe, data_dir=str(banking77_dir), runs_dir=str(tmp_path / "runs"))
     card = json.loads((out / "model_card.json").read_text())
     assert card["base_model"]["name"] == "smollm2-135m-instruct" and card["base_model"].get("gguf_sha256")

@@ -38,7 +38,13 @@ def test_mean_interval_over_seeds():
 def test_points_summary_and_finder(noisy_task):
     data = load_data(load_task(noisy_task))
     cfg = CurvesConfig(task=str(noisy_task), approaches=["tfidf"], sizes=["15", "all"], noise=[0.0, 0.25], seeds=[0, 1], folds=3)
-    result = run_curves(cfg, data, {"tfidf": approach_maker("tfidf", str(noisy_task))}, {"tfidf": approach_maker("tfidf", str(noisy_task))}, log=lambda _: None)
+    result = run_curves(
+        cfg,
+        data,
+        {"tfidf": approach_maker("tfidf", str(noisy_task))},
+        {"tfidf": approach_maker("tfidf", str(noisy_task))},
+        log=lambda _: None,
+    )
     assert len(result["points"]) == 2 * 2 * 2 and result["split"] == "validation"
     assert {p["n_train"] for p in result["points"] if p["size"] == "all"} == {len(data.split("train"))}
     assert all(0 <= p["accuracy"] <= 1 and len(p["accuracy_ci95"]) == 2 for p in result["points"])
@@ -59,8 +65,28 @@ def test_config_checks():
 
 def test_cli_writes_report_and_warns_on_test(noisy_task, tmp_path):
     out = tmp_path / "reports"
-    base = [sys.executable, "-m", "dispute_classifier.commands.cli", "curves", "--task", str(noisy_task), "--approaches", "tfidf",
-            "--sizes", "20,all", "--noise", "0,0.2", "--seeds", "0", "--finder-approaches", "tfidf", "--folds", "3", "--out", str(out)]
+    base = [
+        sys.executable,
+        "-m",
+        "dispute_classifier.commands.cli",
+        "curves",
+        "--task",
+        str(noisy_task),
+        "--approaches",
+        "tfidf",
+        "--sizes",
+        "20,all",
+        "--noise",
+        "0,0.2",
+        "--seeds",
+        "0",
+        "--finder-approaches",
+        "tfidf",
+        "--folds",
+        "3",
+        "--out",
+        str(out),
+    ]
     res = subprocess.run(base, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert res.returncode == 0, res.stderr
     result = json.loads((out / "curves-toy-validation.json").read_text())

@@ -82,7 +82,9 @@ MC = 3 * math.sqrt(ALPHA * (1 - ALPHA) / REPS)  # three Monte-Carlo standard err
 
 def test_non_inferiority_holds_its_level_on_the_margin():
     rate, where = worst_level(tango)
-    assert rate <= ALPHA + MC, f"'adequate' declared {rate:.2%} of the time at {where} with the true difference on the margin (level {ALPHA:.1%})"
+    assert rate <= ALPHA + MC, (
+        f"'adequate' declared {rate:.2%} of the time at {where} with the true difference on the margin (level {ALPHA:.1%})"
+    )
 
 
 def test_the_percentile_bootstrap_fails_the_same_check():

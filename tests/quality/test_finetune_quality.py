@@ -17,8 +17,12 @@ def _sweep(tmp, task, model, **kw):
     from finetune.sweep import SweepConfig
 
     return SweepConfig(
-        recipe="smollm2-135m-lora-cpu", budget="quick", storage=f"sqlite:///{tmp}/sweep.db", runs_dir=str(tmp / "runs"),
-        overrides=[f"task={task}", f"model={model}", "train.max_steps=2"], **kw,
+        recipe="smollm2-135m-lora-cpu",
+        budget="quick",
+        storage=f"sqlite:///{tmp}/sweep.db",
+        runs_dir=str(tmp / "runs"),
+        overrides=[f"task={task}", f"model={model}", "train.max_steps=2"],
+        **kw,
     )
 
 
@@ -78,9 +82,13 @@ def test_finetuned_recipe_as_a_curves_approach(env):
     from finetune.sweep import RecipeClassifier
 
     tmp, task, model = env
-    recipe = load_recipe("smollm2-135m-lora-cls-cpu", [f"task={task}", f"model={model}", "train.max_steps=2", "train.batch_size=4",
-                                                       "train.warmup_steps=0", "train.save_steps=1000"])
-    cfg = CurvesConfig(task=str(task), approaches=["finetuned"], sizes=["all"], noise=[0.0, 0.2], seeds=[0], recipe=recipe.name, skip_finder=True)
+    recipe = load_recipe(
+        "smollm2-135m-lora-cls-cpu",
+        [f"task={task}", f"model={model}", "train.max_steps=2", "train.batch_size=4", "train.warmup_steps=0", "train.save_steps=1000"],
+    )
+    cfg = CurvesConfig(
+        task=str(task), approaches=["finetuned"], sizes=["all"], noise=[0.0, 0.2], seeds=[0], recipe=recipe.name, skip_finder=True
+    )
     result = run_curves(cfg, load_data(load_task(task)), {"finetuned": lambda: RecipeClassifier(recipe)}, None, log=lambda _: None)
     assert [(p["approach"], p["noise"]) for p in result["points"]] == [("finetuned", 0.0), ("finetuned", 0.2)]
     assert all(0 <= p["accuracy"] <= 1 for p in result["points"])

@@ -61,9 +61,26 @@ def test_approach_without_probabilities_is_a_user_error(noisy_task):
 def test_data_check_cli_writes_issues_to_json_and_markdown(noisy_task, tmp_path):
     out = tmp_path / "reports"
     res = subprocess.run(
-        [sys.executable, "-m", "dispute_classifier.commands.cli", "data", "check", "--task", str(noisy_task), "--out", str(out),
-         "--label-issues", "--issue-approaches", "tfidf", "--issue-folds", "3"],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "dispute_classifier.commands.cli",
+            "data",
+            "check",
+            "--task",
+            str(noisy_task),
+            "--out",
+            str(out),
+            "--label-issues",
+            "--issue-approaches",
+            "tfidf",
+            "--issue-folds",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
     )
     assert res.returncode == 0, res.stderr
     assert "suspected label errors in train:" in res.stdout

@@ -33,11 +33,30 @@ def test_two_process_ddp_agrees_and_rank0_saves(tmp_path, monkeypatch, tiny_llam
     monkeypatch.delenv("DISPUTE_CLASSIFIER_DATA", raising=False)
     monkeypatch.setenv("DISPUTE_CLASSIFIER_MODELS", str(tmp_path / "models"))
     monkeypatch.setenv("DISPUTE_CLASSIFIER_RUNS", str(tmp_path / "runs"))
-    task = write_task(tmp_path, train=ROWS, test=[("refund please 99", "refund"), ("why this fee 99", "fee"), ("not my payment 99", "fraud")])
+    task = write_task(
+        tmp_path, train=ROWS, test=[("refund please 99", "refund"), ("why this fee 99", "fee"), ("not my payment 99", "fraud")]
+    )
     cmd = [
-        launcher, "launch", "--config_file", str(REPO / "finetune" / "accelerate" / "cpu-ddp.yaml"), "--main_process_port", str(_free_port()),
-        "-m", "finetune.train", "--recipe", "smollm2-135m-lora-cpu", "--name", "ddp-tiny", f"task={task}", f"model={tiny_llama}",
-        "train.max_steps=3", "train.batch_size=2", "train.warmup_steps=0", "train.learning_rate=2e-3", "train.threads=1", "eval_limit=3",
+        launcher,
+        "launch",
+        "--config_file",
+        str(REPO / "finetune" / "accelerate" / "cpu-ddp.yaml"),
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "finetune.train",
+        "--recipe",
+        "smollm2-135m-lora-cpu",
+        "--name",
+        "ddp-tiny",
+        f"task={task}",
+        f"model={tiny_llama}",
+        "train.max_steps=3",
+        "train.batch_size=2",
+        "train.warmup_steps=0",
+        "train.learning_rate=2e-3",
+        "train.threads=1",
+        "eval_limit=3",
     ]
     # from tmp_path, so the evaluation's run records land there; the repo is on the path
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}

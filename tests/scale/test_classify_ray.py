@@ -57,8 +57,16 @@ def test_tfidf_files_are_byte_identical_to_local(ray_cluster, toy_task, tmp_path
     src = tmp_path / src_name
     make_input(src)
     local, ray_files, summary = run_both(
-        tmp_path, src, out_name, model="tfidf", task=str(toy_task), text_column="message", id_column="ticket",
-        chunk_size=300, min_confidence=0.9, max_chars=300,
+        tmp_path,
+        src,
+        out_name,
+        model="tfidf",
+        task=str(toy_task),
+        text_column="message",
+        id_column="ticket",
+        chunk_size=300,
+        min_confidence=0.9,
+        max_chars=300,
     )
     assert set(local) == {out_name, out_name.replace(".", ".errors."), out_name.replace(".", ".review.")}
     assert ray_files == local
@@ -77,20 +85,41 @@ def test_finetuned_model_files_are_byte_identical_to_local(ray_cluster, tmp_path
     monkeypatch.delenv("DISPUTE_CLASSIFIER_DATA", raising=False)
     monkeypatch.setenv("DISPUTE_CLASSIFIER_MODELS", str(tmp_path / "models"))
     monkeypatch.setenv("DISPUTE_CLASSIFIER_CACHE", str(tmp_path / "cache"))
-    task = write_task(tmp_path, train=TRAIN_ROWS, test=[("refund please 99", "refund"), ("why this fee 99", "fee"), ("not my payment 99", "fraud")])
-    recipe = load_recipe("smollm2-135m-lora-cpu", [
-        f"task={task}", f"model={tiny_llama}", "head=classification", "name=tiny-ray", "train.max_steps=2",
-        "train.batch_size=4", "train.warmup_steps=0", "eval_limit=3",
-    ])
+    task = write_task(
+        tmp_path, train=TRAIN_ROWS, test=[("refund please 99", "refund"), ("why this fee 99", "fee"), ("not my payment 99", "fraud")]
+    )
+    recipe = load_recipe(
+        "smollm2-135m-lora-cpu",
+        [
+            f"task={task}",
+            f"model={tiny_llama}",
+            "head=classification",
+            "name=tiny-ray",
+            "train.max_steps=2",
+            "train.batch_size=4",
+            "train.warmup_steps=0",
+            "eval_limit=3",
+        ],
+    )
     train(recipe, runs_dir=str(tmp_path / "runs"))
     src = tmp_path / "in.jsonl"
     words = ["refund please", "why this fee", "not my payment", "hello there"]
-    src.write_text("".join(json.dumps({"ticket": f"T{i}", "message": f"{words[i % 4]} {i}"}) + "\n" for i in range(48)) + '{"ticket": "T1", "message": "dup"}\n')
+    src.write_text(
+        "".join(json.dumps({"ticket": f"T{i}", "message": f"{words[i % 4]} {i}"}) + "\n" for i in range(48))
+        + '{"ticket": "T1", "message": "dup"}\n'
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in each one-CPU Ray actor, so the float sums run in the same order
     try:
         local, ray_files, summary = run_both(
-            tmp_path, src, "out.csv", model="tiny-ray:v1", task=str(task), text_column="message", id_column="ticket", chunk_size=16,
+            tmp_path,
+            src,
+            "out.csv",
+            model="tiny-ray:v1",
+            task=str(task),
+            text_column="message",
+            id_column="ticket",
+            chunk_size=16,
         )
     finally:
         torch.set_num_threads(threads)
@@ -113,7 +142,9 @@ def test_folder_of_shards_matches_the_whole_file(ray_cluster, toy_task, tmp_path
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     classify_file(ClassifyConfig(input=str(whole), output=str(tmp_path / "a" / "out.csv"), **common), out=io.StringIO())  # type: ignore[arg-type]
-    classify_file(ClassifyConfig(input=str(shards), output=str(tmp_path / "b" / "out.csv"), engine="ray", workers=2, **common), out=io.StringIO())  # type: ignore[arg-type]
+    classify_file(
+        ClassifyConfig(input=str(shards), output=str(tmp_path / "b" / "out.csv"), engine="ray", workers=2, **common), out=io.StringIO()
+    )  # type: ignore[arg-type]
     assert (tmp_path / "b" / "out.csv").read_bytes() == (tmp_path / "a" / "out.csv").read_bytes()
     import csv
 
@@ -129,9 +160,29 @@ def test_folder_of_shards_matches_the_whole_file(ray_cluster, toy_task, tmp_path
 
 def _command(task: Path, src: Path, out: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "dispute_classifier.commands.cli", "classify", str(src), "--task", str(task), "--model", "tfidf",
-        "--output", str(out), "--text-column", "message", "--id-column", "ticket", "--chunk-size", "100",
-        "--min-confidence", "0.9", "--max-chars", "300", "--quiet", *extra,
+        sys.executable,
+        "-m",
+        "dispute_classifier.commands.cli",
+        "classify",
+        str(src),
+        "--task",
+        str(task),
+        "--model",
+        "tfidf",
+        "--output",
+        str(out),
+        "--text-column",
+        "message",
+        "--id-column",
+        "ticket",
+        "--chunk-size",
+        "100",
+        "--min-confidence",
+        "0.9",
+        "--max-chars",
+        "300",
+        "--quiet",
+        *extra,
     ]
 
 
@@ -182,8 +233,13 @@ def test_one_line_errors_without_ray_or_cluster(toy_task, tmp_path, monkeypatch)
         ClassifyConfig(input="in.csv", output="out.csv", model="tfidf", workers=2)
     src = tmp_path / "in.csv"
     make_input(src)
-    res = subprocess.run(_command(toy_task, src, tmp_path / "out.csv", "--engine", "ray", "--ray-address", "ray://127.0.0.1:1"),
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        _command(toy_task, src, tmp_path / "out.csv", "--engine", "ray", "--ray-address", "ray://127.0.0.1:1"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "cannot reach the Ray cluster" in res.stderr, res.stderr
 
 
@@ -217,7 +273,11 @@ def test_glob_of_parquet_shards_matches_one_csv(ray_cluster, toy_task, tmp_path)
     (tmp_path / "shards").mkdir()
     for n, start in enumerate(range(0, len(rows), 400)):
         part = rows[start : start + 400]
-        pq.write_table(pa.table({"ticket": [r for r, _ in part], "message": [t for _, t in part]}), tmp_path / "shards" / f"s{n}.parquet", row_group_size=150)
+        pq.write_table(
+            pa.table({"ticket": [r for r, _ in part], "message": [t for _, t in part]}),
+            tmp_path / "shards" / f"s{n}.parquet",
+            row_group_size=150,
+        )
     with open(tmp_path / "all.csv", "w", newline="", encoding="utf-8") as f:
         import csv
 
@@ -226,6 +286,11 @@ def test_glob_of_parquet_shards_matches_one_csv(ray_cluster, toy_task, tmp_path)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     classify_file(ClassifyConfig(input=str(tmp_path / "all.csv"), output=str(tmp_path / "a" / "out.csv"), **common), out=io.StringIO())  # type: ignore[arg-type]
-    summary = classify_file(ClassifyConfig(input=str(tmp_path / "shards" / "s*.parquet"), output=str(tmp_path / "b" / "out.csv"), engine="ray", workers=2, **common), out=io.StringIO())  # type: ignore[arg-type]
+    summary = classify_file(
+        ClassifyConfig(
+            input=str(tmp_path / "shards" / "s*.parquet"), output=str(tmp_path / "b" / "out.csv"), engine="ray", workers=2, **common
+        ),
+        out=io.StringIO(),
+    )  # type: ignore[arg-type]
     assert (tmp_path / "b" / "out.csv").read_bytes() == (tmp_path / "a" / "out.csv").read_bytes()
     assert summary.error_counts == {"duplicate_id": 1, "empty_text": 1} and "3 shard(s), 9 block(s)" in (summary.note or "")

@@ -53,8 +53,11 @@ def _gpu_with_vllm() -> str | None:
 
 
 def _serve(args: list[str], log: Path, port: int, timeout_s: float = 600) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", *args, "--port", str(port)],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", *args, "--port", str(port)],
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -81,7 +84,9 @@ def test_vllm_serves_the_adapter_and_the_classification_head(tmp_path, monkeypat
 
     monkeypatch.delenv("DISPUTE_CLASSIFIER_DATA", raising=False)
     monkeypatch.setenv("DISPUTE_CLASSIFIER_MODELS", str(tmp_path / "models"))
-    task = write_task(tmp_path, train=ROWS, test=[("refund please 99", "refund"), ("why this fee 99", "fee"), ("not my payment 99", "fraud")])
+    task = write_task(
+        tmp_path, train=ROWS, test=[("refund please 99", "refund"), ("why this fee 99", "fee"), ("not my payment 99", "fraud")]
+    )
     common = [f"task={task}", f"model={tiny_llama}", "train.max_steps=2", "train.batch_size=4", "train.warmup_steps=0", "eval_limit=3"]
     gen = train(load_recipe("smollm2-135m-lora-cpu", [*common, "name=tiny-gen"]), runs_dir=str(tmp_path / "runs"))
     spec = load_task(str(task))
@@ -89,8 +94,22 @@ def test_vllm_serves_the_adapter_and_the_classification_head(tmp_path, monkeypat
 
     # 1. the generative adapter: vllm serve BASE --enable-lora --lora-modules NAME=PATH, via the api backend
     port = free_port()
-    proc = _serve([str(tiny_llama), "--enable-lora", "--lora-modules", f"tiny-gen={gen / 'adapter'}", "--max-lora-rank", "16",
-                   "--max-model-len", "512", "--gpu-memory-utilization", "0.3"], tmp_path / "vllm-gen.log", port)
+    proc = _serve(
+        [
+            str(tiny_llama),
+            "--enable-lora",
+            "--lora-modules",
+            f"tiny-gen={gen / 'adapter'}",
+            "--max-lora-rank",
+            "16",
+            "--max-model-len",
+            "512",
+            "--gpu-memory-utilization",
+            "0.3",
+        ],
+        tmp_path / "vllm-gen.log",
+        port,
+    )
     try:
         cfg = ApiConfig(base_url=f"http://127.0.0.1:{port}/v1", model="tiny-gen", structured="choice", billing="self-hosted", cache=False)
         prompts = [build_messages(spec, t, PromptConfig(style="short")).messages for t in texts]
@@ -115,11 +134,17 @@ def test_vllm_serves_the_adapter_and_the_classification_head(tmp_path, monkeypat
     for part in (cls / "tokenizer").iterdir():  # the tokenizer and chat template beside the weights
         shutil.copy(part, tmp_path / "merged" / part.name)
     port = free_port()
-    proc = _serve([str(tmp_path / "merged"), "--runner", "pooling", "--max-model-len", "512", "--gpu-memory-utilization", "0.3"],
-                  tmp_path / "vllm-cls.log", port)
+    proc = _serve(
+        [str(tmp_path / "merged"), "--runner", "pooling", "--max-model-len", "512", "--gpu-memory-utilization", "0.3"],
+        tmp_path / "vllm-cls.log",
+        port,
+    )
     try:
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/classify", data=json.dumps({"model": str(tmp_path / "merged"), "input": texts}).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/classify",
+            data=json.dumps({"model": str(tmp_path / "merged"), "input": texts}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         data = json.load(urllib.request.urlopen(req, timeout=60))["data"]
         assert [d["label"] in spec.label_list for d in data] == [True] * len(texts)
         assert all(abs(sum(d["probs"]) - 1) < 1e-3 for d in data)

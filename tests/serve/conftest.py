@@ -66,7 +66,10 @@ class Server:
         self.out = open(log, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dispute_classifier.commands.cli", "serve", *args, "--port", str(self.port)],
-            env={"OMP_NUM_THREADS": "1", **env, "PYTHONPATH": str(REPO)}, stdout=self.out, stderr=subprocess.STDOUT, cwd=log.parent,
+            env={"OMP_NUM_THREADS": "1", **env, "PYTHONPATH": str(REPO)},
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+            cwd=log.parent,
         )
 
     def wait_ready(self, timeout: float = 120) -> None:

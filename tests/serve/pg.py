@@ -18,7 +18,9 @@ REQUIRE_ENV = "DISPUTE_CLASSIFIER_REQUIRE_POSTGRES"
 
 def bindir() -> Path | None:
     """The folder with initdb and pg_ctl: Debian's newest /usr/lib/postgresql/N/bin, else PATH."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0
+    )
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")

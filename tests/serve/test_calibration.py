@@ -49,7 +49,12 @@ def test_served_registered_tfidf_estimates_its_test_accuracy(banking77_dir, mode
     try:
         server.wait_ready(timeout=300)
         labels = tmp_path / "labels.csv"
-        assert main(["replay", "--split", "test", "--task", "disputes", "--url", server.url, "--labels-out", str(labels), "--concurrency", "4"]) == 0
+        assert (
+            main(
+                ["replay", "--split", "test", "--task", "disputes", "--url", server.url, "--labels-out", str(labels), "--concurrency", "4"]
+            )
+            == 0
+        )
         capsys.readouterr()
         deadline = time.time() + 60
         while len(read_log(db_url(str(db))).predictions) < 640 and time.time() < deadline:

@@ -24,7 +24,9 @@ def _burst(url: str, bodies: list[bytes], headers: dict[str, str] | None = None)
     async def go():
         limits = httpx.Limits(max_connections=len(bodies))
         async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-            return await asyncio.gather(*(client.post("/v1/classify", content=b, headers={"content-type": "application/json", **(headers or {})}) for b in bodies))
+            return await asyncio.gather(
+                *(client.post("/v1/classify", content=b, headers={"content-type": "application/json", **(headers or {})}) for b in bodies)
+            )
 
     return asyncio.run(go())
 
@@ -34,7 +36,7 @@ def test_a_lone_surrogate_fails_its_own_request_only(start_server, tmp_path):
     server = start_server("--model", "tfidf", "--log-db", str(db), "--max-wait-ms", "5")
     good = [f'{{"input": ["refund my order {i}"]}}'.encode() for i in range(63)]
     for burst in range(3):
-        bodies = good[:20 + burst] + [SURROGATE] + good[20 + burst:]
+        bodies = good[: 20 + burst] + [SURROGATE] + good[20 + burst :]
         responses = _burst(server.url, bodies)
         codes = [r.status_code for r in responses]
         assert codes.count(200) == 63 and codes.count(422) == 1, codes
@@ -77,6 +79,7 @@ def test_one_failing_input_never_fails_the_other_requests_of_its_batch(toy_task,
     clf = FailsOn("poison")
     codes: dict[str, int] = {}
     with TestClient(_app_with(clf, toy_task, tmp_path, max_batch=32, max_wait_ms=50)) as client:
+
         def ask(text):
             codes[text] = client.post("/v1/classify", json={"input": [text]}).status_code
 
@@ -99,7 +102,7 @@ def test_deeply_nested_json_is_a_400_not_a_crash(serve_app):
     r = client.post("/v1/classify", content=b'{"input": [[[[[[[[[["x"]]]]]]]]]]}', headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["type"] == "json_too_deep"
     # brackets inside texts are text, not nesting
-    r = client.post("/v1/classify", json={"input": ["[[[[[[[[[[[[ refund {{{{{{{{{{{ \\\" [[[["]})
+    r = client.post("/v1/classify", json={"input": ['[[[[[[[[[[[[ refund {{{{{{{{{{{ \\" [[[[']})
     assert r.status_code == 200, r.text
 
 
@@ -185,7 +188,9 @@ def test_refused_requests_are_counted_never_written_and_throttled_in_stderr(serv
 
 def test_request_ids_are_the_servers_and_the_clients_is_kept_beside_them(serve_app, tmp_path):
     client, _ = serve_app()
-    ids = [client.post("/v1/classify", json={"input": ["refund"]}, headers={"X-Request-Id": "dup"}).headers["x-request-id"] for _ in range(2)]
+    ids = [
+        client.post("/v1/classify", json={"input": ["refund"]}, headers={"X-Request-Id": "dup"}).headers["x-request-id"] for _ in range(2)
+    ]
     assert len(set(ids)) == 2 and "dup" not in ids
     rows = read_log(db_url(str(tmp_path / "log.db"))).predictions
     assert [(r["request_id"], r["client_request_id"]) for r in rows] == [(ids[0], "dup"), (ids[1], "dup")]
@@ -229,6 +234,7 @@ def test_a_full_queue_answers_503_with_retry_after(toy_task, tmp_path):
 
     results = []
     with TestClient(_app_with(Sleepy(0.3), toy_task, tmp_path, max_queue=1, max_batch=1)) as client:
+
         def ask():
             results.append(client.post("/v1/classify", json={"input": ["refund"]}))
 

@@ -87,7 +87,19 @@ def test_name_at_alias_works_where_name_version_works(two_versions, toy_task, tm
     by_version = resolve_classifier("base:2", spec, RunConfig(task=spec.name))
     assert (by_alias.name, by_alias.version) == (by_version.name, by_version.version) == ("base", "v2")
     out = tmp_path / "out.csv"
-    rc = main(["classify", str(toy_task.parent / "test.csv"), "--output", str(out), "--model", "base@champion", "--task", str(toy_task), "--quiet"])
+    rc = main(
+        [
+            "classify",
+            str(toy_task.parent / "test.csv"),
+            "--output",
+            str(out),
+            "--model",
+            "base@champion",
+            "--task",
+            str(toy_task),
+            "--quiet",
+        ]
+    )
     assert rc == 0 and "base,v2" in out.read_text()
 
 
@@ -98,7 +110,10 @@ def test_a_missing_or_corrupt_model_fails_serve_in_one_line(two_versions, toy_ta
     err = capsys.readouterr().err
     assert err.startswith("error: champion model 'nothing:3'") and err.count("\n") == 1 and "Traceback" not in err
     (two_versions / "base" / "v2" / "model.joblib").write_bytes(b"not a pickle")
-    assert main(["serve", "--model", "base:2", "--task", str(toy_task), "--port", str(free_port()), "--log-db", str(two_versions / "log.db")]) == 2
+    assert (
+        main(["serve", "--model", "base:2", "--task", str(toy_task), "--port", str(free_port()), "--log-db", str(two_versions / "log.db")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "model.joblib is unreadable" in err and err.count("\n") == 1 and "Traceback" not in err
 
@@ -111,7 +126,13 @@ def test_a_fine_tuned_model_resolves_by_alias(models_root):
     for v in (1, 2):
         folder = models_root / "ft" / f"v{v}"
         folder.mkdir(parents=True)
-        card = {"name": "ft", "version": v, "task": "toy", "labels": ["refund", "fee", "fraud"], "recipe": {"prompt": {}, "head": "classification"}}
+        card = {
+            "name": "ft",
+            "version": v,
+            "task": "toy",
+            "labels": ["refund", "fee", "fraud"],
+            "recipe": {"prompt": {}, "head": "classification"},
+        }
         (folder / "model_card.json").write_text(json.dumps(card))
     model_store.promote("ft:1", "champion")
     clf = FinetunedClassifier("ft@champion")  # reads the card only; the weights load on first use

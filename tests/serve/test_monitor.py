@@ -42,7 +42,12 @@ def test_replay_then_monitor_flags_drift_and_reports_estimated_and_true_accuracy
     assert main(["replay", str(normal), "--url", server.url, "--id-column", "id", "--labels-out", str(labels), "--concurrency", "4"]) == 0
     assert "30 answered" in capsys.readouterr().out
     wait_for_rows(db, 60)  # champion + shadow
-    assert main(["monitor", "--log-db", str(db), "--labels", str(labels), "--min-window-predictions", "20", "--json", str(tmp_path / "m.json")]) == 0
+    assert (
+        main(
+            ["monitor", "--log-db", str(db), "--labels", str(labels), "--min-window-predictions", "20", "--json", str(tmp_path / "m.json")]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "m.json").read_text())
     assert report["overall"]["label_drift"] is False and "LABEL DRIFT" not in out
@@ -76,7 +81,9 @@ def test_psi_and_threshold():
     assert threshold_for([0.9, 0.3], [True, True], 0.95) == 0.0
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--alpha", "1.5"), ("--alpha", "nan"), ("--window-minutes", "inf"), ("--min-window-predictions", "0")])
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--alpha", "1.5"), ("--alpha", "nan"), ("--window-minutes", "inf"), ("--min-window-predictions", "0")]
+)
 def test_bad_monitor_settings_are_one_line_errors(flag, value, capsys):
     assert main(["monitor", flag, value]) == 2
     err = capsys.readouterr().err

@@ -46,7 +46,9 @@ def test_two_replicas_one_killed_every_answered_request_logged_once(pg_url, toy_
     import httpx
 
     env = dict(os.environ)
-    replicas = [Server(["--task", str(toy_task), "--model", "tfidf", "--log-db", pg_url], env, tmp_path / f"replica-{i}.log") for i in range(2)]
+    replicas = [
+        Server(["--task", str(toy_task), "--model", "tfidf", "--log-db", pg_url], env, tmp_path / f"replica-{i}.log") for i in range(2)
+    ]
     try:
         for r in replicas:
             r.wait_ready(timeout=180)

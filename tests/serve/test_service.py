@@ -143,7 +143,9 @@ def test_concurrent_requests_are_micro_batched(serve_app, toy_task, tmp_path):
     state = _served(ServiceState(cfg, None, PredictionLog(db_url(str(tmp_path / "b.db")))), clf)
     codes = []
     with TestClient(create_app(state)) as client:
-        threads = [threading.Thread(target=lambda: codes.append(client.post("/v1/classify", json={"input": ["a"]}).status_code)) for _ in range(16)]
+        threads = [
+            threading.Thread(target=lambda: codes.append(client.post("/v1/classify", json={"input": ["a"]}).status_code)) for _ in range(16)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -160,7 +162,10 @@ def test_a_failing_model_gets_a_500_and_the_service_lives_on(toy_task, tmp_path)
     from dispute_classifier.serving.state import ServiceState
     from evaluation.predlog import PredictionLog
 
-    state = _served(ServiceState(ServeConfig(model="slow", task=str(toy_task)), None, PredictionLog(db_url(str(tmp_path / "f.db")))), Slow(fail_on="boom"))
+    state = _served(
+        ServiceState(ServeConfig(model="slow", task=str(toy_task)), None, PredictionLog(db_url(str(tmp_path / "f.db")))),
+        Slow(fail_on="boom"),
+    )
     with TestClient(create_app(state)) as client:
         r = client.post("/v1/classify", json={"input": ["boom"]})
         assert r.status_code == 500 and r.json()["error"]["type"] == "prediction_failed"
@@ -180,7 +185,10 @@ def test_shadow_runs_off_the_request_path_and_both_are_logged(serve_app, tmp_pat
         time.sleep(0.1)
     rid = r.headers["x-request-id"]  # the server's id is the log key; the client's is kept beside it
     assert rid != "req-1" and r.json()["id"] == f"classify-{rid}"
-    by_role = {role: [(p["request_id"], p["client_request_id"], p["input_index"], p["model"]) for p in rows if p["role"] == role] for role in ("champion", "shadow")}
+    by_role = {
+        role: [(p["request_id"], p["client_request_id"], p["input_index"], p["model"]) for p in rows if p["role"] == role]
+        for role in ("champion", "shadow")
+    }
     assert by_role["champion"] == [(rid, "req-1", i, "tfidf") for i in range(3)]
     assert by_role["shadow"] == [(rid, "req-1", i, "knn") for i in range(3)]
     assert all(p["text"] is None and len(p["text_sha256"]) == 64 for p in rows)  # no raw text without --log-text

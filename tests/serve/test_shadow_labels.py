@@ -25,8 +25,12 @@ def write_pair_log(path, review_rate: float, n: int = 600, seed: int = 0):
     rng = np.random.default_rng(seed)
     url = db_url(str(path))
     log = PredictionLog(url, review_rate=review_rate)
-    profile = {"labels": LABELS, "train_distribution": {k: 1 / 3 for k in LABELS}, "test_accuracy": 0.85,
-               "validation": {"confidence": [0.9, 0.8, 0.7, 0.6] * 10, "correct": [True, True, True, False] * 10}}
+    profile = {
+        "labels": LABELS,
+        "train_distribution": {k: 1 / 3 for k in LABELS},
+        "test_accuracy": 0.85,
+        "validation": {"confidence": [0.9, 0.8, 0.7, 0.6] * 10, "correct": [True, True, True, False] * 10},
+    }
     log.save_profile("champ", "v1", profile)
     log.save_profile("chall", "v2", {**profile, "test_accuracy": 0.92})
     gold = {}
@@ -37,10 +41,20 @@ def write_pair_log(path, review_rate: float, n: int = 600, seed: int = 0):
         c_label = g if rng.random() < 0.85 else wrong
         s_label = g if rng.random() < 0.92 else LABELS[(i + 2) % 3]
         gold[f"r{i}"] = g
-        base = {"ts": 1_800_000_000 + i, "request_id": f"r{i}", "input_index": 0, "abstain": False, "latency_ms": 3.0,
-                "text_sha256": text_hash(f"t{i}"), "text": None, "probs": None}
+        base = {
+            "ts": 1_800_000_000 + i,
+            "request_id": f"r{i}",
+            "input_index": 0,
+            "abstain": False,
+            "latency_ms": 3.0,
+            "text_sha256": text_hash(f"t{i}"),
+            "text": None,
+            "probs": None,
+        }
         champion.append({**base, "role": "champion", "model": "champ", "version": "v1", "label": c_label, "confidence": 0.8})
-        shadow.append({**base, "role": "shadow", "model": "chall", "version": "v2", "label": s_label, "confidence": 0.6 if s_label == g else 0.95})
+        shadow.append(
+            {**base, "role": "shadow", "model": "chall", "version": "v2", "label": s_label, "confidence": 0.6 if s_label == g else 0.95}
+        )
     log.write_predictions(champion)  # the champion answers first, the shadow is logged after it
     log.write_predictions(shadow)
     log.close()
@@ -79,7 +93,8 @@ def test_review_sample_then_labels_give_the_paired_difference(tmp_path):
     shadow = json.loads(out.read_text())["shadow"]
     assert shadow["labeled_disagreements"] == len(flagged) and shadow["routed_to_review"] == len(flagged)
     true_adv = np.mean([gold[p["request_id"]] == p["label"] for p in log.predictions if p["role"] == "shadow"]) - np.mean(
-        [gold[p["request_id"]] == p["label"] for p in log.predictions if p["role"] == "champion"])
+        [gold[p["request_id"]] == p["label"] for p in log.predictions if p["role"] == "champion"]
+    )
     lo, hi = shadow["live_advantage_ci95"]
     assert lo <= true_adv <= hi and lo > 0
     assert shadow["verdict"].startswith("challenger ahead") and "the test advantage holds" in shadow["verdict"]
@@ -136,8 +151,18 @@ def test_the_service_flags_sampled_disagreements_for_review(serve_app, tmp_path)
 
     client, state = serve_app(shadow="knn", review_rate=1.0)  # `serve --review-rate 1`
     assert state.log.review_rate == 1.0
-    texts = ["please refund my order", "why this fee", "fraud, not my payment", "hello", "my card", "what is this",
-             "money", "order charged", "payment 7", "I did not"]
+    texts = [
+        "please refund my order",
+        "why this fee",
+        "fraud, not my payment",
+        "hello",
+        "my card",
+        "what is this",
+        "money",
+        "order charged",
+        "payment 7",
+        "I did not",
+    ]
     assert client.post("/v1/classify", json={"input": texts}, headers={"X-Request-ID": "rv-1"}).status_code == 200
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -153,11 +178,14 @@ def test_the_service_flags_sampled_disagreements_for_review(serve_app, tmp_path)
     assert not any(p["review"] for p in rows if p["role"] == "champion")
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"review_rate": 0.5}, "--review-rate flags champion/shadow disagreements for review; it needs --shadow MODEL"),
-    ({"review_rate": 1.5, "shadow": "knn"}, "--review-rate must be at least 0 and at most 1, got 1.5"),
-    ({"review_rate": float("nan"), "shadow": "knn"}, "--review-rate must be at least 0 and at most 1"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"review_rate": 0.5}, "--review-rate flags champion/shadow disagreements for review; it needs --shadow MODEL"),
+        ({"review_rate": 1.5, "shadow": "knn"}, "--review-rate must be at least 0 and at most 1, got 1.5"),
+        ({"review_rate": float("nan"), "shadow": "knn"}, "--review-rate must be at least 0 and at most 1"),
+    ],
+)
 def test_review_rate_is_checked_before_anything_loads(settings, message):
     from dispute_classifier.serving.settings import ServeConfig
 

@@ -101,7 +101,9 @@ def test_a_failed_reload_answers_409_keeps_the_old_version_and_shows_the_split(r
     r = client.post("/v1/reload", headers=AUTH)
     assert r.status_code == 409, r.text
     error = r.json()["error"]
-    assert error["type"] == "reload_failed" and "unreadable" in error["message"] and "still serving champion marked (v1)" in error["message"]
+    assert (
+        error["type"] == "reload_failed" and "unreadable" in error["message"] and "still serving champion marked (v1)" in error["message"]
+    )
     assert client.post("/v1/classify", json={"input": ["x"]}, headers=AUTH).json()["version"] == "v1"
     model = client.get("/v1/models", headers=AUTH).json()
     assert model["data"][0]["version"] == "v1" and model["data"][0]["alias_version"] == "v3" and model["data"][0]["in_sync"] is False

@@ -120,10 +120,12 @@ class FakeApi:
         content = json.dumps({"label": label}) if "response_format" in body else label
         choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
         if body.get("logprobs"):
-            choice["logprobs"] = {"content": [
-                {"token": "x", "logprob": -0.1, "bytes": None, "top_logprobs": []},
-                {"token": "y", "logprob": -0.2, "bytes": None, "top_logprobs": []},
-            ]}
+            choice["logprobs"] = {
+                "content": [
+                    {"token": "x", "logprob": -0.1, "bytes": None, "top_logprobs": []},
+                    {"token": "y", "logprob": -0.2, "bytes": None, "top_logprobs": []},
+                ]
+            }
         reply = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "fake-model-2024", "choices": [choice]}
         if self.usage:  # some compatible servers send no usage block at all
             reply["usage"] = {"prompt_tokens": 10 + len(json.dumps(body["messages"])) // 4, "completion_tokens": 5, "total_tokens": 0}
@@ -173,7 +175,7 @@ def test_structured_answers_usage_cost_and_confidence(fake):
     p = preds[0]
     assert p.usage.input_tokens > 10 and p.usage.output_tokens == 5
     assert p.usage.cost_usd == pytest.approx((p.usage.input_tokens * 1.0 + 5 * 2.0) / 1e6)
-    assert p.confidence == pytest.approx(2.718281828 ** -0.3)
+    assert p.confidence == pytest.approx(2.718281828**-0.3)
     assert p.raw == '{"label": "refund"}'
 
 
@@ -209,7 +211,9 @@ def test_unreachable_base_url_is_named_after_retries():
     sleeps = []
     b = ApiBackend(
         ApiConfig(base_url=url, model="m", max_retries=2, retry_base_delay_s=0.05, cache=False),
-        prices=PRICES, environ={}, sleep=sleeps.append,
+        prices=PRICES,
+        environ={},
+        sleep=sleeps.append,
     )
     with pytest.raises(UserError) as err:
         b.classify(PROMPTS[:1], LABELS)
@@ -238,9 +242,18 @@ def test_cache_key_covers_endpoint_model_messages_and_parameters():
     req = {"messages": PROMPTS[0], "temperature": 0}
     base = cache_key("http://a/v1", "m", req)
     assert base == cache_key("http://a/v1", "m", dict(req))
-    assert len({base, cache_key("http://b/v1", "m", req), cache_key("http://a/v1", "n", req),
+    assert (
+        len(
+            {
+                base,
+                cache_key("http://b/v1", "m", req),
+                cache_key("http://a/v1", "n", req),
                 cache_key("http://a/v1", "m", {**req, "temperature": 1}),
-                cache_key("http://a/v1", "m", {**req, "messages": PROMPTS[1]})}) == 5
+                cache_key("http://a/v1", "m", {**req, "messages": PROMPTS[1]}),
+            }
+        )
+        == 5
+    )
 
 
 def test_api_key_is_sent_but_never_stored(fake, tmp_path, toy_task):
@@ -360,8 +373,10 @@ def test_a_fallback_is_said_once_in_plain_words_and_the_servers_text_is_logged(f
             assert [p.label for p in b.classify(PROMPTS[:2], LABELS)] == EXPECTED[:2]
     err = capsys.readouterr().err
     notes = [line for line in err.splitlines() if line.startswith("note:")]
-    assert notes == [f"note: the server at {server.url} does not take JSON-schema answers; using a grammar that allows only the labels"
-                     f" instead (its replies are in {tmp_path / 'cache' / 'logs' / api.NEGOTIATION_LOG})"]
+    assert notes == [
+        f"note: the server at {server.url} does not take JSON-schema answers; using a grammar that allows only the labels"
+        f" instead (its replies are in {tmp_path / 'cache' / 'logs' / api.NEGOTIATION_LOG})"
+    ]
     assert "validation error" not in err and "{" not in err
     log = (tmp_path / "cache" / "logs" / api.NEGOTIATION_LOG).read_text()
     assert log.count("1 validation error: json_schema is not allowed") == 8  # 4 backends × (with, without logprobs)

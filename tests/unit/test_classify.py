@@ -26,20 +26,29 @@ def write_input(path, n: int = 40, bad: bool = True) -> None:
     lines += [f"t{i},{words[i % 3]} {i}".encode() for i in range(n)]
     if bad:
         lines += [
-            b"e1,",                      # empty_text
-            b"e2,   ",                   # empty_text (whitespace only)
-            b"e3",                       # missing_text (short row)
-            b"e4,bad \xff\xfe bytes",     # not_utf8
-            b"e5," + b"x" * 120,         # too_long (max_chars=100 below)
-            b",no id at all",            # missing_id
-            b"t3,a second t3",           # duplicate_id (t3 is a good row above)
+            b"e1,",  # empty_text
+            b"e2,   ",  # empty_text (whitespace only)
+            b"e3",  # missing_text (short row)
+            b"e4,bad \xff\xfe bytes",  # not_utf8
+            b"e5," + b"x" * 120,  # too_long (max_chars=100 below)
+            b",no id at all",  # missing_id
+            b"t3,a second t3",  # duplicate_id (t3 is a good row above)
         ]
     path.write_bytes(b"\n".join(lines) + b"\n")
 
 
 def config(tmp_path, task, **kw) -> C.ClassifyConfig:
-    base = dict(input=str(tmp_path / "in.csv"), output=str(tmp_path / "out.csv"), model="tfidf", task=str(task),
-                text_column="message", id_column="ticket", max_chars=100, chunk_size=7, quiet=True)
+    base = dict(
+        input=str(tmp_path / "in.csv"),
+        output=str(tmp_path / "out.csv"),
+        model="tfidf",
+        task=str(task),
+        text_column="message",
+        id_column="ticket",
+        max_chars=100,
+        chunk_size=7,
+        quiet=True,
+    )
     return C.ClassifyConfig(**{**base, **kw})
 
 
@@ -57,7 +66,13 @@ def test_every_bad_row_kind_goes_to_the_errors_file(toy_task, tmp_path):
     summary = run(config(tmp_path, toy_task))
     errors = read_csv(tmp_path / "out.errors.csv")
     assert {e["kind"]: e["row"] for e in errors} == {
-        "empty_text": "43", "missing_text": "44", "not_utf8": "45", "too_long": "46", "missing_id": "47", "duplicate_id": "48"}
+        "empty_text": "43",
+        "missing_text": "44",
+        "not_utf8": "45",
+        "too_long": "46",
+        "missing_id": "47",
+        "duplicate_id": "48",
+    }
     assert summary.error_counts == {"not_utf8": 1, "missing_text": 1, "empty_text": 2, "too_long": 1, "missing_id": 1, "duplicate_id": 1}
     dup = next(e for e in errors if e["kind"] == "duplicate_id")
     assert dup["reason"] == "duplicate id 't3' (first at row 5)"
@@ -208,7 +223,10 @@ class FakeApi(ClassifierBase):
 
     def predict(self, texts):
         self.queries += len(texts)
-        return [Prediction("refund" if "refund" in t else INVALID, 0.9, Usage(input_tokens=len(t.split()), output_tokens=1, cost_usd=0.001)) for t in texts]
+        return [
+            Prediction("refund" if "refund" in t else INVALID, 0.9, Usage(input_tokens=len(t.split()), output_tokens=1, cost_usd=0.001))
+            for t in texts
+        ]
 
     def estimate_cost(self, texts):
         return 0.001 * len(texts) if self.with_estimate else None
@@ -253,7 +271,9 @@ def test_max_cost_stops_before_exceeding_and_resumes_with_more_budget(toy_task, 
 
 def test_unknown_model_names_the_choices(toy_task, monkeypatch, tmp_path):
     monkeypatch.setenv("DISPUTE_CLASSIFIER_MODELS", str(tmp_path / "no-models"))
-    with pytest.raises(UserError, match=r"unknown model 'my-lora:3'; approaches: tfidf, embedding, knn.*models list.*no saved model 'my-lora'"):
+    with pytest.raises(
+        UserError, match=r"unknown model 'my-lora:3'; approaches: tfidf, embedding, knn.*models list.*no saved model 'my-lora'"
+    ):
         resolve_classifier("my-lora:3", load_task(toy_task), C.approach_settings(str(toy_task)))
 
 
@@ -273,7 +293,9 @@ def test_fine_tuned_names_go_to_the_finetuned_approach_when_there_is_one(toy_tas
                 raise UserError(f"no saved model '{ref}'")
             self.name = f"finetuned:{ref}"
 
-    register_approach(Approach("finetuned", "saved", "finetuned", lambda cfg: Saved(cfg.section("finetuned").model), {"finetuned": FinetunedConfig}))
+    register_approach(
+        Approach("finetuned", "saved", "finetuned", lambda cfg: Saved(cfg.section("finetuned").model), {"finetuned": FinetunedConfig})
+    )
     model = resolve_classifier("my-lora:3", load_task(toy_task), C.approach_settings(str(toy_task)))
     assert (model.name, model.source) == ("finetuned:my-lora:3", "fitted, not cached")
     with pytest.raises(UserError, match=r"unknown model 'other'; approaches: .*finetuned.*\. no saved model 'other'"):

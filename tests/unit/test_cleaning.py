@@ -65,9 +65,14 @@ def test_relabel_gives_suspects_the_suggested_label(tmp_path, monkeypatch):
 def test_a_cleaned_run_is_its_own_setting_and_records_the_cleaning(tmp_path, monkeypatch):
     task, _ = _noisy_task(tmp_path, monkeypatch)
     data = load_data(load_task(task))
-    plain, _ = evaluate_config(RunConfig(task=str(task), approach="tfidf", split="validation", runs_dir=str(tmp_path / "runs")), data, progress=False)
-    run, _ = evaluate_config(RunConfig(task=str(task), approach="tfidf", split="validation", runs_dir=str(tmp_path / "runs"), clean_train="drop"),
-                             data, progress=False)
+    plain, _ = evaluate_config(
+        RunConfig(task=str(task), approach="tfidf", split="validation", runs_dir=str(tmp_path / "runs")), data, progress=False
+    )
+    run, _ = evaluate_config(
+        RunConfig(task=str(task), approach="tfidf", split="validation", runs_dir=str(tmp_path / "runs"), clean_train="drop"),
+        data,
+        progress=False,
+    )
     assert run.meta.extra["cleaning"]["mode"] == "drop" and run.meta.extra["cleaning"]["suspects"] > 0
     assert run.meta.config_hash != plain.meta.config_hash and "label issues dropped" in run.meta.model
     with pytest.raises(UserError, match="clean_train must be none, drop or relabel"):

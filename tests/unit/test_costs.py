@@ -77,7 +77,10 @@ def test_a_remote_self_hosted_endpoint_without_its_hardware_is_unknown(world):  
     world.run("tfidf")
     server = FakeApi()
     try:
-        llm = {"backend": "api", "api": {"base_url": server.url, "model": "llama-3-8b", "billing": "self-hosted", "cache": False, "max_retries": 1}}
+        llm = {
+            "backend": "api",
+            "api": {"base_url": server.url, "model": "llama-3-8b", "billing": "self-hosted", "cache": False, "max_retries": 1},
+        }
         run = world.run("prompt", llm=llm)
         rows = {r["run_id"]: r for r in world.report()["leaderboard"]}
         assert rows[run.run_id]["monthly_cost_usd"] is None and "hardware of the remote endpoint" in rows[run.run_id]["cost_missing"]
@@ -121,9 +124,28 @@ def test_classify_max_cost_refuses_before_the_first_chunk(world, tmp_path, capsy
     rows = tmp_path / "in.jsonl"
     rows.write_text("".join(json.dumps({"text": f"please refund my order {i}"}) + "\n" for i in range(200)))
     try:
-        code = main(["classify", str(rows), "--task", str(world.task), "--model", "prompt", "--output", str(tmp_path / "out.csv"),
-                     "--max-cost", "0.000001", "--set", "llm.backend=api", "--set", f"llm.api.base_url={server.url}",
-                     "--set", "llm.api.model=gpt-4o-mini", "--set", "llm.api.cache=false"])
+        code = main(
+            [
+                "classify",
+                str(rows),
+                "--task",
+                str(world.task),
+                "--model",
+                "prompt",
+                "--output",
+                str(tmp_path / "out.csv"),
+                "--max-cost",
+                "0.000001",
+                "--set",
+                "llm.backend=api",
+                "--set",
+                f"llm.api.base_url={server.url}",
+                "--set",
+                "llm.api.model=gpt-4o-mini",
+                "--set",
+                "llm.api.cache=false",
+            ]
+        )
         posts = server.posts
     finally:
         server.close()
@@ -142,8 +164,14 @@ def test_a_served_capacity_from_the_load_benchmark_prices_the_service(world, tmp
     base = cost_line(tfidf, VerdictConfig(serving_capacity=str(folder)), prices)
     b1 = tfidf.metrics["capacity_b1_qps"]
     assert "measured at batch 1" in base.basis
-    result = {"format": "dispute-classifier/serve-capacity/1", "model": "tfidf", "version": "abc", "task": "toy",
-              "levels": {"32": {"texts_per_s": 1234.5}}, "capacity_texts_per_s": 1234.5}
+    result = {
+        "format": "dispute-classifier/serve-capacity/1",
+        "model": "tfidf",
+        "version": "abc",
+        "task": "toy",
+        "levels": {"32": {"texts_per_s": 1234.5}},
+        "capacity_texts_per_s": 1234.5,
+    }
     (folder / "other-task.json").write_text(json.dumps({**result, "task": "disputes", "capacity_texts_per_s": 9.0}))
     (folder / "tfidf.json").write_text(json.dumps(result))
     served = cost_line(tfidf, VerdictConfig(serving_capacity=str(folder)), prices)

@@ -7,11 +7,11 @@ from tests.conftest import TOY_TEST, TOY_TRAIN, write_task
 
 def test_planted_problems_are_found(tmp_path):
     train = TOY_TRAIN + [
-        ("please refund my order number 1", "refund"),      # exact duplicate
-        ("PLEASE  refund my order number 2 ", "refund"),   # normalised duplicate
-        ("why was I charged a fee of 3 pounds", "fraud"),   # conflicting label
-        ("", "fee"),                                        # empty text
-        ("x" * 50, "fee"),                                   # over-long (limit 40 below)
+        ("please refund my order number 1", "refund"),  # exact duplicate
+        ("PLEASE  refund my order number 2 ", "refund"),  # normalised duplicate
+        ("why was I charged a fee of 3 pounds", "fraud"),  # conflicting label
+        ("", "fee"),  # empty text
+        ("x" * 50, "fee"),  # over-long (limit 40 below)
     ]
     test = TOY_TEST + [("Please refund my order number 4", "refund")]  # overlaps train
     path = write_task(tmp_path, train=train, test=test, extra="max_text_chars: 40\n")

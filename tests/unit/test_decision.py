@@ -116,8 +116,16 @@ def world(tmp_path, monkeypatch, register_approach, request):
     train = [(f"{words} {i}", label) for label, words in KEYWORDS.items() for i in range(1000, 1020)]
     test = [(f"{KEYWORDS[labels[i % 3]]} {i}", labels[i % 3]) for i in range(n_test)]
     task = write_task(folder, train=train, test=test, labels={k: f"The customer {k}." for k in KEYWORDS})
-    register_approach(Approach("sim-finetuned", "stand-in fine-tuned model", "finetuned", lambda cfg: SimFinetuned(cfg.section("sim")), {"sim": SimConfig}))
-    register_approach(Approach("sim-classical", "stand-in classical model", "classical", lambda cfg: SimFinetuned(cfg.section("simc")), {"simc": SimConfig}))
+    register_approach(
+        Approach(
+            "sim-finetuned", "stand-in fine-tuned model", "finetuned", lambda cfg: SimFinetuned(cfg.section("sim")), {"sim": SimConfig}
+        )
+    )
+    register_approach(
+        Approach(
+            "sim-classical", "stand-in classical model", "classical", lambda cfg: SimFinetuned(cfg.section("simc")), {"simc": SimConfig}
+        )
+    )
     servers: dict[object, FakeApi] = {}
 
     def api(k) -> str:
@@ -138,7 +146,11 @@ def world(tmp_path, monkeypatch, register_approach, request):
         runs, _ = scan_runs(tmp_path / "runs")
         return build_report(runs, "toy", "test", VerdictConfig(**cfg), data_hash=load_data(load_task(str(task))).data_hash)
 
-    yield type("World", (), {"run": staticmethod(run), "api_run": staticmethod(api_run), "report": staticmethod(report), "root": tmp_path, "task": task})
+    yield type(
+        "World",
+        (),
+        {"run": staticmethod(run), "api_run": staticmethod(api_run), "report": staticmethod(report), "root": tmp_path, "task": task},
+    )
     for s in servers.values():
         s.httpd.shutdown()
 
@@ -156,7 +168,9 @@ def test_records_name_the_api_model_plainly_and_fill_the_api_row(world):
     assert board["backend"] == "api" and "list price $0.15/$0.6" in board["cost_basis"]
     batch = world.report(min_shared_examples=100, workload="batch")
     host = PriceTable.load().hourly(board["cost_parts"]["hardware"]) * 730  # the calling service's machine
-    assert batch["leaderboard"][0]["monthly_cost_usd"] - host == pytest.approx((board["monthly_cost_usd"] - host) / 2)  # OpenAI's batch rate
+    assert batch["leaderboard"][0]["monthly_cost_usd"] - host == pytest.approx(
+        (board["monthly_cost_usd"] - host) / 2
+    )  # OpenAI's batch rate
 
 
 def test_finetuning_faces_the_option_the_rule_chose_not_the_most_accurate(world):
@@ -176,7 +190,11 @@ def test_equivalent_and_cheaper_fine_tuning_is_a_yes(world):
     world.run("sim-finetuned", sim={"model": "sim:v1", "wrong_every": 20})  # the same 95 %
     report = world.report(monthly_volume=10_000_000)
     fq = report["finetune"]
-    assert fq["answer"] == "yes" and fq["outcome"] == "equivalent and cheaper", (fq["reason"], fq.get("status"), fq.get("delta_ci95_points"))
+    assert fq["answer"] == "yes" and fq["outcome"] == "equivalent and cheaper", (
+        fq["reason"],
+        fq.get("status"),
+        fq.get("delta_ci95_points"),
+    )
     assert fq["monthly_cost_finetuned_usd"] < fq["monthly_cost_against_usd"]
     assert report["verdict"]["recommendation"].startswith("sim-finetuned")
     # at a hundred queries a month the always-on machine is the dearer option
@@ -299,7 +317,8 @@ def test_price_override_moves_the_break_even(world, tmp_path):
     pricier = tmp_path / "prices.yaml"
     pricier.write_text(
         "api:\n  gpt-4o-mini: {input_per_mtok: 1.5, output_per_mtok: 6.0}\n"
-        "hardware:\n" + "".join(f"  {k}: {v}\n" for k, v in table.hardware.items()) + f"default_hardware: {table.default_hardware}\n")
+        "hardware:\n" + "".join(f"  {k}: {v}\n" for k, v in table.hardware.items()) + f"default_hardware: {table.default_hardware}\n"
+    )
     dear = world.report(min_shared_examples=100, prices=str(pricier))["break_even"]
     assert base["volume"] and dear["volume"] and dear["volume"] == pytest.approx(base["volume"] / 10, rel=0.01)
 

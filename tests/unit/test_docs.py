@@ -49,8 +49,15 @@ def test_readme_links_resolve():
     assert not missing, f"README.md links to files that do not exist: {missing}"
 
 
-@pytest.mark.parametrize("name, page", [("headline", "README.md"), ("finetuning", "docs/fine-tuning/results.md"),
-                                        ("runs:banking77", "docs/banking77.md"), ("serving", "docs/serving.md")])
+@pytest.mark.parametrize(
+    "name, page",
+    [
+        ("headline", "README.md"),
+        ("finetuning", "docs/fine-tuning/results.md"),
+        ("runs:banking77", "docs/banking77.md"),
+        ("serving", "docs/serving.md"),
+    ],
+)
 def test_results_markers_enclose_one_table(name, page):
     """Each table the results renderer writes (`results render`) sits between its markers,
     opened and closed once, with a Markdown table inside."""
@@ -77,9 +84,17 @@ def test_commands_reference_is_generated_from_the_cli():
     until the page is regenerated."""
     page = REPO / "docs" / "reference" / "commands.md"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run([sys.executable, "-m", "dispute_classifier.commands.reference", "--check", str(page)],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-    assert done.returncode == 0, done.stderr + "\nregenerate: python -m dispute_classifier.commands.reference docs/reference/commands.md (or make docs)"
+    done = subprocess.run(
+        [sys.executable, "-m", "dispute_classifier.commands.reference", "--check", str(page)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, (
+        done.stderr + "\nregenerate: python -m dispute_classifier.commands.reference docs/reference/commands.md (or make docs)"
+    )
 
 
 def test_commands_reference_covers_every_subcommand_and_flag():

@@ -43,18 +43,45 @@ def toy_data(toy_task):
 
 def test_run_record_is_complete(toy_data, tmp_path):
     clf = Echo(toy_data.spec.label_list)
-    run = evaluate(clf, toy_data, "test", approach="echo", category="classical", config={"x": 1}, runs_root=tmp_path / "runs", progress=False)
+    run = evaluate(
+        clf, toy_data, "test", approach="echo", category="classical", config={"x": 1}, runs_root=tmp_path / "runs", progress=False
+    )
     assert not set(clf.fitted_) & set(toy_data.split("test").texts)
     loaded = read_run(run.path)
     meta = loaded.meta
     raw = meta.to_dict()
-    for key in ("schema", "run_id", "task", "split", "approach", "config", "config_hash", "seed", "git", "versions", "started_at", "finished_at", "data", "metrics"):
+    for key in (
+        "schema",
+        "run_id",
+        "task",
+        "split",
+        "approach",
+        "config",
+        "config_hash",
+        "seed",
+        "git",
+        "versions",
+        "started_at",
+        "finished_at",
+        "data",
+        "metrics",
+    ):
         assert key in raw, key
     assert meta.data.sha256["train"] == toy_data.sha256["train"]
     assert meta.data.n_fit == 30 and meta.data.fit_split == "train+validation"
     m = meta.metrics
     assert m["n"] == 6 and 0 <= m["accuracy"] <= 1 and len(m["accuracy_ci95"]) == 2
-    for key in ("macro_f1", "per_class", "confusion", "invalid_rate", "latency_p50_s", "latency_p95_s", "throughput_qps", "cost_per_query_usd", "cost_per_1k_usd"):
+    for key in (
+        "macro_f1",
+        "per_class",
+        "confusion",
+        "invalid_rate",
+        "latency_p50_s",
+        "latency_p95_s",
+        "throughput_qps",
+        "cost_per_query_usd",
+        "cost_per_1k_usd",
+    ):
         assert key in m
     assert m["cost_per_1k_usd"] == pytest.approx(m["cost_per_query_usd"] * 1000)
     row = loaded.predictions[0]
@@ -64,12 +91,22 @@ def test_run_record_is_complete(toy_data, tmp_path):
 
 
 def test_invalid_outputs_are_counted(toy_data, tmp_path):
-    run = evaluate(Echo(toy_data.spec.label_list, invalid_every=2), toy_data, "test", approach="echo", category="classical", runs_root=tmp_path, progress=False)
+    run = evaluate(
+        Echo(toy_data.spec.label_list, invalid_every=2),
+        toy_data,
+        "test",
+        approach="echo",
+        category="classical",
+        runs_root=tmp_path,
+        progress=False,
+    )
     assert run.metrics["invalid_rate"] == pytest.approx(0.5)
 
 
 def test_limit_is_recorded(toy_data, tmp_path):
-    run = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="echo", category="classical", limit=3, runs_root=tmp_path, progress=False)
+    run = evaluate(
+        Echo(toy_data.spec.label_list), toy_data, "test", approach="echo", category="classical", limit=3, runs_root=tmp_path, progress=False
+    )
     assert run.meta.data.limit == 3 and run.metrics["n"] == 3
 
 
@@ -81,8 +118,18 @@ def test_api_billing_with_unknown_price_reports_unknown_cost(toy_data, tmp_path)
 
 
 def test_compare_leaderboard_and_mcnemar(toy_data, tmp_path):
-    a = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="good", category="classical", runs_root=tmp_path, progress=False)
-    b = evaluate(Echo(toy_data.spec.label_list, invalid_every=1), toy_data, "test", approach="bad", category="classical", runs_root=tmp_path, progress=False)
+    a = evaluate(
+        Echo(toy_data.spec.label_list), toy_data, "test", approach="good", category="classical", runs_root=tmp_path, progress=False
+    )
+    b = evaluate(
+        Echo(toy_data.spec.label_list, invalid_every=1),
+        toy_data,
+        "test",
+        approach="bad",
+        category="classical",
+        runs_root=tmp_path,
+        progress=False,
+    )
     comp = compare([read_run(b.path), read_run(a.path)])
     assert [r.meta.approach for r in comp.runs] == ["good", "bad"]
     (pair,) = comp.pairs
@@ -92,21 +139,29 @@ def test_compare_leaderboard_and_mcnemar(toy_data, tmp_path):
 
 
 def test_compare_refuses_different_examples(toy_data, tmp_path):
-    a = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="full", category="classical", runs_root=tmp_path, progress=False)
-    b = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="part", category="classical", limit=3, runs_root=tmp_path, progress=False)
+    a = evaluate(
+        Echo(toy_data.spec.label_list), toy_data, "test", approach="full", category="classical", runs_root=tmp_path, progress=False
+    )
+    b = evaluate(
+        Echo(toy_data.spec.label_list), toy_data, "test", approach="part", category="classical", limit=3, runs_root=tmp_path, progress=False
+    )
     (pair,) = compare([read_run(a.path), read_run(b.path)]).pairs
     assert "not run on the same examples" in pair["refused"]
 
 
 def test_compare_refuses_mixed_splits(toy_data, tmp_path):
     a = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="x", category="classical", runs_root=tmp_path, progress=False)
-    b = evaluate(Echo(toy_data.spec.label_list), toy_data, "validation", approach="x", category="classical", runs_root=tmp_path, progress=False)
+    b = evaluate(
+        Echo(toy_data.spec.label_list), toy_data, "validation", approach="x", category="classical", runs_root=tmp_path, progress=False
+    )
     with pytest.raises(UserError, match="different tasks/splits"):
         compare([read_run(a.path), read_run(b.path)])
 
 
 def test_corrupt_and_foreign_records(toy_data, tmp_path):
-    good = evaluate(Echo(toy_data.spec.label_list), toy_data, "test", approach="x", category="classical", runs_root=tmp_path / "runs", progress=False)
+    good = evaluate(
+        Echo(toy_data.spec.label_list), toy_data, "test", approach="x", category="classical", runs_root=tmp_path / "runs", progress=False
+    )
     tmp_path = tmp_path / "runs"
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()

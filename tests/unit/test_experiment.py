@@ -58,20 +58,39 @@ def test_stages_fail_alone_and_reruns_reuse(toy_task, tmp_path, monkeypatch, reg
 
     register_approach(Approach("boom", "always fails", "classical", explode))
     monkeypatch.delenv("NO_SUCH_KEY_FOR_TESTS", raising=False)
-    profile = Profile("test profile", [
-        Stage("tfidf"),
-        Stage("crystal-ball", limit=3),
-        Stage("tfidf", name="tfidf-bad", overrides=["tfidf.CC=1"]),
-        Stage("boom"),
-        Stage("tfidf", name="tfidf-api", needs_env=["NO_SUCH_KEY_FOR_TESTS"]),
-        Stage("tfidf", name="tfidf-small", limit=3, overrides=["tfidf.C=1"]),
-    ], cuts=["a test cut"], name="test")
+    profile = Profile(
+        "test profile",
+        [
+            Stage("tfidf"),
+            Stage("crystal-ball", limit=3),
+            Stage("tfidf", name="tfidf-bad", overrides=["tfidf.CC=1"]),
+            Stage("boom"),
+            Stage("tfidf", name="tfidf-api", needs_env=["NO_SUCH_KEY_FOR_TESTS"]),
+            Stage("tfidf", name="tfidf-small", limit=3, overrides=["tfidf.C=1"]),
+        ],
+        cuts=["a test cut"],
+        name="test",
+    )
     lines: list[str] = []
     runs, reports = tmp_path / "runs", tmp_path / "reports"
-    results, report, (js, md) = run_experiment(str(toy_task), profile, runs_root=str(runs), reports_dir=str(reports), progress=False,
-                                               say=lines.append, verdict=VerdictConfig(min_shared_examples=3))
+    results, report, (js, md) = run_experiment(
+        str(toy_task),
+        profile,
+        runs_root=str(runs),
+        reports_dir=str(reports),
+        progress=False,
+        say=lines.append,
+        verdict=VerdictConfig(min_shared_examples=3),
+    )
     status = {r.stage: r.status for r in results}
-    assert status == {"tfidf": "ran", "crystal-ball": "not available", "tfidf-bad": "failed", "boom": "failed", "tfidf-api": "skipped", "tfidf-small": "ran"}
+    assert status == {
+        "tfidf": "ran",
+        "crystal-ball": "not available",
+        "tfidf-bad": "failed",
+        "boom": "failed",
+        "tfidf-api": "skipped",
+        "tfidf-small": "ran",
+    }
     detail = {r.stage: r.detail for r in results}
     assert "not available in this build" in detail["crystal-ball"]
     assert "unknown config key 'tfidf.CC'" in detail["tfidf-bad"]
@@ -86,7 +105,9 @@ def test_stages_fail_alone_and_reruns_reuse(toy_task, tmp_path, monkeypatch, reg
     assert len(scan_runs(runs)[0]) == 2
 
     lines.clear()
-    again, report, _ = run_experiment(str(toy_task), profile, runs_root=str(runs), reports_dir=str(reports), progress=False, say=lines.append)
+    again, report, _ = run_experiment(
+        str(toy_task), profile, runs_root=str(runs), reports_dir=str(reports), progress=False, say=lines.append
+    )
     assert report["verdict"]["headline"].startswith("Not yet decidable")  # 6 examples are too few by default
     assert {r.stage: r.status for r in again}["tfidf"] == "reused"
     assert {r.stage: r.status for r in again}["tfidf-small"] == "reused"
@@ -98,9 +119,13 @@ def test_stages_fail_alone_and_reruns_reuse(toy_task, tmp_path, monkeypatch, reg
 def test_damaged_run_is_not_reused(toy_task, tmp_path):
     profile = Profile("one stage", [Stage("tfidf")], name="one")
     runs = tmp_path / "runs"
-    first, _, _ = run_experiment(str(toy_task), profile, runs_root=str(runs), reports_dir=str(tmp_path / "r"), progress=False, say=lambda s: None)
+    first, _, _ = run_experiment(
+        str(toy_task), profile, runs_root=str(runs), reports_dir=str(tmp_path / "r"), progress=False, say=lambda s: None
+    )
     (first[0].run_path / "predictions.jsonl").write_text("")  # truncated
-    second, _, _ = run_experiment(str(toy_task), profile, runs_root=str(runs), reports_dir=str(tmp_path / "r"), progress=False, say=lambda s: None)
+    second, _, _ = run_experiment(
+        str(toy_task), profile, runs_root=str(runs), reports_dir=str(tmp_path / "r"), progress=False, say=lambda s: None
+    )
     assert second[0].status == "ran" and second[0].run_path != first[0].run_path
 
 
@@ -108,8 +133,14 @@ def test_without_a_terminal_each_stage_prints_one_bar_line_and_one_result_line(t
     """In a log (no terminal) a tqdm bar leaves every redraw behind; each stage now leaves one
     progress line (count, time, rate) and one result line."""
     profile = Profile("two stages", [Stage("tfidf"), Stage("tfidf", name="tfidf-c2", overrides=["tfidf.C=2"])], name="test")
-    run_experiment(str(toy_task), profile, runs_root=str(tmp_path / "runs"), reports_dir=str(tmp_path / "reports"), progress=True,
-                   verdict=VerdictConfig(min_shared_examples=3))
+    run_experiment(
+        str(toy_task),
+        profile,
+        runs_root=str(tmp_path / "runs"),
+        reports_dir=str(tmp_path / "reports"),
+        progress=True,
+        verdict=VerdictConfig(min_shared_examples=3),
+    )
     out, err = capsys.readouterr()
     bars = [line for line in err.splitlines() if line.startswith("predict ")]
     assert len(bars) == 2 and all(line.startswith("predict tfidf: 6/6 ex in ") and "ex/s" in line for line in bars), err

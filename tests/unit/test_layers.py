@@ -42,7 +42,9 @@ def test_no_two_modules_share_a_name(tmp_path):
 
 def _lint(root: Path) -> subprocess.CompletedProcess:
     lint = Path(sys.executable).with_name("lint-imports")
-    return subprocess.run([str(lint)], cwd=root, capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [str(lint)], cwd=root, capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+    )
 
 
 def test_layer_contract_holds_and_fails_on_a_planted_back_edge(tmp_path):
@@ -52,7 +54,9 @@ def test_layer_contract_holds_and_fails_on_a_planted_back_edge(tmp_path):
     clean = _lint(tmp_path)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     core = tmp_path / "dispute_classifier" / "core" / "types.py"
-    core.write_text(core.read_text() + "\n\ndef _back_edge():\n    from evaluation import decision  # noqa: F401  (a core module reaching up)\n")
+    core.write_text(
+        core.read_text() + "\n\ndef _back_edge():\n    from evaluation import decision  # noqa: F401  (a core module reaching up)\n"
+    )
     broken = _lint(tmp_path)
     assert broken.returncode != 0 and "BROKEN" in broken.stdout
     assert "dispute_classifier.core.types -> evaluation.decision" in broken.stdout
@@ -81,7 +85,9 @@ class Shout(ClassifierBase):
 def test_an_approach_registered_from_outside_the_package_runs_everywhere(toy_task, tmp_path, register_approach, capsys):
     register_approach(Approach("shout", "always one label", "classical", lambda cfg: Shout(cfg.section("shout")), {"shout": ShoutConfig}))
     runs = tmp_path / "runs"
-    code = main(["evaluate", "--task", str(toy_task), "--approach", "shout", "--set", "shout.label=fee", "--runs-dir", str(runs), "--quiet"])
+    code = main(
+        ["evaluate", "--task", str(toy_task), "--approach", "shout", "--set", "shout.label=fee", "--runs-dir", str(runs), "--quiet"]
+    )
     assert code == 0, capsys.readouterr().err
     (run,), _ = scan_runs(runs)
     assert run.meta.category == "classical" and run.meta.config == {"shout": {"label": "fee"}}

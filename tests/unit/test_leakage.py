@@ -28,7 +28,9 @@ def test_scoring_a_split_the_model_learnt_from_is_refused_or_flagged(toy_task, t
     data = load_data(load_task(toy_task))
     with pytest.raises(UserError, match="was trained on the validation rows of task toy"):
         evaluate(TrainedElsewhere(), data, "validation", approach="x", category="finetuned", runs_root=tmp_path, progress=False)
-    run = evaluate(TrainedElsewhere(), data, "validation", approach="x", category="finetuned", runs_root=tmp_path, progress=False, allow_overlap=True)
+    run = evaluate(
+        TrainedElsewhere(), data, "validation", approach="x", category="finetuned", runs_root=tmp_path, progress=False, allow_overlap=True
+    )
     assert run.meta.data.overlap == "trained on the validation rows"
     test = evaluate(TrainedElsewhere(), data, "test", approach="x", category="finetuned", runs_root=tmp_path, progress=False)
     assert test.meta.data.overlap is None

@@ -44,7 +44,7 @@ def test_short_instructions_from_a_description_end_on_a_sentence_or_word():
     cut = first_sentence(long, limit=120)
     assert cut.endswith(" …") and len(cut) <= 122
     assert long.startswith(cut[:-2]) and long[len(cut) - 2] == " "  # the cut falls on a space
-    assert first_sentence("All intents (online banking, as published by many teams in the past years, " + "x " * 40) .count("(") == 0
+    assert first_sentence("All intents (online banking, as published by many teams in the past years, " + "x " * 40).count("(") == 0
     banking = load_task("banking77")
     assert not banking.prompt.short_instructions and not banking.prompt.domain  # the fallback path is the one used
     line = task_short_instructions(banking)

@@ -70,9 +70,11 @@ def _fake_cuda(bf16: bool, available: bool = True):
     """torch.cuda reporting a device (with or without bf16); everything else is the real code."""
     import torch
 
-    with mock.patch.object(torch.cuda, "is_available", return_value=available), \
-            mock.patch.object(torch.cuda, "is_bf16_supported", return_value=bf16), \
-            mock.patch.object(torch.cuda, "get_device_name", return_value="Tesla T4" if not bf16 else "NVIDIA A10G"):
+    with (
+        mock.patch.object(torch.cuda, "is_available", return_value=available),
+        mock.patch.object(torch.cuda, "is_bf16_supported", return_value=bf16),
+        mock.patch.object(torch.cuda, "get_device_name", return_value="Tesla T4" if not bf16 else "NVIDIA A10G"),
+    ):
         yield
 
 

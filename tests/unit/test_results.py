@@ -107,8 +107,13 @@ def test_an_unknown_table_or_a_missing_results_folder_is_a_one_line_error(export
 
 def test_the_committed_tables_match_the_committed_results(tmp_path):
     """README.md and docs/ against results/: a hand edit to either fails here (and in `make test`)."""
-    out = subprocess.run([sys.executable, "-m", "dispute_classifier.commands.cli", "results", "render", "--check"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "dispute_classifier.commands.cli", "results", "render", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     # the same check on a copy with one committed number changed fails
     for name in ("README.md", "docs", "results"):
@@ -117,6 +122,11 @@ def test_the_committed_tables_match_the_committed_results(tmp_path):
     data = json.loads(victim.read_text())
     data["metrics"]["accuracy"] = 0.123456
     victim.write_text(json.dumps(data))
-    out = subprocess.run([sys.executable, "-m", "dispute_classifier.commands.cli", "results", "render", "--check"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "dispute_classifier.commands.cli", "results", "render", "--check"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 1 and "differ" in out.stderr

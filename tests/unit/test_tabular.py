@@ -114,7 +114,9 @@ def test_writer_drops_uncommitted_rows_on_resume(tmp_path, ending):
         assert path.read_text(encoding="utf-8") == "id,score,n\na,0.5,1\nb,,3\n"
     elif ending == ".jsonl":
         assert [json.loads(line) for line in path.read_text().splitlines()] == [
-            {"id": "a", "score": 0.5, "n": 1}, {"id": "b", "score": None, "n": 3}]
+            {"id": "a", "score": 0.5, "n": 1},
+            {"id": "b", "score": None, "n": 3},
+        ]
     else:
         import pyarrow.parquet as pq
 

@@ -1,6 +1,5 @@
 """Task loading, splits and every bad-input case, on small CSVs made here."""
 
-
 import pytest
 
 from dispute_classifier.core.errors import UserError
@@ -101,7 +100,9 @@ def test_non_utf8_names_line(tmp_path):
 
 def test_checksum_mismatch(tmp_path):
     path = write_task(tmp_path, extra="")
-    text = path.read_text().replace("files: {train: train.csv, test: test.csv}", "files: {train: train.csv, test: test.csv}\n  sha256: {train: " + "ab" * 32 + "}")
+    text = path.read_text().replace(
+        "files: {train: train.csv, test: test.csv}", "files: {train: train.csv, test: test.csv}\n  sha256: {train: " + "ab" * 32 + "}"
+    )
     path.write_text(text)
     with pytest.raises(UserError, match=r"sha256 is [0-9a-f]{64}, but task 'toy' expects abab"):
         load_data(load_task(path))
@@ -118,7 +119,12 @@ def test_download_offline_gives_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("DISPUTE_CLASSIFIER_DATA", raising=False)
     path = write_task(tmp_path)
     (tmp_path / "test.csv").unlink()
-    path.write_text(path.read_text().replace("  files: {train: train.csv, test: test.csv}\n", "  files: {train: train.csv, test: test.csv}\n  urls: {test: 'http://127.0.0.1:9/test.csv'}\n"))
+    path.write_text(
+        path.read_text().replace(
+            "  files: {train: train.csv, test: test.csv}\n",
+            "  files: {train: train.csv, test: test.csv}\n  urls: {test: 'http://127.0.0.1:9/test.csv'}\n",
+        )
+    )
     with pytest.raises(UserError, match="could not download http://127.0.0.1:9/test.csv.*DISPUTE_CLASSIFIER_DATA"):
         load_data(load_task(path))
 
@@ -144,7 +150,12 @@ def test_download_verifies_checksum(tmp_path, monkeypatch):
         path = write_task(task_dir)
         (task_dir / "test.csv").unlink()
         url = f"http://127.0.0.1:{server.server_address[1]}/test.csv"
-        path.write_text(path.read_text().replace("  files: {train: train.csv, test: test.csv}\n", f"  name: toysrc\n  files: {{train: train.csv, test: test.csv}}\n  urls: {{test: '{url}'}}\n  sha256: {{test: {digest}}}\n"))
+        path.write_text(
+            path.read_text().replace(
+                "  files: {train: train.csv, test: test.csv}\n",
+                f"  name: toysrc\n  files: {{train: train.csv, test: test.csv}}\n  urls: {{test: '{url}'}}\n  sha256: {{test: {digest}}}\n",
+            )
+        )
         data = load_data(load_task(path))
         assert len(data.split("test")) == len(TOY_TEST)
         assert (tmp_path / "cache" / "data" / "toysrc" / "test.csv").is_file()

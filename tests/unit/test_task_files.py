@@ -17,8 +17,13 @@ from tests.conftest import task_folder, write_csv
 ROWS = [(f"my card {i} was stolen", "card_lost", f"c{i}") for i in range(6)] + [(f"what is the fee {i}", "fee", f"f{i}") for i in range(6)]
 
 
-def task_yaml(folder: Path, train: str, test: str, labels: str = "card_lost: A card was lost.\n  fee: A fee question.",
-              columns: str = "{text: message, label: queue, id: ticket}") -> Path:
+def task_yaml(
+    folder: Path,
+    train: str,
+    test: str,
+    labels: str = "card_lost: A card was lost.\n  fee: A fee question.",
+    columns: str = "{text: message, label: queue, id: ticket}",
+) -> Path:
     path = folder / "tickets.yaml"
     path.write_text(
         "name: tickets\n"
@@ -40,7 +45,9 @@ def write_parquet(path: Path, rows=ROWS) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"ticket": [i for _, _, i in rows], "message": [t for t, _, _ in rows], "queue": [lab for _, lab, _ in rows]}), path)
+    pq.write_table(
+        pa.table({"ticket": [i for _, _, i in rows], "message": [t for t, _, _ in rows], "queue": [lab for _, lab, _ in rows]}), path
+    )
     return path
 
 
@@ -81,7 +88,9 @@ def test_a_task_file_fails_with_the_batch_readers_message(folder):
 def test_a_missing_label_field_in_jsonl_names_the_setting(folder):
     write_jsonl(folder / "train.jsonl")
     write_jsonl(folder / "test.jsonl")
-    with pytest.raises(UserError, match=r"train.jsonl: line 1 has no field 'category'; fields found: ticket, message, queue. Set columns.label in task"):
+    with pytest.raises(
+        UserError, match=r"train.jsonl: line 1 has no field 'category'; fields found: ticket, message, queue. Set columns.label in task"
+    ):
         load_data(load_task(task_yaml(folder, "train.jsonl", "test.jsonl", columns="{text: message, label: category}")))
 
 
@@ -113,7 +122,9 @@ def test_a_label_misspelt_in_the_yaml_gets_a_did_you_mean(folder, capsys):
     write_jsonl(folder / "train.jsonl")
     write_jsonl(folder / "test.jsonl")
     path = task_yaml(folder, "train.jsonl", "test.jsonl", labels="card_lsot: A card was lost.\n  fee: A fee question.")
-    with pytest.raises(UserError, match=r"line 1 has label 'card_lost', which is not in task 'tickets' \(2 labels\). Did you mean 'card_lsot'"):
+    with pytest.raises(
+        UserError, match=r"line 1 has label 'card_lost', which is not in task 'tickets' \(2 labels\). Did you mean 'card_lsot'"
+    ):
         load_data(load_task(path))
     load_data(load_task(path), strict=False)  # the data check's way: rows counted as bad, the spelling named
     assert "label 'card_lsot' has 0 rows in train, test; did you mean 'card_lost'? The data has 12 rows of it" in capsys.readouterr().err
@@ -134,5 +145,8 @@ def test_task_ref_is_the_name_of_a_shipped_task_and_the_path_of_an_own_one(folde
     assert load_task(own).ref == str(own.resolve())
     assert task_ref("disputes", own) == str(own)  # an own task that reuses a shipped name
     spaced = Path("/data/my tasks/t.yaml")
-    assert task_command("evaluate", task_ref("t", spaced), "--approach rag") == "dispute-classifier evaluate --task '/data/my tasks/t.yaml' --approach rag"
+    assert (
+        task_command("evaluate", task_ref("t", spaced), "--approach rag")
+        == "dispute-classifier evaluate --task '/data/my tasks/t.yaml' --approach rag"
+    )
     assert task_command("experiment", "disputes") == "dispute-classifier experiment --task disputes"

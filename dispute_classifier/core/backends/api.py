@@ -171,9 +171,7 @@ class ResponseCache:
 
     def put(self, key: str, body: dict[str, Any], latency_s: float) -> None:
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO response VALUES (?, ?, ?, ?)", (key, json.dumps(body), latency_s, time.time())
-            )
+            self._db.execute("INSERT OR REPLACE INTO response VALUES (?, ?, ?, ?)", (key, json.dumps(body), latency_s, time.time()))
             self._db.commit()
 
     def close(self) -> None:
@@ -228,7 +226,9 @@ builds its own backend, and the same fallback is worth one line, not one per sta
 
 
 def _in_words(features: Mapping[str, Any]) -> str:
-    return FORM_WORDS.get(features["structured"], features["structured"]) + ("" if features["logprobs"] else ", without token probabilities")
+    return FORM_WORDS.get(features["structured"], features["structured"]) + (
+        "" if features["logprobs"] else ", without token probabilities"
+    )
 
 
 def log_rejections(where: str, endpoint_id: str, errors: Sequence[str], features: Mapping[str, Any]) -> Path | None:
@@ -258,7 +258,10 @@ class ApiBackend:
     """
 
     def __init__(
-        self, config: ApiConfig | None = None, prices: Any = None, environ: Mapping[str, str] | None = None,
+        self,
+        config: ApiConfig | None = None,
+        prices: Any = None,
+        environ: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config or ApiConfig()
@@ -293,9 +296,7 @@ class ApiBackend:
         else:
             self._endpoint_id = redact_url(endpoint.base_url or "")
         self.endpoint = endpoint
-        self._client = OpenAI(
-            base_url=endpoint.base_url, api_key=endpoint.api_key, max_retries=0, timeout=self.config.timeout_s
-        )
+        self._client = OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key, max_retries=0, timeout=self.config.timeout_s)
         if endpoint.model is None:
             endpoint.model = self._first_served_model()
         use_cache = self.config.cache if self.config.cache is not None else not endpoint.managed
@@ -329,7 +330,6 @@ class ApiBackend:
     @property
     def prices(self):
         if self._prices is None:
-
             self._prices = PriceTable.load()
         return self._prices
 
@@ -385,14 +385,17 @@ class ApiBackend:
         """Provenance of the project-started server, and a stable cache identity for it: the
         port changes every run, the engine version and the GGUF's bytes do not."""
 
-
         c = server.config
         engine = f"llama-cpp-python {importlib.metadata.version('llama-cpp-python')}"
         gguf_sha = sha256_file(server.model_path)
         template = c.chat_format or "template from the GGUF"
         return {
-            "engine": engine, "gguf": str(server.model_path), "gguf_sha256": gguf_sha, "n_ctx": c.n_ctx,
-            "chat_format": template, "cache_identity": f"{engine}/{gguf_sha}/ctx{c.n_ctx}/{template}",
+            "engine": engine,
+            "gguf": str(server.model_path),
+            "gguf_sha256": gguf_sha,
+            "n_ctx": c.n_ctx,
+            "chat_format": template,
+            "cache_identity": f"{engine}/{gguf_sha}/ctx{c.n_ctx}/{template}",
         }
 
     def _first_served_model(self) -> str:
@@ -485,7 +488,9 @@ class ApiBackend:
     def _request(self, messages: list[dict[str, str]], labels: Sequence[str], features: dict[str, Any]) -> dict[str, Any]:
         cfg = self.config
         req: dict[str, Any] = {
-            "messages": messages, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens,
+            "messages": messages,
+            "temperature": cfg.temperature,
+            "max_tokens": cfg.max_tokens,
         }
         if features["structured"] == "grammar":  # a llama.cpp extension of the request body
             req["extra_body"] = {"grammar": label_grammar(labels)}
@@ -527,8 +532,7 @@ class ApiBackend:
         cfg = self.config
         forms = [*STRUCTURED_FORMS, "none"] if cfg.structured == "auto" else [cfg.structured]
         candidates = [
-            {"structured": form, "logprobs": logprobs}
-            for form in forms for logprobs in ([True, False] if cfg.logprobs else [False])
+            {"structured": form, "logprobs": logprobs} for form in forms for logprobs in ([True, False] if cfg.logprobs else [False])
         ]
         if self._cache is not None:
             for features in candidates:
@@ -556,15 +560,24 @@ class ApiBackend:
         """Say once per process and server, in plain words, which request form the server
         takes; its own error texts go to the negotiation log, not to the console."""
         ep = self.endpoint
-        server = "the local llama.cpp server" if ep is not None and ep.managed else f"the server at {redact_url(ep.base_url or '') if ep else '?'}"
+        server = (
+            "the local llama.cpp server"
+            if ep is not None and ep.managed
+            else f"the server at {redact_url(ep.base_url or '') if ep else '?'}"
+        )
         log = log_rejections(server, self._endpoint_id, errors, features)
         if (server, repr(features)) in _NOTED:
             return
         _NOTED.add((server, repr(features)))
-        tried = {"structured": (self.config.structured if self.config.structured != "auto" else STRUCTURED_FORMS[0]), "logprobs": self.config.logprobs}
+        tried = {
+            "structured": (self.config.structured if self.config.structured != "auto" else STRUCTURED_FORMS[0]),
+            "logprobs": self.config.logprobs,
+        }
         expected = "expected for llama.cpp; " if ep is not None and ep.managed else ""
         replies = f"its replies are in {log}" if log else "its replies were not logged: the cache folder is not writable"
-        print(f"note: {server} does not take {_in_words(tried)}; using {_in_words(features)} instead ({expected}{replies})", file=sys.stderr)
+        print(
+            f"note: {server} does not take {_in_words(tried)}; using {_in_words(features)} instead ({expected}{replies})", file=sys.stderr
+        )
 
     def _predict(self, body: dict[str, Any], latency: float, labels: Sequence[str]) -> Prediction:
         choice = (body.get("choices") or [{}])[0]

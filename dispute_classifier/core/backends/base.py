@@ -62,13 +62,22 @@ class Backend(Protocol):
         ...
 
 
-plugins.register_backend(plugins.BackendEntry(
-    "api", "OpenAI-compatible endpoint (OpenAI, vLLM, Ollama; offline a llama.cpp server started for the run)",
-    ApiConfig, lambda cfg, prices: ApiBackend(cfg, prices=prices),
-))
-plugins.register_backend(plugins.BackendEntry(
-    "local", "in-process transformers model, answers scored over the label set", LocalConfig, lambda cfg, prices: LocalBackend(cfg),
-))
+plugins.register_backend(
+    plugins.BackendEntry(
+        "api",
+        "OpenAI-compatible endpoint (OpenAI, vLLM, Ollama; offline a llama.cpp server started for the run)",
+        ApiConfig,
+        lambda cfg, prices: ApiBackend(cfg, prices=prices),
+    )
+)
+plugins.register_backend(
+    plugins.BackendEntry(
+        "local",
+        "in-process transformers model, answers scored over the label set",
+        LocalConfig,
+        lambda cfg, prices: LocalBackend(cfg),
+    )
+)
 
 
 @dataclass

@@ -32,7 +32,7 @@ HOST = "127.0.0.1"
 LOG_TAIL_LINES = 15
 CRASH_HINT = (
     "; llama.cpp crashed (SIGSEGV). On Intel CPUs with AMX its native build crashes on the first"
-    " prompt: rebuild without it, CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON\""
+    ' prompt: rebuild without it, CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"'
     " pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python (the Makefile does)"
 )
 
@@ -118,9 +118,21 @@ class LlamaServer:
     def command(self) -> list[str]:
         c = self.config
         cmd = [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path),
-            "--host", HOST, "--port", str(self.port), "--n_ctx", str(c.n_ctx),
-            "--n_threads", str(c.threads or os.cpu_count() or 1), "--model_alias", c.alias,
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.model_path),
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(c.n_ctx),
+            "--n_threads",
+            str(c.threads or os.cpu_count() or 1),
+            "--model_alias",
+            c.alias,
         ]
         if c.chat_format:
             cmd += ["--chat_format", c.chat_format]
@@ -140,7 +152,10 @@ class LlamaServer:
         self.log_path = Path(log)
         self._log_file = os.fdopen(fd, "w")
         self.process = subprocess.Popen(
-            self.command(), stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self.command(),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         atexit.register(self.stop)
         try:
@@ -183,9 +198,7 @@ class LlamaServer:
 
     def _warm_up(self, model: Path) -> None:
         body = json.dumps({"prompt": "Hello, this is a short warm-up prompt.", "max_tokens": 1, "temperature": 0})
-        request = urllib.request.Request(
-            f"{self.base_url}/completions", data=body.encode(), headers={"Content-Type": "application/json"}
-        )
+        request = urllib.request.Request(f"{self.base_url}/completions", data=body.encode(), headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=self.config.startup_timeout_s) as resp:
                 resp.read()
@@ -196,8 +209,7 @@ class LlamaServer:
                 raise exited from None
             self._failed = True
             raise UserError(
-                f"llama.cpp server for {model.name} failed its first completion ({exc});"
-                f" log {self.log_path}: {_log_tail(self.log_path)}"
+                f"llama.cpp server for {model.name} failed its first completion ({exc}); log {self.log_path}: {_log_tail(self.log_path)}"
             ) from None
 
     def stop(self) -> None:

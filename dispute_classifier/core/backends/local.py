@@ -71,7 +71,9 @@ def prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     """Token ids of the prompt with the generation prompt, from the model's own chat template
     (never a hand-written template; special tokens come from the template only: any in the
     message contents are broken first)."""
-    return list(tokenizer.apply_chat_template(safe_messages(tokenizer, messages), add_generation_prompt=True, tokenize=True, return_dict=False))
+    return list(
+        tokenizer.apply_chat_template(safe_messages(tokenizer, messages), add_generation_prompt=True, tokenize=True, return_dict=False)
+    )
 
 
 def completion_ids(tokenizer, messages: list[dict[str, str]], answer: str) -> list[int]:
@@ -79,12 +81,14 @@ def completion_ids(tokenizer, messages: list[dict[str, str]], answer: str) -> li
     the end-of-turn token. This is exactly what fine-tuning trains on (TRL builds the
     completion the same way), so training and inference agree token for token."""
     prompt = prompt_ids(tokenizer, messages)
-    full = list(tokenizer.apply_chat_template(
-        safe_messages(tokenizer, messages) + [{"role": "assistant", "content": answer}], tokenize=True, return_dict=False
-    ))
+    full = list(
+        tokenizer.apply_chat_template(
+            safe_messages(tokenizer, messages) + [{"role": "assistant", "content": answer}], tokenize=True, return_dict=False
+        )
+    )
     if full[: len(prompt)] != prompt:
         raise ValueError("chat template renders the prompt differently with an answer appended; cannot score labels")
-    tail = full[len(prompt):]
+    tail = full[len(prompt) :]
     eot = end_of_turn_ids(tokenizer)
     for i, tok in enumerate(tail):
         if tok in eot:
@@ -108,7 +112,6 @@ class LocalBackend:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-
             self._tokenizer = load_tokenizer(self.config.model)
         self._tokenizer.padding_side = "left"
         return self._tokenizer
@@ -116,7 +119,6 @@ class LocalBackend:
     @property
     def model(self):
         if self._model is None:
-
             self._model = load_causal_lm(self.config.model, dtype=self.config.dtype)
         # get_peft_model and Trainer leave models in train mode: dropout would make answers random
         self._model.eval()
@@ -236,10 +238,13 @@ class LocalBackend:
         preds = []
         for i in range(len(batch)):
             j = int(scores[i].argmax())
-            preds.append(Prediction(
-                label=labels[j], confidence=float(probs[i, j]),
-                usage=Usage(input_tokens=len(batch[i]), output_tokens=len(label_ids[j])),
-            ))
+            preds.append(
+                Prediction(
+                    label=labels[j],
+                    confidence=float(probs[i, j]),
+                    usage=Usage(input_tokens=len(batch[i]), output_tokens=len(label_ids[j])),
+                )
+            )
         return preds
 
     def _generate(self, batch: list[list[int]], labels: Sequence[str]) -> list[Prediction]:
@@ -249,15 +254,23 @@ class LocalBackend:
         eot = sorted(end_of_turn_ids(self.tokenizer))
         with torch.inference_mode():
             out = self.model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=self.config.max_new_tokens, do_sample=False,
-                eos_token_id=eot, pad_token_id=self.tokenizer.pad_token_id,
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=self.config.max_new_tokens,
+                do_sample=False,
+                eos_token_id=eot,
+                pad_token_id=self.tokenizer.pad_token_id,
             )
         preds = []
-        for i, row in enumerate(out[:, ids.shape[1]:].tolist()):
+        for i, row in enumerate(out[:, ids.shape[1] :].tolist()):
             n = next((k + 1 for k, t in enumerate(row) if t in eot), len(row))
             text = self.tokenizer.decode(row[:n], skip_special_tokens=True).strip()
-            preds.append(Prediction(
-                label=parse_answer(text, labels), confidence=None,
-                usage=Usage(input_tokens=len(batch[i]), output_tokens=n), raw=text,
-            ))
+            preds.append(
+                Prediction(
+                    label=parse_answer(text, labels),
+                    confidence=None,
+                    usage=Usage(input_tokens=len(batch[i]), output_tokens=n),
+                    raw=text,
+                )
+            )
         return preds
