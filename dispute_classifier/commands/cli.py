@@ -13,7 +13,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import typing
 from pathlib import Path
 from typing import Any, Callable
@@ -219,27 +218,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interrupt(signum, _frame):  # noqa: ANN001
-    raise KeyboardInterrupt
-
-
 def cmd_llama_server(args: argparse.Namespace) -> int:
     import signal
+    import threading
 
     config = ServerConfig(model_path=args.model, n_ctx=args.n_ctx, threads=args.threads, **({"alias": args.alias} if args.alias else {}))
-    # SIGTERM (a supervisor's stop, `kill`) must end the child as Ctrl-C does: by default it
-    # ends this process at once, skipping the `with` that stops llama.cpp, which then keeps the port
-    signal.signal(signal.SIGTERM, _interrupt)
-    with LlamaServer(config, port=args.port) as server:
-        print(f"llama.cpp server for {server.model_path.name} (model '{config.alias}') on {server.base_url}")
-        print(f"use it:  export OPENAI_BASE_URL={server.base_url}   (Ctrl-C stops the server)", flush=True)
-        try:
-            while server.process is not None and server.process.poll() is None:
-                time.sleep(1)
-        except KeyboardInterrupt:
+    # SIGTERM (a supervisor's stop, `kill`) must end the child as Ctrl-C does. Both only set a flag:
+    # an exception raised at an arbitrary point (KeyboardInterrupt inside Popen.poll) can leave the
+    # child's wait lock held, and stopping the child then hangs.
+    stopping = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: stopping.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with LlamaServer(config, port=args.port) as server:
+            print(f"llama.cpp server for {server.model_path.name} (model '{config.alias}') on {server.base_url}")
+            print(f"use it:  export OPENAI_BASE_URL={server.base_url}   (Ctrl-C stops the server)", flush=True)
+            while not stopping.wait(0.5):
+                if server.process is None or server.process.poll() is not None:
+                    raise UserError(f"the llama.cpp server stopped unexpectedly; log: {server.log_path}")
             print("stopping", file=sys.stderr)
             return 0
-    raise UserError(f"the llama.cpp server stopped unexpectedly; log: {server.log_path}")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def cmd_results_export(args: argparse.Namespace) -> int:
