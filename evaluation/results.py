@@ -141,9 +141,10 @@ def export(
     for run in runs:  # the newest run of each setting, per task (a setting does not name its task)
         by_task.setdefault(run.meta.task, []).append(run)
     runs = [r for group in by_task.values() for r in latest_per_setting(group)]
+    references = {key: reference_run(runs, *key) for key in {(r.meta.task, r.meta.split) for r in runs}}
     written: list[Path] = []
     for run in sorted(runs, key=lambda r: (r.meta.task, r.meta.split, r.label, r.meta.config_hash or "")):
-        result = summarise(run, reference_run(runs, run.meta.task, run.meta.split), describe)
+        result = summarise(run, references[run.meta.task, run.meta.split], describe)
         path = out / run.meta.task / run.meta.split / result_name(result)
         if path in written:  # two settings whose labels read alike: the config hash tells them apart
             path = path.with_name(f"{path.stem}-{(run.meta.config_hash or run.run_id)[:8]}.json")

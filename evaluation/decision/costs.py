@@ -164,12 +164,14 @@ def _capacity(run: RunRecord, cfg: VerdictConfig) -> tuple[float | None, str]:
     return m.get("throughput_qps") or None, "batch throughput"
 
 
-def _candidates(run: RunRecord, cfg: VerdictConfig, prices: PriceTable) -> tuple[list[tuple[str, float]], str | None]:
-    """(hardware, capacity q/s) the run could be served on, and what is missing when none."""
+def _candidates(
+    run: RunRecord, cfg: VerdictConfig, prices: PriceTable, capacity: float | None
+) -> tuple[list[tuple[str, float]], str | None]:
+    """(hardware, capacity q/s) the run could be served on, and what is missing when none.
+    ``capacity``: the run's own measured capacity on the machine it ran on (`_capacity`)."""
     meta = run.meta
     measured_on = meta.hardware or prices.default_hardware
     declared = cfg.hosting_for(meta.approach, meta.category.value)
-    capacity, _ = _capacity(run, cfg)
     if declared is not None:
         hw, qps = declared
         if hw == measured_on and qps is None:
@@ -253,7 +255,8 @@ def cost_line(run: RunRecord, cfg: VerdictConfig, prices: PriceTable, review: tu
         line.missing = f"the hardware of the remote endpoint {llm.where or ''} (evaluate with --hardware NAME, or --set hosting.{meta.approach}.hardware=NAME)"
         line.basis = "a self-hosted endpoint this project did not start: its machine is not known"
         return line
-    candidates, missing = _candidates(run, cfg, prices)
+    capacity, measured_how = _capacity(run, cfg)  # once: it may read the serving benchmark's folder
+    candidates, missing = _candidates(run, cfg, prices, capacity)
     if missing:
         line.missing, line.basis = missing, f"measured on {meta.hardware or prices.default_hardware}"
         return line
@@ -283,7 +286,7 @@ def cost_line(run: RunRecord, cfg: VerdictConfig, prices: PriceTable, review: tu
     dedicated = machines * hourly * cfg.hours_per_month
     shared = volume * hourly / (qps * 3600)
     line.basis = (
-        f"{hw} ${hourly:.4g}/h, {qps:.1f} queries/s per machine ({_capacity(run, cfg)[1]}"
+        f"{hw} ${hourly:.4g}/h, {qps:.1f} queries/s per machine ({measured_how}"
         f"{'' if hw == (meta.hardware or prices.default_hardware) else ', scaled from ' + str(meta.hardware or prices.default_hardware)});"
         f" peak {peak:.2f} q/s → {machines} machine(s), {peak / (machines * qps):.1%} busy; dedicated {money(dedicated)}, shared {money(shared)} a month"
     )
