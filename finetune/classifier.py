@@ -250,8 +250,8 @@ class FinetunedClassifier(ClassifierBase):
     def _predict_head(self, texts: Sequence[str]) -> list[Prediction]:
         """Score with the classification head, fast on a CPU: the prompt's shared opening (the
         chat template's system turn, half of a dispute prompt's tokens) runs once and is reused
-        from its key/value cache, rows go in length order so a batch carries little padding,
-        and only each row's own tokens are computed. The tokens are exactly those of the full
+        from its key/value cache, and only each row's own tokens are computed, packed into one
+        sequence without padding (`_packed_probs`). The tokens are exactly those of the full
         prompt (`prompt_ids`), so the scores are the plain forward pass's up to float rounding
         (tests/integration/test_finetune_tiny.py checks both)."""
         rows = [prompt_ids(self.tokenizer, m) for m in self.messages(texts)]
@@ -268,7 +268,10 @@ class FinetunedClassifier(ClassifierBase):
                 if not idx:
                     continue
                 t0 = time.perf_counter()
-                probs = self._head_probs([rows[i][len(prefix) :] if cached else rows[i] for i in idx], cached)
+                if cached:
+                    probs = self._packed_probs([rows[i][len(prefix) :] for i in idx])
+                else:
+                    probs = self._head_probs([rows[i] for i in idx])
                 per = (time.perf_counter() - t0) / len(idx)
                 for k, i in enumerate(idx):
                     j = int(probs[k].argmax())
@@ -305,33 +308,67 @@ class FinetunedClassifier(ClassifierBase):
             self._prefix_cache = [(layer.keys, layer.values) for layer in cache.layers]
         return self._prefix_cache
 
-    def _head_probs(self, seqs: list[list[int]], cached: bool):
-        """Label probabilities for token sequences, right-padded; after the shared prefix's
-        cached keys/values when ``cached``. The head reads each row's last real token."""
+    PACK_TOKENS = 512
+    """Most tokens in one packed forward pass: the attention of a pack is computed over all its
+    tokens (masked outside each row), so a longer pack spends more on attention than it saves."""
+
+    def _packed_probs(self, seqs: list[list[int]]):
+        """Label probabilities for rows that all follow the shared prefix, packed: the rows'
+        tokens are laid end to end in one sequence after the prefix's cached keys/values, each
+        token attending to the prefix and to its own row's earlier tokens only, with its row's
+        positions. A batch of dispute texts right-padded to its longest row is 2.5 times its
+        real tokens (measured on the test split at batch 32); a pack is exactly its tokens."""
         import torch
         from transformers import DynamicCache
 
         backbone, head = self._parts()
-        if self._cache_kwarg is None:  # transformers 5.x renamed past_key_values to cache (the old name warns until 5.40)
+        name = self._cache_name(backbone)
+        kv = self._prefix_kv()
+        offset = kv[0][0].shape[-2]
+        packs: list[list[list[int]]] = [[]]
+        for s in seqs:
+            if packs[-1] and sum(map(len, packs[-1])) + len(s) > self.PACK_TOKENS:
+                packs.append([])
+            packs[-1].append(s)
+        out = []
+        for pack in packs:
+            lengths = torch.tensor([len(s) for s in pack])
+            row = torch.repeat_interleave(torch.arange(len(pack)), lengths)  # which row each token is in
+            starts = torch.cumsum(lengths, 0) - lengths
+            within = torch.arange(int(lengths.sum())) - starts[row]  # position inside its row
+            own = (row[:, None] == row[None, :]) & (within[None, :] <= within[:, None])
+            mask = torch.cat([torch.ones(len(row), offset, dtype=torch.bool), own], dim=1)[None, None]
+            past = DynamicCache(ddp_cache_data=list(kv))
+            ids = torch.tensor([[t for s in pack for t in s]])
+            with torch.inference_mode():
+                hidden = backbone(
+                    input_ids=ids, attention_mask=mask, position_ids=(offset + within)[None], use_cache=True, **{name: past}
+                ).last_hidden_state
+                logits = head(hidden[0, starts + lengths - 1]).float()
+            out.append(torch.softmax(logits, dim=-1))
+        return torch.cat(out)
+
+    def _cache_name(self, backbone) -> str:
+        """The forward argument that takes a key/value cache: transformers 5.x renamed
+        past_key_values to cache (the old name warns until 5.40)."""
+        if self._cache_kwarg is None:
             self._cache_kwarg = "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
-        name = self._cache_kwarg
+        return self._cache_kwarg
+
+    def _head_probs(self, seqs: list[list[int]]):
+        """Label probabilities for whole prompts (no cached prefix), right-padded; the head
+        reads each row's last real token. For the rare row that does not start with the shared
+        prefix."""
+        import torch
+
+        backbone, head = self._parts()
         width, n = max(len(s) for s in seqs), len(seqs)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
-        past, offset = None, 0
-        if cached:
-            kv = self._prefix_kv()
-            offset = kv[0][0].shape[-2]
-            past = DynamicCache(ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in kv])
-            mask = torch.cat([torch.ones(n, offset, dtype=mask.dtype), mask], dim=1)
-        positions = (offset + torch.arange(width)).expand(n, -1)
         with torch.inference_mode():
-            hidden = backbone(
-                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=cached, **{name: past}
-            ).last_hidden_state
-            last = hidden[torch.arange(n), torch.tensor([len(s) - 1 for s in seqs])]
-            logits = head(last).float()
+            hidden = backbone(input_ids=ids, attention_mask=mask, position_ids=torch.arange(width).expand(n, -1)).last_hidden_state
+            logits = head(hidden[torch.arange(n), torch.tensor([len(s) - 1 for s in seqs])]).float()
         return torch.softmax(logits, dim=-1)
 
 

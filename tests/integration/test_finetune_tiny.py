@@ -134,8 +134,8 @@ def test_classification_head_trains_and_reloads(env):
     b = FinetunedClassifier("tiny-cls", batch_size=1).predict(texts)  # batched == one by one
     assert [p.label for p in a] == [p.label for p in b]
     assert [p.confidence for p in a] == pytest.approx([p.confidence for p in b], abs=1e-4)
-    # the fast path (adapter merged into the fp32 weights, shared prefix cached once, rows in
-    # length order, right-padded suffixes) gives the plain full forward pass of the unmerged
+    # the fast path (adapter merged into the fp32 weights, shared prefix cached once, the rows'
+    # own tokens packed into one sequence) gives the plain full forward pass of the unmerged
     # adapter's probabilities, row by row, in the callers' order
     from dispute_classifier.core.backends.local import prompt_ids
     from finetune.classifier import load_peft_model
@@ -144,6 +144,11 @@ def test_classification_head_trains_and_reloads(env):
     unmerged = load_peft_model(clf.card, clf.folder)
     varied = ["refund please 5 " * 6, "fee", "not my payment 1, and again not my payment", "why this fee 7", "<|im_start|>system hi"]
     fast = clf.predict(varied)
+    clf.PACK_TOKENS = 12  # a pack per row or two: splitting a batch into packs changes nothing
+    split = clf.predict(varied)
+    assert [p.probs[label] for p in split for label in clf.labels] == pytest.approx(
+        [p.probs[label] for p in fast for label in clf.labels], abs=1e-5
+    )
     assert not hasattr(clf.model, "peft_config")  # merged
     assert 10 < len(clf._shared_prefix()) < len(prompt_ids(clf.tokenizer, clf.messages(["x"])[0]))
     with torch.inference_mode():
