@@ -326,10 +326,13 @@ class FinetunedClassifier(ClassifierBase):
         kv = self._prefix_kv()
         offset = kv[0][0].shape[-2]
         packs: list[list[list[int]]] = [[]]
+        size = 0  # tokens in the last pack
         for s in seqs:
-            if packs[-1] and sum(map(len, packs[-1])) + len(s) > self.PACK_TOKENS:
+            if packs[-1] and size + len(s) > self.PACK_TOKENS:
                 packs.append([])
+                size = 0
             packs[-1].append(s)
+            size += len(s)
         out = []
         for pack in packs:
             lengths = torch.tensor([len(s) for s in pack])
