@@ -27,6 +27,7 @@ from dispute_classifier.core.errors import UserError
 from dispute_classifier.core.model_source import quiet_libraries
 from dispute_classifier.core.plugins import Approach, register_approach
 from dispute_classifier.core.prices import PriceTable
+from dispute_classifier.core.progress import progress_bar
 from dispute_classifier.core.threads import set_torch_threads
 from dispute_classifier.core.types import ClassifierBase, Prediction, Usage
 
@@ -142,24 +143,28 @@ class FinetunedEncoderClassifier(ClassifierBase):
         self.encoder_.train()
         self.loss_log_: list[dict[str, float]] = []
         t0, step = time.perf_counter(), 0
-        while step < total:
-            order = torch.randperm(len(texts), generator=generator).tolist()
-            epoch_losses = []
-            for start in range(0, len(order), c.batch_size):
-                if step >= total:
-                    break
-                idx = order[start : start + c.batch_size]
-                logits = self.head_(dropout(self._pooled(self._tokens([texts[i] for i in idx]))))
-                loss = torch.nn.functional.cross_entropy(logits, targets[idx])
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([*self.encoder_.parameters(), *self.head_.parameters()], 1.0)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad()
-                epoch_losses.append(loss.item())
-                step += 1
-            self.loss_log_.append({"step": step, "epoch_mean_loss": sum(epoch_losses) / len(epoch_losses), "last_loss": epoch_losses[-1]})
-            self.threads_.append(set_torch_threads(c.threads))  # cores freed (or taken) since the last epoch
+        with progress_bar(total, f"train {self.name}", unit="step") as bar:  # minutes to an hour on a CPU
+            while step < total:
+                order = torch.randperm(len(texts), generator=generator).tolist()
+                epoch_losses = []
+                for start in range(0, len(order), c.batch_size):
+                    if step >= total:
+                        break
+                    idx = order[start : start + c.batch_size]
+                    logits = self.head_(dropout(self._pooled(self._tokens([texts[i] for i in idx]))))
+                    loss = torch.nn.functional.cross_entropy(logits, targets[idx])
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_([*self.encoder_.parameters(), *self.head_.parameters()], 1.0)
+                    optimizer.step()
+                    schedule.step()
+                    optimizer.zero_grad()
+                    epoch_losses.append(loss.item())
+                    step += 1
+                    bar.update()
+                self.loss_log_.append(
+                    {"step": step, "epoch_mean_loss": sum(epoch_losses) / len(epoch_losses), "last_loss": epoch_losses[-1]}
+                )
+                self.threads_.append(set_torch_threads(c.threads))  # cores freed (or taken) since the last epoch
         self.train_wall_s_ = time.perf_counter() - t0
         self.steps_ = step
         self.encoder_.eval()  # dropout off for prediction
